@@ -1,0 +1,100 @@
+/**
+ * The seam between the proxy and a WebAssembly engine. Two engines implement it:
+ * V8 (`./v8/`, components transpiled by jco, run on Node's own WebAssembly) and,
+ * later, wasmtime through a native binding. Both pass `test/conformance.ts`.
+ */
+import type {
+  Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestHead, ResponseHead, RetryRequest,
+} from '@ambit/filter-sdk/host';
+
+export type FailurePolicy = 'fail-closed' | 'fail-open';
+
+/** Defaults a binding gets when its config says nothing. */
+export const BINDING_DEFAULTS = {
+  /** A filter call that runs longer is stopped and counts as a failure. */
+  deadlineMs: 50,
+  /** 1024 pages × 64 KiB = 64 MiB of linear memory per instance. */
+  memoryMaxPages: 1024,
+  /** Like Envoy's wasm `fail_open: false`: a broken filter stops traffic rather than waving it through. */
+  failurePolicy: 'fail-closed' as FailurePolicy,
+} as const;
+
+/** One filter in a chain, as bound to a destination. */
+export interface FilterBinding {
+  /** Name for logs, metrics and error responses. */
+  name: string;
+  /** The component (bytes of a filter of the ambit:filter world). */
+  wasm: Uint8Array;
+  sha256: string;
+  capabilities: Capability[];
+  /** Configuration, already validated against the filter's schema. */
+  config: unknown;
+  failurePolicy?: FailurePolicy;
+  deadlineMs?: number;
+  memoryMaxPages?: number;
+}
+
+export type PhaseInput =
+  | { phase: 'connection'; conn: Connection }
+  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead }
+  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead };
+
+/** Why a filter call did not return an action. */
+export type FailureKind = 'trap' | 'deadline' | 'unavailable';
+
+export interface FilterFailure {
+  filter: string;
+  kind: FailureKind;
+  message: string;
+  /** What the failure policy made of it. */
+  policy: FailurePolicy;
+}
+
+/** Per-filter account of one phase run. */
+export interface FilterCall {
+  filter: string;
+  durationMs: number;
+  outcome: 'ok' | FailureKind;
+}
+
+/**
+ * The combined result of a phase over the whole chain. `ops` are the header changes of
+ * every filter that ran, in order; the caller applies them once.
+ */
+export type PhaseResult =
+  | { action: 'continue'; ops: HeaderOp[] }
+  | { action: 'respond'; response: LocalResponse; filter: string }
+  | { action: 'deny'; reason: string; filter: string }
+  | { action: 'retry'; retry: RetryRequest; filter: string };
+
+export type PhaseOutcome = PhaseResult & {
+  calls: FilterCall[];
+  failures: FilterFailure[];
+};
+
+export interface ChainInfo {
+  filters: ReadonlyArray<{ name: string; sha256: string; phases: PhaseName[] }>;
+}
+
+export interface FilterChain extends ChainInfo {
+  /** Runs one phase over every filter of the chain that implements it. Never rejects for a filter's fault. */
+  run(input: PhaseInput): Promise<PhaseOutcome>;
+  /** Releases the chain's instances once its in-flight calls are done. */
+  close(): Promise<void>;
+}
+
+export interface FilterStats {
+  calls: number;
+  traps: number;
+  deadlines: number;
+  totalMs: number;
+}
+
+export interface FilterEngine {
+  readonly kind: string;
+  /** Loads, configures and warms every filter; rejects with a coded AmbitError on bad input. */
+  createChain(bindings: FilterBinding[]): Promise<FilterChain>;
+  /** Totals per filter name since start. */
+  stats(): Map<string, FilterStats>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,142 @@
+/**
+ * A V8 filter worker: holds one warm instance of every loaded filter and runs whole
+ * phases of a chain per message, so one thread crossing serves the chain. Runs one
+ * phase at a time; the main thread stops it (terminate) when a call overruns its
+ * deadline, which loses nothing but that call.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import {
+  AmbitError, createHostImports, errorMessage, instantiateHandler, loadGlue,
+  type Handler, type HeaderOp, type HostImports, type PhaseName,
+} from '../../deps.js';
+import { runPhase, type ActionOf, type ChainMember } from '../chain.js';
+import type { PhaseInput } from '../engine.js';
+import { CTRL, PROGRESS_BYTES, sharedNow, type CounterAdd, type LogLine, type SharedControl, type ToWorker, type FromWorker } from './protocol.js';
+
+interface Slot {
+  name: string;
+  create: () => Handler;
+  handler: Handler | undefined;
+}
+
+interface WorkerChain {
+  members: ChainMember[];
+  keys: string[];
+}
+
+const port = parentPort!;
+const shared = workerData as SharedControl;
+const ctrl = new Int32Array(shared.ctrl);
+const started = new Float64Array(shared.started);
+const progress = new Uint8Array(shared.progress);
+const encoder = new TextEncoder();
+
+const slots = new Map<string, Slot>();
+const chains = new Map<number, WorkerChain>();
+let logs: LogLine[] = [];
+let counters: CounterAdd[] = [];
+const sink = {
+  log: (filter: string, level: LogLine[1], message: string) => { logs.push([filter, level, message]); },
+  counter: (filter: string, name: string, delta: number) => { counters.push([filter, name, delta]); },
+};
+
+function post(msg: FromWorker): void {
+  port.postMessage(msg);
+}
+
+async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
+  try {
+    const instantiate = await loadGlue(msg.gluePath);
+    const host: HostImports = createHostImports(msg.name, msg.capabilities, sink);
+    let phases: PhaseName[] = [];
+    const create = (): Handler => {
+      const h = instantiateHandler(instantiate, msg.modules, host, msg.name);
+      const r = h.configure(msg.config);
+      if (r.tag === 'invalid') throw new AmbitError('AMBIT_ERR_CONFIG_REJECTED', `filter ${msg.name} rejected its config: ${r.val}`);
+      const p = r.val.phases;
+      phases = (['connection', 'requestHeaders', 'responseHeaders'] as const).filter((k) => p[k]);
+      return h;
+    };
+    const slot: Slot = { name: msg.name, create, handler: undefined };
+    slot.handler = create();
+    slots.set(msg.key, slot);
+    post({ type: 'loaded', key: msg.key, phases });
+  } catch (e) {
+    const code = e instanceof AmbitError ? e.code : 'AMBIT_ERR_INSTANTIATE';
+    post({ type: 'loaded', key: msg.key, error: { code, message: errorMessage(e) } });
+  }
+}
+
+function callMember(chain: WorkerChain, index: number, input: PhaseInput): ActionOf<PhaseInput['phase']> {
+  const slot = slots.get(chain.keys[index]!);
+  if (!slot) throw new Error('filter not loaded in this worker');
+  const h = (slot.handler ??= slot.create());
+  try {
+    switch (input.phase) {
+      case 'connection': return h.onConnection(input.conn);
+      case 'requestHeaders': return h.onRequestHeaders(input.ctx, input.request);
+      case 'responseHeaders': return h.onResponseHeaders(input.ctx, input.request, input.response);
+    }
+  } catch (e) {
+    // A trapped instance cannot be entered again: recycle it.
+    slot.handler = undefined;
+    throw e;
+  }
+}
+
+function writeProgress(job: number, position: number, ops: HeaderOp[]): void {
+  const bytes = encoder.encode(JSON.stringify(ops));
+  Atomics.store(ctrl, CTRL.PROGRESS_JOB, job);
+  Atomics.store(ctrl, CTRL.PROGRESS_POSITION, position);
+  if (bytes.length > PROGRESS_BYTES) {
+    Atomics.store(ctrl, CTRL.PROGRESS_LENGTH, -1);
+    return;
+  }
+  progress.set(bytes, 0);
+  Atomics.store(ctrl, CTRL.PROGRESS_LENGTH, bytes.length);
+}
+
+function run(msg: Extract<ToWorker, { type: 'run' }>): void {
+  const chain = chains.get(msg.chain);
+  if (!chain) throw new Error(`chain ${msg.chain} unknown to the worker`);
+  Atomics.store(ctrl, CTRL.JOB, msg.job);
+  const outcome = runPhase(chain.members, msg.input, (i, input) => callMember(chain, i, input), {
+    startAt: msg.startAt,
+    priorOps: msg.priorOps,
+    onEnter(position, member) {
+      started[0] = sharedNow();
+      Atomics.store(ctrl, CTRL.MEMBER, member);
+      Atomics.store(ctrl, CTRL.POSITION, position);
+    },
+    onProgress: (position, ops) => writeProgress(msg.job, position, ops),
+  });
+  Atomics.store(ctrl, CTRL.JOB, 0);
+  post({ type: 'result', job: msg.job, outcome, logs, counters });
+  logs = [];
+  counters = [];
+  // Replace recycled instances now, off the request path.
+  for (const slot of slots.values()) {
+    if (!slot.handler) setImmediate(() => { try { slot.handler ??= slot.create(); } catch { /* retried on the next call */ } });
+  }
+}
+
+let queue = Promise.resolve();
+port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'load') {
+    queue = queue.then(() => load(msg));
+    return;
+  }
+  queue = queue.then(() => {
+    switch (msg.type) {
+      case 'run': run(msg); break;
+      case 'chain':
+        chains.set(msg.id, {
+          members: msg.members.map((m) => ({ name: m.name, phases: new Set(m.phases), failurePolicy: m.failurePolicy })),
+          keys: msg.members.map((m) => m.key),
+        });
+        break;
+      case 'drop-chain': chains.delete(msg.id); break;
+      case 'unload': slots.delete(msg.key); break;
+    }
+  });
+});

@@ -1,0 +1,256 @@
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { SourceMapPayload } from 'node:module';
+import { AmbitError, errorMessage } from '../host/errors.js';
+import { prepareComponent, sha256Hex } from '../host/component.js';
+import { checkCapabilities, type FilterManifest, type PackageField } from '../host/package.js';
+import { PHASE_NAMES, WIT_PACKAGE, type Capability, type PhaseName } from '../abi/types.js';
+import { typecheck } from './typecheck.js';
+import { mapBundlePositions } from './sourcemap.js';
+
+/** The JavaScript engine embedded in the component. */
+export type GuestEngine = 'quickjs' | 'starlingmonkey';
+
+export interface BuildOptions {
+  /** The filter package folder (holding package.json). */
+  dir: string;
+  /** Default `quickjs`: small (≈1.6 MB) and fast to call. `starlingmonkey`: SpiderMonkey, ≈12 MB. */
+  engine?: GuestEngine;
+  /** Skip the TypeScript check (the bundle is still built from TypeScript). */
+  skipTypecheck?: boolean;
+  /** Progress lines; default: nothing. */
+  log?: (line: string) => void;
+}
+
+export interface BuildResult {
+  wasmPath: string;
+  manifestPath: string;
+  schemaPath: string | undefined;
+  manifest: FilterManifest;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The WIT world shipped with the SDK. */
+export const WIT_DIR = path.resolve(here, '../../wit');
+const SDK_VERSION = (JSON.parse(await readFile(path.resolve(here, '../../package.json'), 'utf8')) as { version: string }).version;
+const BUNDLE_NAME = 'filter.bundle.js';
+
+interface FilterPackageJson {
+  name?: string;
+  version?: string;
+  ambit?: Partial<PackageField>;
+}
+
+interface DefinitionFacts {
+  name: string | undefined;
+  schema: object | null;
+  capabilities: Capability[];
+  phases: PhaseName[];
+}
+
+function fail(message: string, cause?: unknown): never {
+  throw new AmbitError('AMBIT_ERR_BUILD', message, cause === undefined ? undefined : { cause });
+}
+
+/**
+ * Builds a filter package: type-check, bundle with esbuild, componentize, check the
+ * component against the `ambit:filter` world, and write `dist/filter.wasm`,
+ * `dist/schema.json` and `dist/manifest.json`.
+ */
+export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
+  const dir = path.resolve(options.dir);
+  const log = options.log ?? (() => {});
+  const engine = options.engine ?? 'quickjs';
+  if (engine !== 'quickjs' && engine !== 'starlingmonkey') fail(`unknown engine "${engine as string}": use quickjs or starlingmonkey`);
+  const pkgPath = path.join(dir, 'package.json');
+  if (!existsSync(pkgPath)) fail(`${dir} has no package.json: run ambit-filter build in a filter package folder`);
+  const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as FilterPackageJson;
+  const field = pkg.ambit ?? {};
+  const wasmRel = field.filter ?? 'dist/filter.wasm';
+  const schemaRel = field.schema ?? path.join(path.dirname(wasmRel), 'schema.json');
+  const entry = path.join(dir, field.source ?? 'src/filter.ts');
+  if (!existsSync(entry)) fail(`filter source ${path.relative(process.cwd(), entry)} not found: set "ambit": { "source": "…" } in package.json`);
+  const outDir = path.dirname(path.join(dir, wasmRel));
+  const packageName = pkg.name ?? path.basename(dir);
+  const started = performance.now();
+
+  if (!options.skipTypecheck) {
+    log(`type-checking ${path.relative(dir, entry)}`);
+    const errors = await typecheck(entry, dir);
+    if (errors.length > 0) fail(`TypeScript found ${errors.length} error(s):\n${errors.join('\n')}`);
+  }
+
+  log('bundling with esbuild');
+  const esbuild = await import('esbuild');
+  const importHost = engine === 'quickjs'
+    ? `import host from '${hostSpecifier()}';`
+    : `import * as host from '${hostSpecifier()}';`;
+  const stub = [
+    importHost,
+    `import definition from ${JSON.stringify(entry)};`,
+    `import { bindFilter, installHost } from ${JSON.stringify(path.resolve(here, '../guest/runtime.js'))};`,
+    'installHost(host);',
+    `export const handler = bindFilter(definition, ${JSON.stringify(shortName(packageName))});`,
+  ].join('\n');
+  let bundle: string;
+  let map: SourceMapPayload;
+  try {
+    const out = await esbuild.build({
+      stdin: { contents: stub, resolveDir: dir, sourcefile: 'ambit-entry.js', loader: 'js' },
+      bundle: true,
+      format: 'esm',
+      platform: 'neutral',
+      mainFields: ['module', 'main'],
+      target: 'es2022',
+      external: ['ambit:filter/*'],
+      sourcemap: 'external',
+      outfile: path.join(outDir, BUNDLE_NAME),
+      write: false,
+      logLevel: 'silent',
+      alias: { '@ambit/filter-sdk': path.resolve(here, '../index.js') },
+      define: { 'process.env.NODE_ENV': '"production"' },
+    });
+    const js = out.outputFiles.find((f) => f.path.endsWith('.js'));
+    const mapFile = out.outputFiles.find((f) => f.path.endsWith('.map'));
+    if (!js || !mapFile) fail('esbuild produced no output');
+    bundle = js.text;
+    map = JSON.parse(mapFile.text) as SourceMapPayload;
+  } catch (e) {
+    if (e instanceof AmbitError) throw e;
+    const errors = (e as { errors?: Array<{ text: string; location?: { file: string; line: number; column: number; lineText: string } | null }> }).errors;
+    const lines = errors?.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1} - ${m.text}\n    ${m.location.lineText}` : m.text));
+    fail(`bundling failed:\n${lines?.join('\n') ?? errorMessage(e)}`, e);
+  }
+  log(`bundled ${(bundle.length / 1024).toFixed(1)} KiB of JavaScript`);
+
+  const facts = await inspectDefinition(entry, dir, outDir, packageName, field.capabilities);
+  log(`filter "${facts.name ?? shortName(packageName)}": phases ${facts.phases.join(', ')}; capabilities ${facts.capabilities.join(', ') || 'none'}`);
+
+  log(`componentizing with ${engine === 'quickjs' ? 'QuickJS' : 'StarlingMonkey'}`);
+  await mkdir(outDir, { recursive: true });
+  const bundlePath = path.join(outDir, BUNDLE_NAME);
+  await writeFile(bundlePath, `${bundle}\n//# sourceMappingURL=${BUNDLE_NAME}.map\n`);
+  await writeFile(`${bundlePath}.map`, JSON.stringify(map));
+  let component: Uint8Array;
+  try {
+    component = engine === 'quickjs' ? await componentizeQuickJs(bundle, bundlePath) : await componentizeStarlingMonkey(bundlePath);
+  } catch (e) {
+    const mapped = mapBundlePositions(errorMessage(e), BUNDLE_NAME, map, dir, outDir);
+    fail(`componentize failed (the filter's top-level code threw or did not parse):\n${mapped.replace(/^[:\s]+/, '')}`, e);
+  }
+
+  log('checking the component against the ambit:filter world');
+  await prepareComponent(component, { label: `${packageName} (built)` });
+
+  const wasmPath = path.join(dir, wasmRel);
+  await writeFile(wasmPath, component);
+  let schemaPath: string | undefined;
+  if (facts.schema) {
+    schemaPath = path.join(dir, schemaRel);
+    await writeFile(schemaPath, `${JSON.stringify(facts.schema, null, 2)}\n`);
+  }
+  const manifest: FilterManifest = {
+    package: packageName,
+    version: pkg.version ?? '0.0.0',
+    name: facts.name ?? shortName(packageName),
+    world: `${WIT_PACKAGE.replace('@', '/filter@')}`,
+    engine,
+    wasm: path.basename(wasmPath),
+    sha256: sha256Hex(component),
+    size: component.length,
+    capabilities: facts.capabilities,
+    phases: facts.phases,
+    schema: facts.schema,
+    sdkVersion: SDK_VERSION,
+  };
+  const manifestPath = path.join(path.dirname(wasmPath), 'manifest.json');
+  await writeFile(manifestPath, `${JSON.stringify(manifest, null, 2)}\n`);
+  const secs = ((performance.now() - started) / 1000).toFixed(1);
+  log(`wrote ${path.relative(dir, wasmPath)} (${(component.length / 2 ** 20).toFixed(2)} MiB, sha256 ${manifest.sha256.slice(0, 12)}…) in ${secs} s`);
+  return { wasmPath, manifestPath, schemaPath, manifest };
+}
+
+function hostSpecifier(): string {
+  return WIT_PACKAGE.replace('@', '/host@');
+}
+
+function shortName(pkgName: string): string {
+  return pkgName.replace(/^@[^/]+\//, '').replace(/^filter-/, '');
+}
+
+/**
+ * Loads the filter definition in Node (bundled, with the SDK's guest-side host left
+ * uninstalled) to read its schema, phases and capabilities.
+ */
+async function inspectDefinition(
+  entry: string, dir: string, outDir: string, packageName: string, declared: unknown,
+): Promise<DefinitionFacts> {
+  const esbuild = await import('esbuild');
+  const tmp = path.join(outDir, `.inspect-${process.pid}.mjs`);
+  await mkdir(outDir, { recursive: true });
+  try {
+    await esbuild.build({
+      entryPoints: [entry],
+      bundle: true,
+      format: 'esm',
+      platform: 'node',
+      outfile: tmp,
+      logLevel: 'silent',
+      external: ['ambit:filter/*'],
+      alias: { '@ambit/filter-sdk': path.resolve(here, '../index.js') },
+    });
+    const mod = (await import(`${pathToFileURL(tmp).href}?t=${Date.now()}`)) as { default?: Record<string, unknown> };
+    const def = mod.default;
+    if (!def || typeof def !== 'object' || !['onConnection', 'onRequest', 'onResponse'].some((k) => typeof def[k] === 'function')) {
+      fail(`${path.relative(dir, entry)} must \`export default defineFilter({ ... })\` with at least one of onConnection, onRequest, onResponse`);
+    }
+    const phases = PHASE_NAMES.filter((p) => typeof def[{ connection: 'onConnection', requestHeaders: 'onRequest', responseHeaders: 'onResponse' }[p]] === 'function');
+    const caps = declared ?? def.capabilities;
+    return {
+      name: typeof def.name === 'string' ? def.name : undefined,
+      schema: def.config === undefined ? null : (JSON.parse(JSON.stringify(def.config)) as object),
+      capabilities: checkCapabilities(caps, `${packageName}`),
+      phases,
+    };
+  } catch (e) {
+    if (e instanceof AmbitError) throw e;
+    fail(`loading the filter definition failed: ${errorMessage(e)}`, e);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+}
+
+async function componentizeQuickJs(bundle: string, bundlePath: string): Promise<Uint8Array> {
+  const { componentize } = await import('componentize-qjs');
+  const { component } = await componentize({
+    witPath: WIT_DIR,
+    world: 'filter',
+    jsSource: bundle,
+    jsPath: bundlePath,
+    sync: true,
+    stubWasi: true,
+  });
+  return new Uint8Array(component);
+}
+
+async function componentizeStarlingMonkey(bundlePath: string): Promise<Uint8Array> {
+  const require = createRequire(import.meta.url);
+  try {
+    require.resolve('@bytecodealliance/componentize-js');
+  } catch {
+    fail('the starlingmonkey engine needs @bytecodealliance/componentize-js: npm install @bytecodealliance/componentize-js');
+  }
+  const { componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as {
+    componentize(opts: Record<string, unknown>): Promise<{ component: Uint8Array }>;
+  };
+  const { component } = await componentize({
+    sourcePath: bundlePath,
+    witPath: WIT_DIR,
+    worldName: 'filter',
+    disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
+  });
+  return new Uint8Array(component);
+}

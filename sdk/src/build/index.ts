@@ -1,0 +1,1 @@
+export { buildFilter, WIT_DIR, type BuildOptions, type BuildResult, type GuestEngine } from './build.js';

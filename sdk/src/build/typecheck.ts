@@ -1,0 +1,29 @@
+import path from 'node:path';
+
+/** Runs the TypeScript checker over a filter's source; returns formatted errors (empty when clean). */
+export async function typecheck(entry: string, root: string): Promise<string[]> {
+  const ts = (await import('typescript')).default;
+  const options: import('typescript').CompilerOptions = {
+    strict: true,
+    noEmit: true,
+    target: ts.ScriptTarget.ES2022,
+    module: ts.ModuleKind.NodeNext,
+    moduleResolution: ts.ModuleResolutionKind.NodeNext,
+    lib: ['lib.es2022.d.ts'],
+    types: [],
+    skipLibCheck: true,
+    allowImportingTsExtensions: true,
+  };
+  const program = ts.createProgram([entry], options);
+  const diagnostics = ts.getPreEmitDiagnostics(program);
+  return diagnostics
+    .filter((d) => d.category === ts.DiagnosticCategory.Error)
+    .map((d) => {
+      const message = ts.flattenDiagnosticMessageText(d.messageText, '\n');
+      if (!d.file || d.start === undefined) return `error TS${d.code}: ${message}`;
+      const { line, character } = d.file.getLineAndCharacterOfPosition(d.start);
+      const rel = path.relative(root, d.file.fileName);
+      const text = d.file.text.split('\n')[line] ?? '';
+      return `${rel}:${line + 1}:${character + 1} - error TS${d.code}: ${message}\n    ${text.trimEnd()}\n    ${' '.repeat(character)}^`;
+    });
+}

@@ -1,0 +1,75 @@
+import type * as abi from '../abi/types.js';
+import type { FilterDefinition, Respond } from './public-types.js';
+import { RequestView, ResponseView, readonlyRequest, toConnection, toContext } from './messages.js';
+
+const PROCEED_NONE: abi.RequestAction = { tag: 'proceed', val: [] };
+
+function localResponse(r: Respond): abi.LocalResponse {
+  return { status: r.status, body: r.body, headers: r.headers.map(([k, v]) => [k, v]) };
+}
+
+function verdictKind(v: unknown): string | undefined {
+  return v !== null && typeof v === 'object' && 'kind' in v ? String((v as { kind: unknown }).kind) : undefined;
+}
+
+function wrongVerdict(phase: string, v: unknown, allowed: string): Error {
+  return new TypeError(`${phase} returned ${JSON.stringify(v)}; expected nothing or ${allowed}`);
+}
+
+/**
+ * @internal Adapts a {@link FilterDefinition} to the `handler` interface of the
+ * `ambit:filter` world. The generated component entry calls it; filter authors don't.
+ */
+export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string): abi.Handler {
+  let config = undefined as C;
+  const info: abi.FilterInfo = {
+    name: def.name ?? fallbackName,
+    phases: {
+      connection: typeof def.onConnection === 'function',
+      requestHeaders: typeof def.onRequest === 'function',
+      responseHeaders: typeof def.onResponse === 'function',
+      requestBody: false,
+      responseBody: false,
+    },
+  };
+  return {
+    configure(json) {
+      try {
+        config = JSON.parse(json) as C;
+        def.setup?.(config);
+        return { tag: 'ok', val: info };
+      } catch (e) {
+        return { tag: 'invalid', val: e instanceof Error ? e.message : String(e) };
+      }
+    },
+    onConnection(conn) {
+      if (!def.onConnection) return { tag: 'allow' };
+      const v = def.onConnection(toConnection(conn), toContext(conn.context, config));
+      if (v === undefined || v === null) return { tag: 'allow' };
+      if (verdictKind(v) === 'deny') return { tag: 'deny', val: v.reason };
+      throw wrongVerdict('onConnection', v, 'deny(reason)');
+    },
+    onRequestHeaders(ctx, head) {
+      if (!def.onRequest) return PROCEED_NONE;
+      const req = new RequestView(head);
+      const v = def.onRequest(req, toContext(ctx, config));
+      if (v === undefined || v === null) return { tag: 'proceed', val: req.ops };
+      if (verdictKind(v) === 'respond') return { tag: 'respond', val: localResponse(v) };
+      throw wrongVerdict('onRequest', v, 'respond(...)');
+    },
+    onResponseHeaders(ctx, reqHead, head) {
+      if (!def.onResponse) return PROCEED_NONE;
+      const res = new ResponseView(head);
+      const v = def.onResponse(res, { ...toContext(ctx, config), request: readonlyRequest(reqHead) });
+      if (v === undefined || v === null) return { tag: 'proceed', val: res.ops };
+      switch (verdictKind(v)) {
+        case 'respond': return { tag: 'respond', val: localResponse(v as Respond) };
+        case 'retry': {
+          const r = v as { delayMs: number; reason: string };
+          return { tag: 'retry', val: { delayMs: r.delayMs >>> 0, reason: r.reason } };
+        }
+        default: throw wrongVerdict('onResponse', v, 'respond(...) or retry(...)');
+      }
+    },
+  };
+}

@@ -1,0 +1,30 @@
+/**
+ * Errors with a stable code a user can search for, like `FST_ERR_*` in Fastify.
+ * Every message says what happened and what to do.
+ */
+export type AmbitErrorCode =
+  | 'AMBIT_ERR_NOT_WASM'
+  | 'AMBIT_ERR_NOT_COMPONENT'
+  | 'AMBIT_ERR_WRONG_WORLD'
+  | 'AMBIT_ERR_FILTER_PACKAGE'
+  | 'AMBIT_ERR_INTEGRITY'
+  | 'AMBIT_ERR_CONFIG_INVALID'
+  | 'AMBIT_ERR_CONFIG_REJECTED'
+  | 'AMBIT_ERR_MEMORY_CAP'
+  | 'AMBIT_ERR_INSTANTIATE'
+  | 'AMBIT_ERR_CAPABILITY'
+  | 'AMBIT_ERR_BUILD'
+  | 'AMBIT_ERR_ENGINE_CLOSED';
+
+export class AmbitError extends Error {
+  readonly code: AmbitErrorCode;
+  constructor(code: AmbitErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AmbitError';
+    this.code = code;
+  }
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}

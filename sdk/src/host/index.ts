@@ -1,0 +1,15 @@
+/**
+ * `@ambit/filter-sdk/host`: what a host (the Ambit node proxy, the test harness, a
+ * third engine) needs to load and call filter components on V8.
+ */
+export * from '../abi/types.js';
+export { applyHeaderOps, applyHeaderOp, applyRequestOps, applyResponseOps } from '../abi/ops.js';
+export { AmbitError, errorMessage, type AmbitErrorCode } from './errors.js';
+export { capMemory, PAGE_BYTES } from './memory.js';
+export {
+  prepareComponent, compileCore, loadGlue, instantiateHandler, checkComponentBinary, sha256Hex, defaultCacheDir,
+  type PreparedComponent, type CoreModules,
+} from './component.js';
+export { createHostImports, MAX_LOG_LINE, type HostSink } from './imports.js';
+export { validateConfig, formatSchemaErrors } from './config.js';
+export { loadFilterArtifact, checkCapabilities, type FilterArtifact, type FilterManifest, type PackageField } from './package.js';
