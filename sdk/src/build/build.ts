@@ -1,7 +1,6 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { SourceMapPayload } from 'node:module';
 import { AmbitError, errorMessage } from '../host/errors.js';
@@ -138,6 +137,7 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   try {
     component = engine === 'quickjs' ? await componentizeQuickJs(bundle, bundlePath) : await componentizeStarlingMonkey(bundlePath);
   } catch (e) {
+    if (e instanceof AmbitError) throw e;
     const mapped = mapBundlePositions(errorMessage(e), BUNDLE_NAME, map, dir, outDir);
     fail(`componentize failed (the filter's top-level code threw or did not parse):\n${mapped.replace(/^[:\s]+/, '')}`, e);
   }
@@ -236,16 +236,21 @@ async function componentizeQuickJs(bundle: string, bundlePath: string): Promise<
   return new Uint8Array(component);
 }
 
+type ComponentizeJs = { componentize(opts: Record<string, unknown>): Promise<{ component: Uint8Array }> };
+
 async function componentizeStarlingMonkey(bundlePath: string): Promise<Uint8Array> {
-  const require = createRequire(import.meta.url);
+  // The package is ESM-only (its exports have no "require" condition), so it cannot
+  // be probed with require.resolve: import it and tell "not installed" apart.
+  let componentize: ComponentizeJs['componentize'];
   try {
-    require.resolve('@bytecodealliance/componentize-js');
-  } catch {
-    fail('the starlingmonkey engine needs @bytecodealliance/componentize-js: npm install @bytecodealliance/componentize-js');
+    ({ componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as ComponentizeJs);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' && errorMessage(e).includes('@bytecodealliance/componentize-js')) {
+      fail('the starlingmonkey engine needs @bytecodealliance/componentize-js: npm install @bytecodealliance/componentize-js');
+    }
+    throw e;
   }
-  const { componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as {
-    componentize(opts: Record<string, unknown>): Promise<{ component: Uint8Array }>;
-  };
   const { component } = await componentize({
     sourcePath: bundlePath,
     witPath: WIT_DIR,
