@@ -1,4 +1,8 @@
-/** Builds the test filters with the real SDK build, once per test process. */
+/**
+ * The test filters. `global-setup.ts` builds them once per test run with the real SDK
+ * build; a test file run on its own builds them here.
+ */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFilter } from '@ambit/filter-sdk/build';
@@ -18,8 +22,9 @@ let built: Promise<Fixtures> | undefined;
 
 export function buildFixtures(): Promise<Fixtures> {
   built ??= (async () => {
-    await buildFilter({ dir: HELLO_DIR });
-    await buildFilter({ dir: MISBEHAVE_DIR });
+    for (const dir of [HELLO_DIR, MISBEHAVE_DIR]) {
+      if (!existsSync(path.join(dir, 'dist/manifest.json')) || process.env.AMBIT_TEST_REBUILD) await buildFilter({ dir });
+    }
     return { hello: await loadFilterArtifact(HELLO_DIR), misbehave: await loadFilterArtifact(MISBEHAVE_DIR) };
   })();
   return built;

@@ -1,0 +1,80 @@
+/**
+ * What the data path needs from the mesh config, as one immutable snapshot. A reload
+ * builds a new snapshot and swaps it in; requests already running keep the one they
+ * started with (and its filter chains, which close only once those requests are done).
+ */
+import type { Direction } from '../deps.js';
+import type { FilterChain } from '../filters/engine.js';
+import type { Balancer } from '../upstream/balancer.js';
+import type { Endpoint, OutlierPolicy } from '../upstream/endpoint.js';
+
+export interface WorkloadInfo {
+  name: string;
+  namespace: string;
+  serviceAccount: string;
+  address: string;
+  /** `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>` */
+  identity: string;
+}
+
+export type PortProtocol = 'auto' | 'http' | 'http2' | 'tcp';
+
+/** Where traffic to one destination address:port goes, and what runs on it. */
+export interface Route {
+  /** Route name shown to filters (`ctx.route`) and in logs. */
+  name: string;
+  /** `name.namespace` of the destination service, if it is one. */
+  service?: string;
+  /** The destination workload, when addressed directly (or on inbound). */
+  workload?: WorkloadInfo;
+  endpoints: Endpoint[];
+  balancer: Balancer;
+  outlier: OutlierPolicy;
+  protocol: PortProtocol;
+  connectTimeoutMs: number;
+  /** Per-try timeout for HTTP requests; 0: none. */
+  requestTimeoutMs: number;
+  /** Filters bound to this destination in this direction. */
+  chain?: FilterChain;
+  /** The chain has request or response phases: HTTP must be parsed. */
+  l7: boolean;
+  /** The chain has a connection phase. */
+  connectionPhase: boolean;
+}
+
+export interface ProxyLimits {
+  maxHeaderBytes: number;
+  /** Time a client has to send complete request headers. */
+  headersTimeoutMs: number;
+  /** Time a client has to send a complete request (0: none). */
+  requestTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  idleTimeoutMs: number;
+  /** Request bodies up to this size are buffered so the request can be retried. */
+  retryBufferBytes: number;
+  /** Most attempts a request gets, whatever filters ask. */
+  maxAttempts: number;
+  /** Time to tell HTTP from other protocols on an L7-bound destination. */
+  sniffTimeoutMs: number;
+}
+
+export const DEFAULT_LIMITS: ProxyLimits = {
+  maxHeaderBytes: 64 * 1024,
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 0,
+  idleTimeoutMs: 60_000,
+  retryBufferBytes: 64 * 1024,
+  maxAttempts: 5,
+  sniffTimeoutMs: 5_000,
+};
+
+export interface ProxyState {
+  readonly version: number;
+  readonly trustDomain: string;
+  readonly limits: ProxyLimits;
+  /** The route for traffic to `address:port` seen from `direction`; undefined: not meshed (passthrough). */
+  route(direction: Direction, address: string, port: number): Route | undefined;
+  workloadByAddress(address: string): WorkloadInfo | undefined;
+  /** Releases what the snapshot holds (filter chains) once requests using it are done. */
+  close(): Promise<void>;
+}

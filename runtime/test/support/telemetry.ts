@@ -1,0 +1,33 @@
+/** A Telemetry sink that keeps what the proxy reported, for assertions. */
+import type { ConnectionRecord, RequestRecord, Telemetry } from '@ambit/runtime';
+
+export interface RecordingTelemetry extends Telemetry {
+  requests: RequestRecord[];
+  connections: ConnectionRecord[];
+  messages: Array<{ level: string; msg: string; fields?: Record<string, unknown> }>;
+  filterLogs: Array<{ filter: string; level: string; message: string }>;
+}
+
+export function recordingTelemetry(): RecordingTelemetry {
+  const t: RecordingTelemetry = {
+    requests: [], connections: [], messages: [], filterLogs: [],
+    request: (r) => { t.requests.push(r); },
+    connection: (r) => { t.connections.push(r); },
+    filterPhase: () => {},
+    filterCounter: () => {},
+    filterLog: (filter, level, message) => { t.filterLogs.push({ filter, level, message }); },
+    info: (msg, fields) => { t.messages.push({ level: 'info', msg, fields }); },
+    warn: (msg, fields) => { t.messages.push({ level: 'warn', msg, fields }); },
+    error: (msg, fields) => { t.messages.push({ level: 'error', msg, fields }); },
+  };
+  return t;
+}
+
+/** Waits until `check` holds (bounded), for records written after a response ends. */
+export async function until(check: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
