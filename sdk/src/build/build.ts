@@ -8,7 +8,7 @@ import { prepareComponent, sha256Hex } from '../host/component.js';
 import { checkCapabilities, type FilterManifest, type PackageField } from '../host/package.js';
 import { PHASE_NAMES, WIT_PACKAGE, type Capability, type PhaseName } from '../abi/types.js';
 import { typecheck } from './typecheck.js';
-import { mapBundlePositions } from './sourcemap.js';
+import { mapBundleMessage } from './sourcemap.js';
 
 /** The JavaScript engine embedded in the component. */
 export type GuestEngine = 'quickjs' | 'starlingmonkey';
@@ -66,12 +66,18 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   if (engine !== 'quickjs' && engine !== 'starlingmonkey') fail(`unknown engine "${engine as string}": use quickjs or starlingmonkey`);
   const pkgPath = path.join(dir, 'package.json');
   if (!existsSync(pkgPath)) fail(`${dir} has no package.json: run ambit-filter build in a filter package folder`);
-  const pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as FilterPackageJson;
+  let pkg: FilterPackageJson;
+  try {
+    pkg = JSON.parse(await readFile(pkgPath, 'utf8')) as FilterPackageJson;
+  } catch (e) {
+    fail(`cannot read ${pkgPath}: ${errorMessage(e)}`, e);
+  }
+  if (pkg === null || typeof pkg !== 'object' || Array.isArray(pkg)) fail(`${pkgPath} is not a JSON object`);
   const field = pkg.ambit ?? {};
   const wasmRel = field.filter ?? 'dist/filter.wasm';
   const schemaRel = field.schema ?? path.join(path.dirname(wasmRel), 'schema.json');
   const entry = path.join(dir, field.source ?? 'src/filter.ts');
-  if (!existsSync(entry)) fail(`filter source ${path.relative(process.cwd(), entry)} not found: set "ambit": { "source": "…" } in package.json`);
+  if (!existsSync(entry)) fail(`filter source ${path.relative(dir, entry)} not found in ${dir}: set "ambit": { "source": "…" } in package.json`);
   const outDir = path.dirname(path.join(dir, wasmRel));
   const packageName = pkg.name ?? path.basename(dir);
   const started = performance.now();
@@ -83,6 +89,9 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   }
 
   log('bundling with esbuild');
+  // Loading the definition in Node first reports a missing default export, or a
+  // top-level throw, against the filter's own source lines.
+  const facts = await inspectDefinition(entry, dir, outDir, packageName, field.capabilities);
   const esbuild = await import('esbuild');
   const importHost = engine === 'quickjs'
     ? `import host from '${hostSpecifier()}';`
@@ -99,6 +108,7 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   try {
     const out = await esbuild.build({
       stdin: { contents: stub, resolveDir: dir, sourcefile: 'ambit-entry.js', loader: 'js' },
+      absWorkingDir: dir,
       bundle: true,
       format: 'esm',
       platform: 'neutral',
@@ -119,13 +129,9 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
     map = JSON.parse(mapFile.text) as SourceMapPayload;
   } catch (e) {
     if (e instanceof AmbitError) throw e;
-    const errors = (e as { errors?: Array<{ text: string; location?: { file: string; line: number; column: number; lineText: string } | null }> }).errors;
-    const lines = errors?.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1} - ${m.text}\n    ${m.location.lineText}` : m.text));
-    fail(`bundling failed:\n${lines?.join('\n') ?? errorMessage(e)}`, e);
+    failBundling(e);
   }
   log(`bundled ${(bundle.length / 1024).toFixed(1)} KiB of JavaScript`);
-
-  const facts = await inspectDefinition(entry, dir, outDir, packageName, field.capabilities);
   log(`filter "${facts.name ?? shortName(packageName)}": phases ${facts.phases.join(', ')}; capabilities ${facts.capabilities.join(', ') || 'none'}`);
 
   log(`componentizing with ${engine === 'quickjs' ? 'QuickJS' : 'StarlingMonkey'}`);
@@ -138,8 +144,9 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
     component = engine === 'quickjs' ? await componentizeQuickJs(bundle, bundlePath) : await componentizeStarlingMonkey(bundlePath);
   } catch (e) {
     if (e instanceof AmbitError) throw e;
-    const mapped = mapBundlePositions(errorMessage(e), BUNDLE_NAME, map, dir, outDir);
-    fail(`componentize failed (the filter's top-level code threw or did not parse):\n${mapped.replace(/^[:\s]+/, '')}`, e);
+    const mapped = mapBundleMessage(errorMessage(e), BUNDLE_NAME, map, dir, outDir);
+    const where = mapped.origin ? `${mapped.origin} - ` : '';
+    fail(`${where}componentize failed (the filter's top-level code threw or did not parse):\n${mapped.text.replace(/^[:\s]+/, '').trimEnd()}`, e);
   }
 
   log('checking the component against the ambit:filter world');
@@ -181,31 +188,88 @@ function shortName(pkgName: string): string {
   return pkgName.replace(/^@[^/]+\//, '').replace(/^filter-/, '');
 }
 
+interface EsbuildMessage {
+  text: string;
+  location?: { file: string; line: number; column: number; lineText: string } | null;
+}
+
+/** Reports esbuild's errors as `file:line:column - text` (paths relative to the filter package). */
+function failBundling(e: unknown): never {
+  const errors = (e as { errors?: EsbuildMessage[] }).errors;
+  const lines = errors?.map((m) => (m.location ? `${m.location.file}:${m.location.line}:${m.location.column + 1} - ${m.text}\n    ${m.location.lineText}` : m.text));
+  fail(`bundling failed:\n${lines?.length ? lines.join('\n') : errorMessage(e)}`, e);
+}
+
+/** `line:column` (1-based) of an offset in a text. */
+function lineCol(text: string, offset: number): string {
+  const before = text.slice(0, offset).split('\n');
+  return `${before.length}:${before[before.length - 1]!.length + 1}`;
+}
+
+/** Says where the filter's source goes wrong when its module has no usable default export. */
+function defaultExportProblem(source: string, rel: string, exported: string[]): string {
+  const want = 'must `export default defineFilter({ ... })` with at least one of onConnection, onRequest, onResponse';
+  const def = /\bexport\s+default\b/.exec(source);
+  if (def) return `${rel}:${lineCol(source, def.index)} - the default export is not a filter: ${rel} ${want}`;
+  const call = /\bdefineFilter\s*\(/.exec(source);
+  const others = exported.length > 0 ? ` (it exports ${exported.join(', ')})` : '';
+  if (call) return `${rel}:${lineCol(source, call.index)} - defineFilter(...) is not the default export${others}: ${rel} ${want}`;
+  return `${rel}:1:1 - no default export${others}: ${rel} ${want}`;
+}
+
 /**
  * Loads the filter definition in Node (bundled, with the SDK's guest-side host left
- * uninstalled) to read its schema, phases and capabilities.
+ * uninstalled) to read its schema, phases and capabilities. Errors name positions in
+ * the filter's own sources.
  */
 async function inspectDefinition(
   entry: string, dir: string, outDir: string, packageName: string, declared: unknown,
 ): Promise<DefinitionFacts> {
   const esbuild = await import('esbuild');
-  const tmp = path.join(outDir, `.inspect-${process.pid}.mjs`);
+  const name = `.inspect-${process.pid}.mjs`;
+  const tmp = path.join(outDir, name);
+  const rel = path.relative(dir, entry);
   await mkdir(outDir, { recursive: true });
+  let map: SourceMapPayload;
   try {
-    await esbuild.build({
+    const out = await esbuild.build({
       entryPoints: [entry],
+      absWorkingDir: dir,
       bundle: true,
       format: 'esm',
       platform: 'node',
       outfile: tmp,
+      sourcemap: 'external',
+      write: false,
       logLevel: 'silent',
       external: ['ambit:filter/*'],
       alias: { '@ambit/filter-sdk': path.resolve(here, '../index.js') },
     });
-    const mod = (await import(`${pathToFileURL(tmp).href}?t=${Date.now()}`)) as { default?: Record<string, unknown> };
-    const def = mod.default;
+    const js = out.outputFiles.find((f) => f.path.endsWith('.mjs'));
+    const mapFile = out.outputFiles.find((f) => f.path.endsWith('.map'));
+    if (!js || !mapFile) fail('esbuild produced no output');
+    map = JSON.parse(mapFile.text) as SourceMapPayload;
+    await writeFile(tmp, js.contents);
+  } catch (e) {
+    if (e instanceof AmbitError) throw e;
+    failBundling(e);
+  }
+  try {
+    let mod: Record<string, unknown>;
+    try {
+      mod = (await import(`${pathToFileURL(tmp).href}?t=${Date.now()}`)) as Record<string, unknown>;
+    } catch (e) {
+      // The filter's top-level code threw: show its own frames, mapped to its sources.
+      const stack = e instanceof Error && e.stack ? e.stack : errorMessage(e);
+      const frames = stack.split('\n').filter((l, i) => i === 0 || !/^\s+at /.test(l) || l.includes(name));
+      const mapped = mapBundleMessage(frames.join('\n'), name, map, dir, outDir);
+      const where = mapped.origin ?? `${rel}:1:1`;
+      fail(`${where} - the filter's top-level code threw while loading ${rel}:\n${mapped.text.trimEnd()}`, e);
+    }
+    const def = mod.default as Record<string, unknown> | undefined;
     if (!def || typeof def !== 'object' || !['onConnection', 'onRequest', 'onResponse'].some((k) => typeof def[k] === 'function')) {
-      fail(`${path.relative(dir, entry)} must \`export default defineFilter({ ... })\` with at least one of onConnection, onRequest, onResponse`);
+      const source = await readFile(entry, 'utf8');
+      fail(defaultExportProblem(source, rel, Object.keys(mod).filter((k) => k !== 'default')));
     }
     const phases = PHASE_NAMES.filter((p) => typeof def[{ connection: 'onConnection', requestHeaders: 'onRequest', responseHeaders: 'onResponse' }[p]] === 'function');
     const caps = declared ?? def.capabilities;
@@ -246,8 +310,17 @@ async function componentizeStarlingMonkey(bundlePath: string): Promise<Uint8Arra
     ({ componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as ComponentizeJs);
   } catch (e) {
     const code = (e as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' && errorMessage(e).includes('@bytecodealliance/componentize-js')) {
+    // Only "the package itself is missing": a missing dependency of it is reported as
+    // "Cannot find package 'X' imported from …/componentize-js/…", which must not match.
+    if (code === 'ERR_MODULE_NOT_FOUND' && errorMessage(e).startsWith("Cannot find package '@bytecodealliance/componentize-js'")) {
       fail('the starlingmonkey engine needs @bytecodealliance/componentize-js: npm install @bytecodealliance/componentize-js');
+    }
+    // A dependency of componentize-js that is not installed is no fault of the filter's
+    // top-level code: say what is missing (componentize-js 0.23 imports
+    // @bytecodealliance/preview2-shim without declaring it as a dependency).
+    if (code === 'ERR_MODULE_NOT_FOUND') {
+      const missing = /Cannot find package '([^']+)'/.exec(errorMessage(e))?.[1];
+      fail(`the starlingmonkey engine could not be loaded${missing ? `: ${missing} is not installed (npm install ${missing})` : ''}: ${errorMessage(e)}`, e);
     }
     throw e;
   }

@@ -1,9 +1,20 @@
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-/** Runs the TypeScript checker over a filter's source; returns formatted errors (empty when clean). */
+/** The type declarations of this SDK's filter author API (`dist/index.d.ts`). */
+const SDK_TYPES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../index.d.ts');
+
+/**
+ * Runs the TypeScript checker over a filter's source; returns formatted errors (empty when clean).
+ *
+ * `@ambit/filter-sdk` is checked against the types of the SDK running the build, the
+ * same SDK the bundler puts into the component (see the esbuild alias in build.ts),
+ * whether or not (and in whatever version) the filter package has it installed.
+ */
 export async function typecheck(entry: string, root: string): Promise<string[]> {
   const ts = (await import('typescript')).default;
   const options: import('typescript').CompilerOptions = {
+    paths: { '@ambit/filter-sdk': [SDK_TYPES] },
     strict: true,
     noEmit: true,
     target: ts.ScriptTarget.ES2022,

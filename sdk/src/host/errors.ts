@@ -14,7 +14,9 @@ export type AmbitErrorCode =
   | 'AMBIT_ERR_INSTANTIATE'
   | 'AMBIT_ERR_CAPABILITY'
   | 'AMBIT_ERR_BUILD'
-  | 'AMBIT_ERR_ENGINE_CLOSED';
+  | 'AMBIT_ERR_ENGINE_CLOSED'
+  /** The node proxy's mesh config (mesh.yaml) is unreadable or invalid; the message names file, JSON path and line. */
+  | 'AMBIT_ERR_MESH_CONFIG';
 
 export class AmbitError extends Error {
   readonly code: AmbitErrorCode;
