@@ -186,6 +186,8 @@ export function describeEngineConformance(name: string, makeEngine: () => Filter
       const c = await closed.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/throw') });
       expect(c).toMatchObject({ action: 'respond', response: { status: 503 }, filter: 'misbehave-t' });
       expect(c.failures[0]?.kind).toBe('trap');
+      expect(c.failures[0]?.message).toContain('Error: misbehave t throws on purpose');
+      expect(c.action === 'respond' && c.response.body).toContain('misbehave t throws on purpose');
       expect((await closed.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/') })).action).toBe('continue');
       const open = await engine.createChain([mis({ tag: 't', mode: 'throw', trigger: '/throw' }, { failurePolicy: 'fail-open' }), mis({ tag: 'after' })]);
       const o = await open.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/throw') });

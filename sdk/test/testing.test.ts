@@ -316,7 +316,7 @@ describe('harness: request and response edits, and a filter that throws', () => 
     expect(before.action === 'continue' && Number(before.request.headers.find(([k]) => k === 'x-calls')?.[1])).toBeGreaterThan(1);
     const e = thrown(() => f.request({ path: '/boom' }));
     expect(e).toBeInstanceOf(FilterTrapError);
-    expect((e as Error).message).toMatch(/^filter edge trapped in onRequest: /);
+    expect((e as Error).message).toMatch(/^filter edge trapped in onRequest: Error: edge exploded \(.*unreachable/);
     const after = f.request({ path: '/a' });
     expect(after.action === 'continue' && after.request.headers.find(([k]) => k === 'x-calls')).toEqual(['x-calls', '1']);
   });

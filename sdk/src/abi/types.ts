@@ -120,6 +120,7 @@ export interface HostImports {
   counterAdd(name: string, delta: number): void;
   now(): number;
   monotonic(): number;
+  reportError(message: string): void;
 }
 
 /** Capabilities a filter package may declare; each unlocks part of `host`. */

@@ -101,7 +101,7 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
     `import definition from ${JSON.stringify(entry)};`,
     `import { bindFilter, installHost } from ${JSON.stringify(path.resolve(here, '../guest/runtime.js'))};`,
     'installHost(host);',
-    `export const handler = bindFilter(definition, ${JSON.stringify(shortName(packageName))});`,
+    `export const handler = bindFilter(definition, ${JSON.stringify(shortName(packageName))}, host);`,
   ].join('\n');
   let bundle: string;
   let map: SourceMapPayload;

@@ -20,7 +20,31 @@ function wrongVerdict(phase: string, v: unknown, allowed: string): Error {
  * @internal Adapts a {@link FilterDefinition} to the `handler` interface of the
  * `ambit:filter` world. The generated component entry calls it; filter authors don't.
  */
-export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string): abi.Handler {
+export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string, host?: Pick<abi.HostImports, 'reportError'>): abi.Handler {
+  const handler = bindHandlers(def, fallbackName);
+  if (!host) return handler;
+  // An uncaught exception traps the call; say why first, so the host can report it.
+  const guard = <A extends unknown[], R>(fn: (...a: A) => R) => (...a: A): R => {
+    try {
+      return fn(...a);
+    } catch (e) {
+      try {
+        host.reportError(e instanceof Error ? `${e.name}: ${e.message}` : String(e));
+      } catch {
+        // reporting is best effort
+      }
+      throw e;
+    }
+  };
+  return {
+    configure: handler.configure,
+    onConnection: guard(handler.onConnection),
+    onRequestHeaders: guard(handler.onRequestHeaders),
+    onResponseHeaders: guard(handler.onResponseHeaders),
+  };
+}
+
+function bindHandlers<C>(def: FilterDefinition<C>, fallbackName: string): abi.Handler {
   let config = undefined as C;
   const info: abi.FilterInfo = {
     name: def.name ?? fallbackName,

@@ -169,7 +169,7 @@ export function loadGlue(gluePath: string): Promise<Instantiate> {
 
 /** Creates one instance and returns its `handler` export. Synchronous, so it can run between calls. */
 export function instantiateHandler(instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter'): Handler {
-  const hostImport = { log: host.log, counterAdd: host.counterAdd, now: host.now, monotonic: host.monotonic };
+  const hostImport = { log: host.log, counterAdd: host.counterAdd, now: host.now, monotonic: host.monotonic, reportError: host.reportError };
   try {
     const exports = instantiate(
       (name) => {

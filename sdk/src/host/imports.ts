@@ -5,6 +5,8 @@ import type { Capability, HostImports, LogLevel } from '../abi/types.js';
 export interface HostSink {
   log(filter: string, level: LogLevel, message: string): void;
   counter(filter: string, name: string, delta: number): void;
+  /** The message of the exception that is about to trap the current call. */
+  reportError?(filter: string, message: string): void;
 }
 
 /** Longest log line a filter may write; longer ones are cut. */
@@ -27,5 +29,6 @@ export function createHostImports(filter: string, capabilities: readonly Capabil
     counterAdd: has.has('counters') ? (name, delta) => sink.counter(filter, name, delta) : refuse('counters'),
     now: has.has('clock') ? () => Date.now() : refuse('clock'),
     monotonic: has.has('clock') ? () => performance.now() : refuse('clock'),
+    reportError: (message) => sink.reportError?.(filter, message.length > MAX_LOG_LINE ? `${message.slice(0, MAX_LOG_LINE)}…` : message),
   };
 }

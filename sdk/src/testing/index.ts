@@ -131,9 +131,11 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
   const instantiate = await loadGlue(prepared.gluePath);
   const logs: TestFilter['logs'] = [];
   const counters = new Map<string, number>();
+  let reported: string | undefined;
   const host = createHostImports(artifact.name, artifact.capabilities, {
     log: (_f, level, message) => logs.push({ level, message }),
     counter: (_f, name, delta) => counters.set(name, (counters.get(name) ?? 0) + delta),
+    reportError: (_f, message) => { reported = message; },
   });
   const configJson = JSON.stringify(config);
   let phases: abi.Phases | undefined;
@@ -147,11 +149,12 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
   let handler: abi.Handler | undefined = fresh();
   const call = <T>(phase: string, fn: (h: abi.Handler) => T): T => {
     handler ??= fresh();
+    reported = undefined;
     try {
       return fn(handler);
     } catch (e) {
       handler = undefined;
-      throw new FilterTrapError(artifact.name, phase, e);
+      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${reported} (${errorMessage(e)})`, { cause: e }));
     }
   };
   return {

@@ -35,9 +35,12 @@ const slots = new Map<string, Slot>();
 const chains = new Map<number, WorkerChain>();
 let logs: LogLine[] = [];
 let counters: CounterAdd[] = [];
+/** What the filter said just before its current call trapped. */
+let reported: string | undefined;
 const sink = {
   log: (filter: string, level: LogLine[1], message: string) => { logs.push([filter, level, message]); },
   counter: (filter: string, name: string, delta: number) => { counters.push([filter, name, delta]); },
+  reportError: (_filter: string, message: string) => { reported = message; },
 };
 
 function post(msg: FromWorker): void {
@@ -71,6 +74,7 @@ function callMember(chain: WorkerChain, index: number, input: PhaseInput): Actio
   const slot = slots.get(chain.keys[index]!);
   if (!slot) throw new Error('filter not loaded in this worker');
   const h = (slot.handler ??= slot.create());
+  reported = undefined;
   try {
     switch (input.phase) {
       case 'connection': return h.onConnection(input.conn);
@@ -80,6 +84,7 @@ function callMember(chain: WorkerChain, index: number, input: PhaseInput): Actio
   } catch (e) {
     // A trapped instance cannot be entered again: recycle it.
     slot.handler = undefined;
+    if (reported !== undefined) throw new Error(`${reported} (${errorMessage(e)})`);
     throw e;
   }
 }
