@@ -1,7 +1,7 @@
 /** The mesh config: loading, defaults, error messages, filter resolution, watching. Real files in a temp dir. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,19 +31,45 @@ async function write(rel: string, text: string | Uint8Array): Promise<string> {
   return file;
 }
 
+let helloWasm: Uint8Array;
+let helloManifest: string;
+
 /** A filter package folder as npm would install it: the hello component and its manifest. */
 async function fakeFilterPackage(dir: string, pkg: Record<string, unknown>): Promise<void> {
   await mkdir(path.join(dir, 'dist'), { recursive: true });
-  await copyFile(path.join(HELLO_DIR, 'dist/filter.wasm'), path.join(dir, 'dist/filter.wasm'));
-  await copyFile(path.join(HELLO_DIR, 'dist/manifest.json'), path.join(dir, 'dist/manifest.json'));
+  await writeFile(path.join(dir, 'dist/filter.wasm'), helloWasm);
+  await writeFile(path.join(dir, 'dist/manifest.json'), helloManifest);
   await writeFile(path.join(dir, 'package.json'), JSON.stringify({ ambit: { filter: 'dist/filter.wasm' }, ...pkg }, null, 2));
 }
 
-beforeAll(async () => {
-  if (!(await exists(path.join(HELLO_DIR, 'dist/filter.wasm'))) || !(await exists(path.join(HELLO_DIR, 'dist/manifest.json')))) {
-    await buildFilter({ dir: HELLO_DIR });
+/** The built hello filter, read when its wasm and manifest agree (another build may be writing them). */
+async function readHello(): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    if (!(await exists(path.join(HELLO_DIR, 'dist/filter.wasm'))) || !(await exists(path.join(HELLO_DIR, 'dist/manifest.json')))) {
+      await buildFilter({ dir: HELLO_DIR });
+    }
+    const wasm = new Uint8Array(await readFile(path.join(HELLO_DIR, 'dist/filter.wasm')));
+    const manifest = await readFile(path.join(HELLO_DIR, 'dist/manifest.json'), 'utf8');
+    const sha = createHash('sha256').update(wasm).digest('hex');
+    let pinned: string | undefined;
+    try {
+      pinned = (JSON.parse(manifest) as { sha256?: string }).sha256;
+    } catch {
+      pinned = undefined;
+    }
+    if (pinned === sha) {
+      helloWasm = wasm;
+      helloManifest = manifest;
+      wasmSha = sha;
+      return;
+    }
+    if (attempt >= 30) throw new Error(`${HELLO_DIR}/dist: filter.wasm does not match manifest.json; rebuild it`);
+    await new Promise((r) => setTimeout(r, 1000));
   }
-  wasmSha = createHash('sha256').update(await readFile(path.join(HELLO_DIR, 'dist/filter.wasm'))).digest('hex');
+}
+
+beforeAll(async () => {
+  await readHello();
   tmp = await mkdtemp(path.join(os.tmpdir(), 'ambit-config-'));
   await fakeFilterPackage(path.join(tmp, 'node_modules/@vendor/filter-hello'), { name: '@vendor/filter-hello', version: '1.4.0' });
   // A package whose "exports" hide package.json: found by walking node_modules.
@@ -107,8 +133,8 @@ describe('mesh config: parsing and defaults', () => {
         admin: { address: '127.0.0.1', port: 15000 },
         engine: 'auto',
         limits: {
-          maxHeaderBytes: 65536, headersTimeoutMs: 10_000, requestTimeoutMs: 0, idleTimeoutMs: 3_600_000,
-          retryBufferBytes: 65536, drainTimeoutMs: 25_000,
+          maxHeaderBytes: 65536, headersTimeoutMs: 10_000, requestTimeoutMs: 0, idleTimeoutMs: 60_000,
+          retryBufferBytes: 65536, maxAttempts: 5, sniffTimeoutMs: 5000, drainTimeoutMs: 25_000,
         },
       },
       workloads: [],
@@ -139,7 +165,7 @@ bindings:
       name: 'web', namespace: 'default', ports: [{ port: 80, targetPort: 80, protocol: 'auto' }], selector: { app: 'web' },
       loadBalancer: 'least-request',
       outlierDetection: { consecutive5xx: 5, intervalMs: 10_000, baseEjectionMs: 30_000, maxEjectionPercent: 50 },
-      connectTimeoutMs: 5000, requestTimeoutMs: 15_000,
+      connectTimeoutMs: 5000, requestTimeoutMs: 15_000, perTryTimeoutMs: 0,
     });
     expect(config.bindings[0]).toEqual({
       name: 'b', target: { service: 'web.default' }, direction: 'inbound', priority: 0,
@@ -214,7 +240,7 @@ bindings:
     filters: [{ ref: ./f }]
 `;
     const meant = messageOf(base('{ service: Catalog }'));
-    expect(meant).toMatch(/^mesh\.yaml:5:22: \/bindings\/0\/target\/service: must match pattern .*name\.namespace/);
+    expect(meant).toMatch(/^mesh\.yaml:5:24: \/bindings\/0\/target\/service: must match pattern .*name\.namespace/);
     expect(messageOf(base('{ services: x }'))).toBe(
       'mesh.yaml:5:13: /bindings/0/target: must be one of { service: name.namespace }, { workload: name.namespace }, { namespace: ns }, { all: true }',
     );
@@ -263,8 +289,8 @@ services:
   - { name: s, namespace: default, ports: [{ port: 81 }], endpoints: [{ address: 10.0.0.9 }] }
 `);
     expect(issues.map((i) => `${i.line}:${i.col} ${i.pointer}: ${i.message}`)).toEqual([
-      '4:11 /workloads/1/name: workload w.default is already defined at /workloads/0',
-      '7:11 /services/1/name: service s.default is already defined at /services/0',
+      '4:13 /workloads/1/name: workload w.default is already defined at /workloads/0',
+      '7:13 /services/1/name: service s.default is already defined at /services/0',
     ]);
   });
 
@@ -315,8 +341,8 @@ bindings:
     filters: [{ ref: ./f }]
 `);
     expect(issues.map((i) => `${i.line}:${i.col} ${i.pointer}: ${i.message}`)).toEqual([
-      '18:24 /bindings/0/target/service: no service reviews.demo in this config (services: catalog.demo)',
-      '22:25 /bindings/1/target/workload: no workload catalog-2.demo in this config (workloads: catalog-1.demo)',
+      '19:24 /bindings/0/target/service: no service reviews.demo in this config (services: catalog.demo)',
+      '23:25 /bindings/1/target/workload: no workload catalog-2.demo in this config (workloads: catalog-1.demo)',
     ]);
     const { warnings } = parseMeshConfig(SERVICES.replace('selector: { app: catalog }', 'selector: { app: catalogue }'), 'mesh.yaml');
     expect(warnings.map((w) => `${w.line}:${w.col} ${w.pointer}: ${w.message}`)).toEqual([
@@ -328,7 +354,7 @@ bindings:
     const base = (t: string) => `${SERVICES}proxy:\n  outbound:\n    target: "${t}"\n`;
     expect(() => parseMeshConfig(base('catalog.demo:80'), 'mesh.yaml')).not.toThrow();
     expect(() => parseMeshConfig(base('[::1]:8080'), 'mesh.yaml')).not.toThrow();
-    expect(messageOf(base('catalog.demo:81'))).toBe('mesh.yaml:17:13: /proxy/outbound/target: service catalog.demo has no port 81 (ports: 80)');
+    expect(messageOf(base('catalog.demo:81'))).toBe('mesh.yaml:18:13: /proxy/outbound/target: service catalog.demo has no port 81 (ports: 80)');
     expect(messageOf(base('reviews.demo:80'))).toMatch(/target: reviews\.demo is not a service of this config/);
     expect(messageOf(base('10.0.0.1'))).toMatch(/target: must be <ip>:<port>/);
   });
@@ -383,12 +409,15 @@ bindings:
     return resolveFilters(await loadMeshConfig(file));
   }
 
+  /** The failure, with the temp folder taken off the file name. */
   async function failure(text: string): Promise<AmbitError> {
     try {
       await resolveText(text);
     } catch (e) {
       expect(e).toBeInstanceOf(AmbitError);
-      return e as AmbitError;
+      const err = e as AmbitError;
+      expect(err.message.startsWith(`${tmp}/mesh.yaml:`)).toBe(true);
+      return new AmbitError(err.code, err.message.split('\n').map((l) => (l.startsWith(`${tmp}/`) ? l.slice(tmp.length + 1) : l)).join('\n'));
     }
     throw new Error('filters resolved');
   }
@@ -410,13 +439,13 @@ bindings:
   it('says which version is installed when it does not satisfy the range', async () => {
     const e = await failure(config('{ ref: "@vendor/filter-hello@^2.0" }'));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
-    expect(e.message).toBe(`mesh.yaml:7:14: /bindings/0/filters/0/ref: @vendor/filter-hello 1.4.0 is installed (${path.join(tmp, 'node_modules/@vendor/filter-hello')}) but the binding wants ^2.0; run: npm install @vendor/filter-hello@^2.0`);
+    expect(e.message).toBe(`mesh.yaml:7:16: /bindings/0/filters/0/ref: @vendor/filter-hello 1.4.0 is installed (${path.join(tmp, 'node_modules/@vendor/filter-hello')}) but the binding wants ^2.0; run: npm install @vendor/filter-hello@^2.0`);
   });
 
   it('says how to install a missing package', async () => {
     const e = await failure(config('{ ref: "@vendor/filter-missing@^1" }'));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
-    expect(e.message).toMatch(/^mesh\.yaml:7:14: \/bindings\/0\/filters\/0\/ref: filter package @vendor\/filter-missing is not installed .*; run: npm install @vendor\/filter-missing@\^1$/);
+    expect(e.message).toMatch(/^mesh\.yaml:7:16: \/bindings\/0\/filters\/0\/ref: filter package @vendor\/filter-missing is not installed .*; run: npm install @vendor\/filter-missing@\^1$/);
   });
 
   it('a path is relative to the config file; a wrong one names where it looked', async () => {
@@ -425,7 +454,7 @@ bindings:
     expect(r.filters.get('/bindings/0/filters/0')!.location).toBe(path.join(tmp, 'filters/local-hello'));
     const e = await failure(config('{ ref: ./filters/nope }'));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
-    expect(e.message).toContain(`mesh.yaml:7:14: /bindings/0/filters/0/ref: filter ${path.join(tmp, 'filters/nope')} not found`);
+    expect(e.message).toContain(`mesh.yaml:7:16: /bindings/0/filters/0/ref: filter ${path.join(tmp, 'filters/nope')} not found`);
   });
 
   it('checks a sha256 pin, hex or sha256-base64', async () => {
@@ -435,10 +464,10 @@ bindings:
     const wrong = '0'.repeat(64);
     const e = await failure(config(`{ ref: "@vendor/filter-hello", sha256: "${wrong}" }`));
     expect(e.code).toBe('AMBIT_ERR_INTEGRITY');
-    expect(e.message).toMatch(new RegExp(`^mesh\\.yaml:7:5\\d: /bindings/0/filters/0/sha256: .*filter\\.wasm has sha256 ${wasmSha}, but the binding pins ${wrong}; refusing to load it$`));
+    expect(e.message).toMatch(new RegExp(`^mesh\\.yaml:7:48: /bindings/0/filters/0/sha256: .*filter\\.wasm has sha256 ${wasmSha}, but the binding pins ${wrong}; refusing to load it$`));
     // A malformed pin is a schema error.
     const bad = await failure(config('{ ref: "@vendor/filter-hello", sha256: "abc" }'));
-    expect(bad.message).toMatch(/^mesh\.yaml:7:46: \/bindings\/0\/filters\/0\/sha256: must match pattern/);
+    expect(bad.message).toMatch(/^mesh\.yaml:7:48: \/bindings\/0\/filters\/0\/sha256: must match pattern/);
   });
 
   it('validates each binding\'s config against the filter\'s schema, at the line of the bad value', async () => {

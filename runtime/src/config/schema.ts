@@ -1,0 +1,206 @@
+/**
+ * The mesh config of the node proxy (`ambit run --config mesh.yaml`), defined once with
+ * TypeBox: the TypeScript types below are `Static<>` of the same schema that validates
+ * the file, and `meshConfigJsonSchema()` (in ./load.ts) hands it to editors and
+ * `ambit schema`.
+ *
+ * Defaults are stated in the schema (`default:`) and filled in by ajv (`useDefaults`),
+ * so the types describe a config *after* loading: a defaulted property is never
+ * undefined. A few defaults depend on other values and cannot be said in JSON Schema;
+ * the loader fills them in and they stay optional in the types:
+ * - `services[].ports[].targetPort` — the service port;
+ * - `workloads[].node` — this node (`node`);
+ * - `proxy.workers` — the number of CPU cores (chosen by the proxy at start).
+ *
+ * Every object rejects unknown properties: a misspelt key in YAML is an error, not a
+ * silently ignored setting.
+ */
+import { Type, type Static, type TSchema, type SchemaOptions } from '@sinclair/typebox';
+
+/** A string enum as `{ type: 'string', enum: [...] }` (readable errors, editor completion) typed as a union. */
+function StringEnum<const T extends readonly string[]>(values: T, options: SchemaOptions = {}) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], ...options });
+}
+
+function Obj<T extends Record<string, TSchema>>(properties: T, options: SchemaOptions = {}) {
+  return Type.Object(properties, { additionalProperties: false, ...options });
+}
+
+const Port = (options: SchemaOptions = {}) => Type.Integer({ minimum: 1, maximum: 65535, ...options });
+const Millis = (def: number, description: string) => Type.Integer({ minimum: 0, default: def, description });
+
+/** DNS-1123 label, like a Kubernetes service name or namespace (no dots: `name.namespace` must be unambiguous). */
+const Name = (description: string) =>
+  Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', description });
+const Namespace = Type.String({
+  minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', default: 'default',
+  description: 'Kubernetes-style namespace. Default `default`.',
+});
+/** An IPv4 or IPv6 address (checked with node:net isIP after the schema). */
+const Ip = (description: string, options: SchemaOptions = {}) => Type.String({ minLength: 2, maxLength: 45, description, ...options });
+const Labels = (description: string, options: SchemaOptions = {}) =>
+  Type.Record(Type.String({ minLength: 1 }), Type.String(), { description, ...options });
+/** `name.namespace`: how bindings and targets name a service or a workload. */
+const QualifiedName = (description: string) =>
+  Type.String({ pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?$', description });
+
+export const PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
+export const LOAD_BALANCERS = ['round-robin', 'least-request'] as const;
+export const ENGINES = ['v8', 'wasmtime', 'auto'] as const;
+export const DIRECTIONS = ['inbound', 'outbound'] as const;
+export const FAILURE_POLICIES = ['fail-closed', 'fail-open'] as const;
+
+export const LimitsSchema = Obj({
+  maxHeaderBytes: Type.Integer({
+    minimum: 1024, maximum: 1 << 20, default: 65536,
+    description: 'Largest request or response head (request line + headers) accepted, in bytes; larger → 431. Default 64 KiB (Envoy allows 60 KiB).',
+  }),
+  headersTimeoutMs: Millis(10_000, 'Time a downstream client has to send a whole request head; 0: none. Default 10 s (slowloris guard).'),
+  requestTimeoutMs: Millis(0, 'Time a whole downstream request (head, body and response) may take; 0: none. Default 0, like Envoy\'s request_timeout: streams and long polls are bounded by the per-service requestTimeoutMs and by idleTimeoutMs instead.'),
+  idleTimeoutMs: Millis(60_000, 'An HTTP connection (downstream or pooled upstream) with no request in flight for this long is closed; 0: never. Default 60 s. L4 (TCP) splices are not cut for idling.'),
+  retryBufferBytes: Type.Integer({
+    minimum: 0, default: 65536,
+    description: 'Request bodies up to this size are buffered so that the request can be retried; larger ones stream and are not retried. Default 64 KiB.',
+  }),
+  maxAttempts: Type.Integer({
+    minimum: 1, maximum: 10, default: 5,
+    description: 'Most attempts (first try + retries) a request gets, whatever filters ask. Default 5.',
+  }),
+  sniffTimeoutMs: Millis(5000, 'On a port with protocol auto, time the client has to send its first bytes before the connection is handled as TCP. Default 5 s.'),
+  drainTimeoutMs: Millis(25_000, 'On shutdown or config reload, how long in-flight requests on the old listeners and chains may run before they are cut. Default 25 s: under Kubernetes\' default 30 s grace period.'),
+}, { default: {}, description: 'Limits on downstream requests and connections.' });
+
+export const OutboundListenerSchema = Obj({
+  address: Ip('Address to listen on. Default 127.0.0.1.', { default: '127.0.0.1' }),
+  port: Port({ default: 15001, description: 'Default 15001 (Istio\'s outbound capture port).' }),
+  target: Type.Optional(Type.String({
+    minLength: 3,
+    description: 'Original destination to use when a connection has none (no SO_ORIGINAL_DST: no capture, e.g. a client pointed at the listener by hand): `<ip>:<port>`, `[<ipv6>]:<port>` or `<service>.<namespace>:<port>`.',
+  })),
+}, { default: {}, description: 'The listener that captured outbound connections of local workloads arrive on.' });
+
+export const ProxySchema = Obj({
+  outbound: OutboundListenerSchema,
+  inbound: Obj({
+    address: Ip('Address to listen on. Default 127.0.0.1; set 0.0.0.0 (or the node address) to take traffic from other nodes.', { default: '127.0.0.1' }),
+    port: Port({ default: 15006, description: 'Default 15006. Plaintext for now; mTLS (HBONE, :15008) comes later.' }),
+  }, { default: {}, description: 'The listener for connections to local workloads.' }),
+  admin: Obj({
+    address: Ip('Default 127.0.0.1.', { default: '127.0.0.1' }),
+    port: Port({ default: 15000, description: 'Default 15000.' }),
+  }, { default: {}, description: 'Admin API: stats, config dump, readiness.' }),
+  engine: StringEnum(ENGINES, { default: 'auto', description: 'WebAssembly engine for filters. `auto`: wasmtime where the native binding loads, else v8. Default auto.' }),
+  workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy worker threads. Default: the number of CPU cores.' })),
+  limits: LimitsSchema,
+}, { default: {}, description: 'Listeners, engine and limits of this node proxy.' });
+
+export const WorkloadSchema = Obj({
+  name: Name('Workload (pod) name, unique within its namespace.'),
+  namespace: Namespace,
+  serviceAccount: Type.String({ minLength: 1, default: 'default', description: 'Identity: spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>. Default `default`.' }),
+  address: Ip('The workload\'s IPv4 or IPv6 address, unique in the mesh.'),
+  node: Type.Optional(Type.String({ minLength: 1, description: 'Node the workload runs on. Default: this node.' })),
+  labels: Labels('Labels, matched by service selectors.', { default: {} }),
+  ports: Type.Optional(Type.Array(Port(), {
+    uniqueItems: true,
+    description: 'Ports the workload serves. When given, a service selecting this workload only sends it traffic for target ports in this list (like a pod\'s container ports). Default: any port.',
+  })),
+});
+
+export const ServicePortSchema = Obj({
+  port: Port({ description: 'Port clients connect to (on the VIP, or with the service name).' }),
+  targetPort: Type.Optional(Port({ description: 'Port on the endpoints. Default: `port`.' })),
+  protocol: StringEnum(PROTOCOLS, { default: 'auto', description: '`auto` sniffs HTTP/1.1 and HTTP/2 and falls back to TCP; `tcp` never runs L7 filters. Default auto.' }),
+  name: Type.Optional(Type.String({ minLength: 1, description: 'Port name, unique within the service.' })),
+});
+
+export const EndpointSchema = Obj({
+  address: Ip('IPv4 or IPv6 address of an upstream outside the workload list.'),
+  port: Type.Optional(Port({ description: 'Default: the service port\'s targetPort. Only for single-port services.' })),
+});
+
+export const OutlierDetectionSchema = Obj({
+  consecutive5xx: Type.Integer({ minimum: 0, default: 5, description: 'Consecutive 5xx responses (or connect failures and resets) that eject an endpoint; 0: off. Default 5.' }),
+  consecutiveGatewayErrors: Type.Optional(Type.Integer({ minimum: 0, description: 'Consecutive 502/503/504 (or connect failures and resets) that eject an endpoint. Default: not counted separately.' })),
+  intervalMs: Type.Integer({ minimum: 1, default: 10_000, description: 'How often ejections are reviewed and expired endpoints brought back. Default 10 s (Envoy).' }),
+  baseEjectionMs: Type.Integer({ minimum: 1, default: 30_000, description: 'The n-th ejection of an endpoint lasts n × this. Default 30 s.' }),
+  maxEjectionPercent: Type.Integer({ minimum: 0, maximum: 100, default: 50, description: 'Never eject more than this share of a service\'s endpoints. Default 50.' }),
+}, { default: {}, description: 'Passive health checking, with Envoy\'s semantics.' });
+
+export const ServiceSchema = Obj({
+  name: Name('Service name, unique within its namespace.'),
+  namespace: Namespace,
+  vip: Type.Optional(Ip('Virtual IP clients connect to. Without one the service is reached by name only (outbound target, Host header).')),
+  ports: Type.Array(ServicePortSchema, { minItems: 1, description: 'Ports of the service.' }),
+  selector: Type.Optional(Labels('Workloads whose labels include all of these are endpoints (at the targetPort).')),
+  endpoints: Type.Optional(Type.Array(EndpointSchema, { description: 'Upstreams outside the workload list, in addition to selected workloads.' })),
+  loadBalancer: StringEnum(LOAD_BALANCERS, {
+    default: 'least-request',
+    description: '`least-request`: the less busy of two random endpoints (Envoy\'s and Istio\'s default); `round-robin`. Default least-request.',
+  }),
+  outlierDetection: OutlierDetectionSchema,
+  connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000, description: 'Upstream connect timeout. Default 5 s (Envoy).' }),
+  requestTimeoutMs: Millis(15_000, 'Per request to this service: time until the whole response has arrived, across retries; 0: none. Default 15 s (Envoy\'s route timeout).'),
+  perTryTimeoutMs: Millis(0, 'Per attempt: time until response headers, then between body chunks; 0: none (only requestTimeoutMs applies). Default 0, like Envoy\'s per_try_timeout.'),
+});
+
+const Sha256Pin = Type.String({
+  pattern: '^([0-9a-fA-F]{64}|sha256-[A-Za-z0-9+/]{43}=)$',
+  description: 'Pins the component: hex sha256 or `sha256-<base64>` (npm integrity form). Loading fails on any other content.',
+});
+
+export const FilterRefSchema = Obj({
+  ref: Type.String({
+    minLength: 1,
+    description: 'A filter package folder or .wasm file, relative to this config file (`./filters/x`, `../x`, `/abs/x`, `dir/x`), or an npm spec (`@vendor/filter-x@^1.2`, `filter-x`) installed in node_modules beside or above this file.',
+  }),
+  name: Type.Optional(Type.String({ minLength: 1, description: 'Name in logs, metrics and error responses. Default: the filter\'s own name.' })),
+  sha256: Type.Optional(Sha256Pin),
+  config: Type.Optional(Type.Unknown({ description: 'The filter\'s configuration, validated against its schema.' })),
+  failurePolicy: StringEnum(FAILURE_POLICIES, { default: 'fail-closed', description: 'What a trap or missed deadline does: `fail-closed` answers 503 naming the filter, `fail-open` skips it. Default fail-closed.' }),
+  deadlineMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 50, description: 'Longest a single filter call may run. Default 50 ms.' }),
+  memoryMaxPages: Type.Integer({ minimum: 1, maximum: 65536, default: 1024, description: 'Linear memory cap in 64 KiB pages. Default 1024 (64 MiB).' }),
+});
+
+export const BindingTargetSchema = Type.Union([
+  Obj({ service: QualifiedName('`name.namespace` of a service.') }),
+  Obj({ workload: QualifiedName('`name.namespace` of a workload.') }),
+  Obj({ namespace: Type.String({ minLength: 1, description: 'Every service and workload in this namespace.' }) }),
+  Obj({ all: Type.Literal(true, { description: 'Every destination, including ones the mesh does not know (passthrough).' }) }),
+], { description: 'one of { service: name.namespace }, { workload: name.namespace }, { namespace: ns }, { all: true }' });
+
+export const BindingSchema = Obj({
+  name: Type.String({ minLength: 1, description: 'Unique binding name.' }),
+  target: BindingTargetSchema,
+  direction: StringEnum(DIRECTIONS, {
+    description: '`outbound`: traffic leaving local workloads, matched on its destination service (or workload, when addressed by IP); `inbound`: traffic to local workloads, matched on the workload and the services selecting it.',
+  }),
+  priority: Type.Integer({ default: 0, description: 'Among matching bindings, higher priority runs first; equal priorities run in file order. Default 0.' }),
+  filters: Type.Array(FilterRefSchema, { minItems: 1, description: 'Filters, in chain order.' }),
+});
+
+export const MeshConfigSchema = Obj({
+  $schema: Type.Optional(Type.String({ description: 'For editors.' })),
+  trustDomain: Type.String({ minLength: 1, default: 'cluster.local', description: 'SPIFFE trust domain. Default cluster.local.' }),
+  node: Type.String({ minLength: 1, description: 'This node\'s name: workloads with this node (or none) are local.' }),
+  proxy: ProxySchema,
+  workloads: Type.Array(WorkloadSchema, { default: [], description: 'Workloads (pods) of the mesh.' }),
+  services: Type.Array(ServiceSchema, { default: [], description: 'Services: VIPs and names mapped to endpoints.' }),
+  bindings: Type.Array(BindingSchema, { default: [], description: 'Filter bindings: which filters run on which traffic.' }),
+}, { title: 'Ambit mesh config', description: 'Config of an Ambit node proxy (ambit run --config mesh.yaml).' });
+
+export type MeshConfig = Static<typeof MeshConfigSchema>;
+export type ProxyConfig = Static<typeof ProxySchema>;
+export type LimitsConfig = Static<typeof LimitsSchema>;
+export type WorkloadConfig = Static<typeof WorkloadSchema>;
+export type ServiceConfig = Static<typeof ServiceSchema>;
+export type ServicePortConfig = Static<typeof ServicePortSchema>;
+export type EndpointConfig = Static<typeof EndpointSchema>;
+export type OutlierDetectionConfig = Static<typeof OutlierDetectionSchema>;
+export type BindingConfig = Static<typeof BindingSchema>;
+export type BindingTarget = Static<typeof BindingTargetSchema>;
+export type FilterRefConfig = Static<typeof FilterRefSchema>;
+export type Protocol = (typeof PROTOCOLS)[number];
+export type LoadBalancerPolicy = (typeof LOAD_BALANCERS)[number];
+export type EngineChoice = (typeof ENGINES)[number];
+export type Direction = (typeof DIRECTIONS)[number];
