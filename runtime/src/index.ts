@@ -7,3 +7,9 @@ export { DEFAULT_LIMITS, type ProxyState, type ProxyLimits, type Route, type Wor
 export { Balancer, type BalancerPolicy } from './upstream/balancer.js';
 export { Endpoint, DEFAULT_OUTLIER, type OutlierPolicy } from './upstream/endpoint.js';
 export type { Telemetry, RequestRecord, ConnectionRecord, PeerRecord } from './telemetry/types.js';
+export * from './config/index.js';
+export * from './mesh/index.js';
+export * from './telemetry/index.js';
+export * from './admin/index.js';
+export { runNode, chooseEngine, type RunOptions, type RunningNode } from './node/run.js';
+export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';

@@ -150,7 +150,7 @@ describe('telemetry', () => {
     // A negative byte count adds nothing, a NaN duration is not observed, the request still counts.
     expect(value(s, 'ambit_requests_total', { response_code: '503' })).toBe(1);
     expect(value(s, 'ambit_request_bytes_total', { response_code: '503' })).toBe(0);
-    expect(s.some((x) => x.name === 'ambit_request_duration_seconds_count' && x.labels.response_code === '503')).toBe(false);
+    expect(value(s, 'ambit_request_duration_seconds_count', { response_code: '503' })).toBe(0);
 
     // Counts kept between scrapes are added, not lost or doubled.
     telemetry.request(request());
@@ -252,21 +252,59 @@ describe('telemetry', () => {
     expect(warn).toMatchObject({ level: 40, name: 'b', limit: 1 });
   });
 
-  it('keeps a cache of label sets bounded without losing counts', async () => {
+  it('keeps one series per label set across many label sets and scrapes', async () => {
     const reg = new Registry();
-    const m = createMetrics(reg, { maxCachedSeries: 3 });
-    for (let i = 0; i < 10; i++) m.request(request({ service: `svc-${i % 5}.default` }));
-    for (let i = 0; i < 10; i++) {
+    const m = createMetrics(reg);
+    for (let i = 0; i < 100; i++) m.request(request({ service: `svc-${i % 25}.default` }));
+    for (let i = 0; i < 100; i++) {
       m.filterPhase('requestHeaders', outcome({ calls: [{ filter: `f${i % 5}`, durationMs: 1, outcome: 'ok' }], failures: [] }));
     }
-    for (let i = 0; i < 10; i++) m.connection(connection({ service: `svc-${i % 5}.default` }));
-    const s = await scrape(reg);
-    expect(value(s, 'ambit_requests_total')).toBe(10);
-    expect(value(s, 'ambit_request_duration_seconds_count')).toBe(10);
-    expect(value(s, 'ambit_requests_total', { destination_service: 'svc-4.default' })).toBe(2);
-    expect(value(s, 'ambit_filter_calls_total')).toBe(10);
-    expect(value(s, 'ambit_filter_calls_total', { filter: 'f3' })).toBe(2);
-    expect(value(s, 'ambit_connections_total')).toBe(10);
+    for (let i = 0; i < 100; i++) m.connection(connection({ service: `svc-${i % 5}.default`, denied: i % 2 ? { filter: 'authz', reason: 'x' } : undefined }));
+    const text = await reg.metrics();
+    const s = parseExposition(text);
+    expect(s.filter((x) => x.name === 'ambit_requests_total')).toHaveLength(25);
+    expect(value(s, 'ambit_requests_total')).toBe(100);
+    expect(value(s, 'ambit_request_duration_seconds_count')).toBe(100);
+    expect(value(s, 'ambit_requests_total', { destination_service: 'svc-4.default' })).toBe(4);
+    expect(value(s, 'ambit_filter_calls_total')).toBe(100);
+    expect(value(s, 'ambit_filter_calls_total', { filter: 'f3' })).toBe(20);
+    expect(s.filter((x) => x.name === 'ambit_connections_total')).toHaveLength(10);
+    // Byte counters have no `denied` label: one series per service.
+    expect(s.filter((x) => x.name === 'ambit_tcp_sent_bytes_total')).toHaveLength(5);
+    expect(value(s, 'ambit_tcp_sent_bytes_total', { destination_service: 'svc-0.default' })).toBe(20 * 700);
+    // Label sets are written once each, histograms with every bucket and +Inf.
+    expect(text.match(/^ambit_request_duration_seconds_bucket\{[^}]*destination_service="svc-0\.default"[^}]*\}/gm)).toHaveLength(16);
+    expect(text).toMatch(/^ambit_request_duration_seconds_bucket\{[^}]*le="\+Inf"\} 4$/m);
+
+    // resetMetrics() zeroes every series.
+    reg.resetMetrics();
+    const z = await scrape(reg);
+    expect(value(z, 'ambit_requests_total')).toBe(0);
+    expect(value(z, 'ambit_request_duration_seconds_count')).toBe(0);
+    expect(value(z, 'ambit_filter_calls_total')).toBe(0);
+    m.request(request());
+    expect(value(await scrape(reg), 'ambit_requests_total')).toBe(1);
+  });
+
+  it('reads the same through getMetricsAsJSON, as cluster aggregation does', async () => {
+    const reg = new Registry();
+    const m = createMetrics(reg);
+    m.request(request());
+    m.request(request({ durationMs: 2000 }));
+    const json = await reg.getMetricsAsJSON();
+    const byName = new Map(json.map((j) => [j.name, j]));
+    expect(byName.get('ambit_requests_total')).toMatchObject({ type: 'counter', aggregator: 'sum', values: [{ value: 2 }] });
+    const h = byName.get('ambit_request_duration_seconds')!;
+    expect(h.type).toBe('histogram');
+    const count = h.values.find((v) => (v as { metricName?: string }).metricName === 'ambit_request_duration_seconds_count');
+    expect(count?.value).toBe(2);
+    const { AggregatorRegistry } = await import('prom-client');
+    const merged = AggregatorRegistry.aggregate([json, json]);
+    const s = parseExposition(await merged.metrics());
+    expect(value(s, 'ambit_requests_total')).toBe(4);
+    expect(value(s, 'ambit_request_duration_seconds_bucket', { le: '2.5' })).toBe(4);
+    expect(value(s, 'ambit_request_duration_seconds_bucket', { le: '0.01' })).toBe(0);
+    expect(value(s, 'ambit_request_duration_seconds_bucket', { le: '0.025' })).toBe(2);
   });
 
   it('records configuration reloads', async () => {
@@ -355,6 +393,22 @@ describe('telemetry', () => {
     telemetry.request(request({ requestId: 'last' }));
     await telemetry.flush();
     expect(readLines(accessFile).at(-1)?.request_id).toBe('last');
+  });
+
+  it('flush() also writes lines buffered behind a write in flight', async () => {
+    // A burst past the 32 KiB buffer starts a write; lines logged while it runs stay
+    // buffered. flush() must wait for those too, whatever the sizes.
+    let expected = 0;
+    for (const burst of [30, 41, 50, 60, 100, 333]) {
+      for (let i = 0; i < burst; i++) telemetry.request(request({ requestId: `b${burst}-${i}` }));
+      await new Promise((r) => setImmediate(r));
+      for (let i = 0; i < 3; i++) telemetry.request(request({ requestId: `t${burst}-${i}` }));
+      expected += burst + 3;
+      await telemetry.flush();
+      const recs = readLines(accessFile);
+      expect(recs).toHaveLength(expected);
+      expect(recs.at(-1)?.request_id).toBe(`t${burst}-2`);
+    }
   });
 
   it('writes buffered lines within the flush interval without an explicit flush', async () => {

@@ -1,7 +1,15 @@
 /** Per-connection facts the data path carries, and the filter context built from them. */
 import type { Context, Direction, Peer } from '../deps.js';
 import type { PeerRecord } from '../telemetry/types.js';
-import type { Route, WorkloadInfo } from './state.js';
+import { isIP } from 'node:net';
+import type { ProxyState, Route, WorkloadInfo } from './state.js';
+
+/** The route of a connection's original destination (an IP, or a service name from a listener target). */
+export function connectionRoute(state: ProxyState, c: ConnInfo): Route | undefined {
+  const d = c.destination;
+  return state.route(c.direction, d.address, d.port)
+    ?? (isIP(d.address) === 0 ? state.routeByHost?.(c.direction, `${d.address}:${d.port}`, d.port) : undefined);
+}
 
 export interface ConnInfo {
   direction: Direction;

@@ -18,7 +18,7 @@ import type { Telemetry } from '../telemetry/types.js';
 import { recordResult } from '../upstream/outlier.js';
 import { UpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/types.js';
 import type { Endpoint } from '../upstream/endpoint.js';
-import { connOf, filterContext, peerRecord, type ConnInfo } from './context.js';
+import { connectionRoute, connOf, filterContext, peerRecord, type ConnInfo } from './context.js';
 import { fromRawHeaders, headerValue, toHeaderObject } from './headers.js';
 import { passthroughRoute } from './passthrough.js';
 import type { ProxyState, Route } from './state.js';
@@ -69,7 +69,6 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
   const conn = connOf(req.socket);
   if (!conn) throw new Error('request on a connection the proxy did not accept');
   const state = deps.state();
-  const route = state.route(conn.direction, conn.destination.address, conn.destination.port) ?? passthroughRoute(conn);
   const isH2 = req.httpVersion === '2.0';
   const rawHeaders = req.rawHeaders;
   const head: RequestHead = {
@@ -84,6 +83,9 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
     requestId = randomUUID();
     head.headers.push(['x-request-id', requestId]);
   }
+  const route = state.routeByHost?.(conn.direction, head.authority, conn.destination.port)
+    ?? connectionRoute(state, conn)
+    ?? passthroughRoute(conn);
   const grpc = (headerValue(head.headers, 'content-type') ?? '').startsWith('application/grpc');
   const log = {
     status: 0, attempts: 0, localReply: undefined as { filter: string; reason: string } | undefined,

@@ -15,7 +15,7 @@ import type { Telemetry } from '../telemetry/types.js';
 import { Http1Client } from '../upstream/http1.js';
 import { Http2Client } from '../upstream/http2.js';
 import { recordResult } from '../upstream/outlier.js';
-import { connOf, filterContext, kConn, peerRecord, type ConnInfo, type SocketWithConn } from './context.js';
+import { connectionRoute, connOf, filterContext, kConn, peerRecord, type ConnInfo, type SocketWithConn } from './context.js';
 import { fromRawHeaders, headerValue } from './headers.js';
 import { createRequestHandler } from './http.js';
 import { splice } from './l4.js';
@@ -182,7 +182,7 @@ export class NodeProxy {
       destinationFrom: redirected ? 'so_original_dst' : 'listener-target',
     };
     (socket as SocketWithConn)[kConn] = conn;
-    const route = state.route(spec.direction, destination.address, destination.port);
+    const route = connectionRoute(state, conn);
     const ctx = filterContext(conn, route, randomUUID(), 1);
     const record = (mode: 'l4' | 'l7', extra: { bytesReceived?: number; bytesSent?: number; error?: string; denied?: { filter: string; reason: string }; upstream?: { address: string; port: number } }) => t.connection({
       direction: spec.direction, mode, source: peerRecord(ctx.source), destination: peerRecord(ctx.destination), service: route?.service,
@@ -243,7 +243,7 @@ export class NodeProxy {
     const conn = connOf(socket);
     if (!conn) { socket.destroy(); return; }
     const state = this.current;
-    const route = state.route(conn.direction, conn.destination.address, conn.destination.port) ?? passthroughRoute(conn);
+    const route = connectionRoute(state, conn) ?? passthroughRoute(conn);
     const head: RequestHead = {
       method: req.method ?? 'GET', scheme: 'http', authority: req.headers.host ?? '', path: req.url ?? '/', headers: fromRawHeaders(req.rawHeaders),
     };

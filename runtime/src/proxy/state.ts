@@ -74,6 +74,12 @@ export interface ProxyState {
   readonly limits: ProxyLimits;
   /** The route for traffic to `address:port` seen from `direction`; undefined: not meshed (passthrough). */
   route(direction: Direction, address: string, port: number): Route | undefined;
+  /**
+   * HTTP only: the route for a request whose Host/:authority names a mesh service
+   * (`name.namespace[.svc…][:port]`), like Istio's virtual hosts. Undefined: use the
+   * connection's destination.
+   */
+  routeByHost?(direction: Direction, authority: string, defaultPort: number): Route | undefined;
   workloadByAddress(address: string): WorkloadInfo | undefined;
   /** Releases what the snapshot holds (filter chains) once requests using it are done. */
   close(): Promise<void>;

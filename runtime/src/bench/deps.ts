@@ -1,0 +1,5 @@
+/** What the bench takes from the runtime and the SDK's host side, in one place. */
+export * from '../deps.js';
+export { BINDING_DEFAULTS, type FilterBinding, type FilterChain, type PhaseInput, type PhaseOutcome } from '../filters/engine.js';
+export { runPhase, type ChainMember } from '../filters/chain.js';
+export { V8Engine } from '../filters/v8/engine.js';

@@ -1,0 +1,53 @@
+/** Where and on what a run happened, for the results files. */
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import type { BenchOptions } from './options.js';
+
+export interface RunMeta {
+  date: string;
+  node: string;
+  v8: string;
+  platform: string;
+  cpu: string;
+  cores: number;
+  memoryGiB: number;
+  git: { commit: string; dirty: boolean } | undefined;
+  filter: string;
+  quick: boolean;
+  workers: number;
+  concurrency: number;
+  budgets: Pick<BenchOptions, 'raw' | 'engine' | 'instances' | 'instancesBudgetMs'>;
+  /** os.loadavg() (1, 5, 15 min) when the run started and ended: other load skews every number. */
+  loadAverage: { start: number[]; end?: number[] };
+  durationSec?: number;
+}
+
+function git(repoRoot: string): RunMeta['git'] {
+  try {
+    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const status = execFileSync('git', ['status', '--porcelain'], { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    return { commit, dirty: status.trim().length > 0 };
+  } catch {
+    return undefined;
+  }
+}
+
+export function runMeta(opts: BenchOptions): RunMeta {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    node: process.version,
+    v8: process.versions.v8,
+    platform: `${os.type()} ${os.release()} ${os.arch()}`,
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: os.availableParallelism(),
+    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
+    git: git(opts.repoRoot),
+    filter: opts.filterDir.startsWith(opts.repoRoot) ? opts.filterDir.slice(opts.repoRoot.length + 1) : opts.filterDir,
+    quick: opts.quick,
+    workers: opts.workers,
+    concurrency: opts.concurrency,
+    budgets: { raw: opts.raw, engine: opts.engine, instances: opts.instances, instancesBudgetMs: opts.instancesBudgetMs },
+    loadAverage: { start: os.loadavg() },
+  };
+}

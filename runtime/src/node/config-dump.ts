@@ -1,0 +1,35 @@
+/**
+ * `/config_dump`: the effective configuration (defaults filled in), each filter with
+ * the sha256 of the component actually loaded, the chains built from them, and the
+ * listeners. No component bytes, no keys.
+ */
+import type { FilterEngine } from '../filters/engine.js';
+import type { NodeProxy } from '../proxy/proxy.js';
+import type { BuiltState } from './state.js';
+
+export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined): unknown {
+  return {
+    version: state.version,
+    file: state.loaded.path,
+    engine: engine.kind,
+    capture: originalDstUnavailable
+      ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
+      : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' },
+    listeners: proxy.addresses(),
+    config: state.loaded.config,
+    filters: [...state.resolved.filters.values()].map((f) => ({
+      id: f.id,
+      name: f.binding.name,
+      ref: f.artifact.origin,
+      location: f.location,
+      sha256: f.binding.sha256,
+      package: f.artifact.manifest ? `${f.artifact.manifest.package}@${f.artifact.manifest.version}` : undefined,
+      capabilities: f.binding.capabilities,
+      failurePolicy: f.binding.failurePolicy,
+      deadlineMs: f.binding.deadlineMs,
+      memoryMaxPages: f.binding.memoryMaxPages,
+    })),
+    chains: [...state.chains.entries()].map(([plan, chain]) => ({ plan, filters: chain.filters })),
+    stats: Object.fromEntries(engine.stats()),
+  };
+}

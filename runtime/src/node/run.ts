@@ -1,0 +1,157 @@
+/**
+ * `ambit run`: one node proxy process from a mesh config file.
+ *
+ *   load + validate config → resolve filters → engine → state (routes, chains)
+ *   → listeners → admin → watch: on change, build a new state and swap it in;
+ *     a config that fails validation leaves the old one serving and says why.
+ *
+ * `cluster.ts` runs several of these as `node:cluster` workers sharing the listeners.
+ */
+import { Registry } from 'prom-client';
+import { loadMeshConfig, resolveFilters, watchMeshConfig, type ConfigWatcher, type LoadedMeshConfig, type ResolvedFilters } from '../config/index.js';
+import { errorMessage } from '../deps.js';
+import type { FilterEngine } from '../filters/engine.js';
+import { V8Engine } from '../filters/v8/engine.js';
+import { startAdminServer, registryMetrics, type AdminServer } from '../admin/index.js';
+import { NodeProxy, type ListenerSpec } from '../proxy/proxy.js';
+import { originalDstSupport } from '../proxy/original-dst.js';
+import { createTelemetry, type AccessLogDestination, type AmbitTelemetry } from '../telemetry/index.js';
+import { buildState, EndpointRegistry, type BuiltState } from './state.js';
+import { configDump } from './config-dump.js';
+
+export interface RunOptions {
+  /** The mesh config file (YAML). */
+  config: string;
+  accessLog?: AccessLogDestination;
+  logLevel?: string;
+  /** Serve the admin API from this process (off in cluster workers: the primary serves it). */
+  admin?: boolean;
+  /** Watch the config and filter files and reload on change. Default true. */
+  watch?: boolean;
+  /** Overrides for tests: listen on these ports instead of the config's (0: any free port). */
+  ports?: { outbound?: number; inbound?: number; admin?: number };
+  /** Share a registry (cluster workers hand theirs to the primary). */
+  registry?: Registry;
+}
+
+export interface RunningNode {
+  readonly telemetry: AmbitTelemetry;
+  readonly proxy: NodeProxy;
+  readonly admin: AdminServer | undefined;
+  readonly state: BuiltState;
+  readonly engine: FilterEngine;
+  /** Loads the config again and swaps it in; false (and the old state kept) when it fails. */
+  reload(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Picks the Wasm engine the config asks for, saying why when it steps down. */
+export function chooseEngine(choice: 'v8' | 'wasmtime' | 'auto', telemetry: AmbitTelemetry): FilterEngine {
+  if (choice === 'wasmtime') {
+    throw new Error('engine: wasmtime is not available in this build (the native wasmtime binding is not part of it yet); set proxy.engine to v8 or auto');
+  }
+  if (choice === 'auto') telemetry.info('filter engine: v8 (engine: auto; the wasmtime engine is not part of this build)');
+  return new V8Engine({ onLog: (f, level, m) => telemetry.filterLog(f, level, m), onCounter: (f, n, d) => telemetry.filterCounter(f, n, d) });
+}
+
+export async function runNode(options: RunOptions): Promise<RunningNode> {
+  const registry = options.registry ?? new Registry();
+  const telemetry = createTelemetry({ registry, accessLog: options.accessLog ?? 'stdout', level: options.logLevel });
+  let loaded: LoadedMeshConfig;
+  let resolved: ResolvedFilters;
+  try {
+    loaded = await loadMeshConfig(options.config);
+    for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}:${w.col ?? 1}` : ''}: ${w.pointer}: ${w.message}`);
+    resolved = await resolveFilters(loaded);
+  } catch (e) {
+    await telemetry.flush();
+    throw e;
+  }
+  const config = loaded.config;
+  const engine = chooseEngine(config.proxy.engine, telemetry);
+  const endpoints = new EndpointRegistry();
+  let version = 1;
+  let state = await buildState(loaded, resolved, engine, endpoints, version);
+  telemetry.reloadResult(true);
+
+  const odst = originalDstSupport();
+  if (odst.unavailable) telemetry.warn(`SO_ORIGINAL_DST unavailable, listeners use their configured target: ${odst.unavailable}`);
+  const outboundTarget = state.mesh.outboundTarget;
+  const listeners: ListenerSpec[] = [
+    {
+      name: 'outbound', direction: 'outbound', address: config.proxy.outbound.address, port: options.ports?.outbound ?? config.proxy.outbound.port,
+      target: outboundTarget ? targetAddress(outboundTarget) : undefined,
+    },
+    { name: 'inbound', direction: 'inbound', address: config.proxy.inbound.address, port: options.ports?.inbound ?? config.proxy.inbound.port },
+  ];
+  const proxy = new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader });
+  await proxy.start();
+
+  let admin: AdminServer | undefined;
+  if (options.admin !== false) {
+    admin = await startAdminServer({
+      address: config.proxy.admin.address,
+      port: options.ports?.admin ?? config.proxy.admin.port,
+      ready: () => ({ ready: true }),
+      configDump: () => configDump(state, engine, proxy, odst.unavailable),
+      metrics: registryMetrics(registry),
+    });
+    telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
+  }
+
+  let reloading: Promise<boolean> = Promise.resolve(true);
+  let watcher: ConfigWatcher | undefined;
+  const reloadOnce = async (): Promise<boolean> => {
+    try {
+      const nextLoaded = await loadMeshConfig(options.config);
+      const nextResolved = await resolveFilters(nextLoaded);
+      const next = await buildState(nextLoaded, nextResolved, engine, endpoints, ++version);
+      const old = state;
+      state = next;
+      watcher?.update([nextLoaded.path, ...nextResolved.wasmFiles]);
+      telemetry.reloadResult(true);
+      telemetry.info(`config reloaded (version ${next.version}): ${nextLoaded.config.services.length} services, ${next.chains.size} filter chains`, {
+        filters: [...nextResolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, sha256: f.binding.sha256 })),
+      });
+      void old;
+      await proxy.swap(next);
+      return true;
+    } catch (e) {
+      telemetry.reloadResult(false);
+      telemetry.error(`config reload failed; the previous config keeps serving: ${errorMessage(e)}`);
+      return false;
+    }
+  };
+  const reload = (): Promise<boolean> => {
+    reloading = reloading.then(reloadOnce, reloadOnce);
+    return reloading;
+  };
+  if (options.watch !== false) {
+    watcher = watchMeshConfig(loaded, resolved, (changed) => {
+      telemetry.info(`change seen in ${changed.join(', ')}; reloading`);
+      void reload();
+    }, { onError: (e: Error) => telemetry.warn(`watching config files: ${e.message}`) });
+  }
+
+  return {
+    telemetry, proxy, admin, engine,
+    get state() { return state; },
+    reload,
+    async close() {
+      watcher?.close();
+      await reloading.catch(() => undefined);
+      await admin?.close();
+      await proxy.close(config.proxy.limits.drainTimeoutMs);
+      await engine.close();
+      await telemetry.flush();
+      await telemetry.close();
+    },
+  };
+}
+
+function targetAddress(t: NonNullable<BuiltState['mesh']['outboundTarget']>): { address: string; port: number } {
+  if (t.kind === 'address') return { address: t.address, port: t.port };
+  if (t.kind === 'workload') return { address: t.workload.workload.address, port: t.port };
+  // A service: its VIP when it has one, else its name (routed by name).
+  return { address: t.service.vip ?? t.key, port: t.servicePort.port };
+}
