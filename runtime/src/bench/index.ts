@@ -24,13 +24,13 @@ if (meta.loadAverage.start[0]! > meta.cores * 0.75) {
   log(`warning: load average is ${meta.loadAverage.start[0]!.toFixed(1)} on ${meta.cores} cores; other processes will skew the numbers`);
 }
 
-const variants = await prepareVariants(opts, log);
+const { variants, skipped } = await prepareVariants(opts, log);
 const calls = await measureCalls(opts, variants, log);
 const instances = await measureInstances(opts, variants, log);
 
 meta.durationSec = (performance.now() - started) / 1000;
 meta.loadAverage.end = os.loadavg();
-const results = buildResults(meta, variants, calls, instances);
+const results = buildResults(meta, variants, skipped, calls, instances);
 process.stdout.write(`\n${renderReportText(results)}\n`);
 const written = await writeResults(opts.resultsDir, results);
 log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.md)} (${meta.durationSec.toFixed(0)} s)`);

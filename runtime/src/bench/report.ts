@@ -5,11 +5,12 @@ import type { CallRow } from './calls.js';
 import type { InstanceRow } from './instances.js';
 import type { RunMeta } from './meta.js';
 import { fmt, fmtMiB, fmtRate, fmtRatio, renderMarkdown, renderText, type Table } from './table.js';
-import { VARIANT_LABELS, type Variant, type VariantId } from './variants.js';
+import { VARIANT_LABELS, type PreparedVariants, type Variant, type VariantId } from './variants.js';
 
 export interface Results {
   meta: RunMeta;
   variants: Array<{ id: VariantId; label: string; componentBytes: number | undefined; bundleBytes: number; sha256: string }>;
+  skipped: PreparedVariants['skipped'];
   calls: Array<CallRow & { ratioToPlain: number; ratioToQuickjs: number }>;
   instances: InstanceRow[];
 }
@@ -26,11 +27,14 @@ function byScenario(a: CallRow, b: CallRow): number {
     || VARIANT_ORDER.indexOf(a.variant) - VARIANT_ORDER.indexOf(b.variant);
 }
 
-export function buildResults(meta: RunMeta, variants: Variant[], calls: CallRow[], instances: InstanceRow[]): Results {
+export function buildResults(
+  meta: RunMeta, variants: Variant[], skipped: PreparedVariants['skipped'], calls: CallRow[], instances: InstanceRow[],
+): Results {
   const p50 = new Map(calls.map((r) => [`${key(r)}/${r.variant}`, r.us.p50]));
   return {
     meta,
     variants: variants.map((v) => ({ id: v.id, label: v.label, componentBytes: v.componentBytes, bundleBytes: v.bundleBytes, sha256: v.sha256 })),
+    skipped,
     calls: calls.slice().sort(byScenario).map((r) => ({
       ...r,
       ratioToPlain: r.us.p50 / (p50.get(`${key(r)}/plain`) ?? Number.NaN),
@@ -123,7 +127,8 @@ function header(res: Results): string {
   const busy = Math.max(m.loadAverage.start[0] ?? 0, m.loadAverage.end?.[0] ?? 0) > m.cores * 0.75
     ? `\n\nWARNING: the machine was busy (${load}): other processes competed for the CPU; numbers are inflated and noisy.`
     : '';
-  return `Ambit filter bench: ${m.filter} — Node ${m.node}, ${m.cores} cores (${m.cpu}), ${m.date}${m.git ? `, git ${m.git.commit.slice(0, 10)}${m.git.dirty ? '+dirty' : ''}` : ''}; ${load}${m.quick ? ' — QUICK RUN' : ''}${busy}`;
+  const left = res.skipped.map((s) => `\n\nLEFT OUT: ${VARIANT_LABELS[s.id]}: ${s.reason}`).join('');
+  return `Ambit filter bench: ${m.filter} — Node ${m.node}, ${m.cores} cores (${m.cpu}), ${m.date}${m.git ? `, git ${m.git.commit.slice(0, 10)}${m.git.dirty ? '+dirty' : ''}` : ''}; ${load}${m.quick ? ' — QUICK RUN' : ''}${busy}${left}`;
 }
 
 export function renderReportText(res: Results): string {

@@ -67,10 +67,24 @@ async function wasmVariant(opts: BenchOptions, engine: 'quickjs' | 'starlingmonk
   return { variant, dir, transpiledDir: prepared.dir };
 }
 
-export async function prepareVariants(opts: BenchOptions, log: (line: string) => void): Promise<Variant[]> {
+export interface PreparedVariants {
+  variants: Variant[];
+  /** Variants left out, with why (e.g. a StarlingMonkey build that failed). */
+  skipped: Array<{ id: VariantId; reason: string }>;
+}
+
+export async function prepareVariants(opts: BenchOptions, log: (line: string) => void): Promise<PreparedVariants> {
+  const skipped: PreparedVariants['skipped'] = [];
   // One after the other: a StarlingMonkey build peaks near 800 MB.
   const quickjs = await wasmVariant(opts, 'quickjs', log);
-  const starlingmonkey = await wasmVariant(opts, 'starlingmonkey', log);
+  let starlingmonkey: Built | undefined;
+  try {
+    starlingmonkey = await wasmVariant(opts, 'starlingmonkey', log);
+  } catch (e) {
+    const reason = e instanceof Error ? e.message : String(e);
+    log(`starlingmonkey: left out of this run: ${reason}`);
+    skipped.push({ id: 'starlingmonkey', reason });
+  }
   // The baseline runs the QuickJS build's bundle (the StarlingMonkey one differs only in how it imports the host).
   const plainModule = await writePlainJsModule(quickjs.dir, path.join(opts.workDir, 'plain-js'));
   const standIn = await writeStandInComponent(plainModule, quickjs.transpiledDir);
@@ -83,8 +97,9 @@ export async function prepareVariants(opts: BenchOptions, log: (line: string) =>
     componentBytes: undefined,
     load: { kind: 'js', factoryPath: plainModule.path },
   };
-  await pruneCache(path.dirname(quickjs.transpiledDir), [quickjs.variant.sha256, starlingmonkey.variant.sha256, standIn.sha256]);
-  return [plain, quickjs.variant, starlingmonkey.variant];
+  const variants = [plain, quickjs.variant, ...(starlingmonkey ? [starlingmonkey.variant] : [])];
+  await pruneCache(path.dirname(quickjs.transpiledDir), variants.map((v) => v.sha256));
+  return { variants, skipped };
 }
 
 /** Drops transpiled components of earlier runs from the bench's own jco cache. */

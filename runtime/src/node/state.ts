@@ -8,7 +8,7 @@ import type { LoadedMeshConfig, ResolvedFilters, ServiceConfig } from '../config
 import { chainBindings } from '../config/index.js';
 import type { FilterChain, FilterEngine } from '../filters/engine.js';
 import { MeshIndex, serviceKeyOfHost, type Destination, type FilterPlan, type MeshEndpoint, type MeshWorkload } from '../mesh/index.js';
-import { DEFAULT_LIMITS, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
+import { DEFAULT_LIMITS, RetainCount, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
 import { Balancer } from '../upstream/balancer.js';
 import { Endpoint, endpointKey, type OutlierPolicy } from '../upstream/endpoint.js';
 
@@ -51,7 +51,7 @@ export async function buildState(
 ): Promise<BuiltState> {
   const config = loaded.config;
   const mesh = new MeshIndex<Endpoint>(config, { createEndpoint: (m) => endpoints.get(m) });
-  const limits: ProxyLimits = { ...DEFAULT_LIMITS, ...config.proxy.limits };
+  const limits: ProxyLimits & { drainTimeoutMs: number } = { ...DEFAULT_LIMITS, ...config.proxy.limits };
 
   // Every plan a destination can have, each made into a chain once.
   const plans = new Map<string, FilterPlan>();
@@ -122,6 +122,7 @@ export async function buildState(
   };
 
   let closed: Promise<void> | undefined;
+  const users = new RetainCount();
   return {
     version,
     trustDomain: config.trustDomain,
@@ -147,8 +148,9 @@ export async function buildState(
       const w = mesh.workloadByAddress(address);
       return w ? workloadInfo(w) : undefined;
     },
-    close() {
-      closed ??= Promise.all([...chains.values()].map((c) => c.close())).then(() => undefined);
+    retain: () => users.retain(),
+    close(drainMs = limits.drainTimeoutMs) {
+      closed ??= users.drained(drainMs).then(() => Promise.all([...chains.values()].map((c) => c.close()))).then(() => undefined);
       return closed;
     },
   };

@@ -69,6 +69,8 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
   const conn = connOf(req.socket);
   if (!conn) throw new Error('request on a connection the proxy did not accept');
   const state = deps.state();
+  const release = state.retain();
+  res.once('close', release);
   const isH2 = req.httpVersion === '2.0';
   const rawHeaders = req.rawHeaders;
   const head: RequestHead = {

@@ -191,7 +191,10 @@ export class NodeProxy {
     });
 
     if (route?.chain && route.connectionPhase) {
-      const out = await route.chain.run({ phase: 'connection', conn: { context: ctx, tls: undefined } });
+      // The phase runs on the snapshot it started on, even if a reload swaps it meanwhile
+      // (HTTP requests retain theirs per request).
+      const release = state.retain();
+      const out = await route.chain.run({ phase: 'connection', conn: { context: ctx, tls: undefined } }).finally(release);
       t.filterPhase('connection', out);
       if (out.action === 'deny') {
         socket.destroy();
@@ -243,6 +246,7 @@ export class NodeProxy {
     const conn = connOf(socket);
     if (!conn) { socket.destroy(); return; }
     const state = this.current;
+    const release = state.retain();
     const route = connectionRoute(state, conn) ?? passthroughRoute(conn);
     const head: RequestHead = {
       method: req.method ?? 'GET', scheme: 'http', authority: req.headers.host ?? '', path: req.url ?? '/', headers: fromRawHeaders(req.rawHeaders),
@@ -257,7 +261,7 @@ export class NodeProxy {
       userAgent: headerValue(head.headers, 'user-agent'),
     };
     if (route.chain && route.l7) {
-      const out = await route.chain.run({ phase: 'requestHeaders', ctx, request: head });
+      const out = await route.chain.run({ phase: 'requestHeaders', ctx, request: head }).finally(release);
       this.options.telemetry.filterPhase('requestHeaders', out);
       if (out.action === 'respond') {
         const body = Buffer.from(out.response.body);
@@ -269,6 +273,7 @@ export class NodeProxy {
       }
       if (out.action === 'continue') applyRequestOps(head, out.ops);
     }
+    release();
     const ep = route.balancer.pick(route.endpoints);
     if (!ep) {
       socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 20\r\n\r\nno healthy upstream\n');

@@ -81,6 +81,38 @@ export interface ProxyState {
    */
   routeByHost?(direction: Direction, authority: string, defaultPort: number): Route | undefined;
   workloadByAddress(address: string): WorkloadInfo | undefined;
-  /** Releases what the snapshot holds (filter chains) once requests using it are done. */
-  close(): Promise<void>;
+  /**
+   * Marks a request or connection as using this snapshot until the returned function is
+   * called: `close()` waits for them, so a request that started on a snapshot finishes
+   * on its chains even when a reload swaps in another mid-request.
+   */
+  retain(): () => void;
+  /** Releases what the snapshot holds (filter chains) once everything retained is released, or after `drainMs`. */
+  close(drainMs?: number): Promise<void>;
+}
+
+/** Counts users of a snapshot; `drained` resolves when none are left. */
+export class RetainCount {
+  private n = 0;
+  private waiters: Array<() => void> = [];
+
+  retain(): () => void {
+    this.n++;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      if (--this.n === 0) for (const w of this.waiters.splice(0)) w();
+    };
+  }
+
+  /** Resolves when nothing is retained, or after `timeoutMs`. */
+  drained(timeoutMs: number): Promise<void> {
+    if (this.n === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      t.unref();
+      this.waiters.push(() => { clearTimeout(t); resolve(); });
+    });
+  }
 }

@@ -44,6 +44,7 @@ export function staticState(spec: { routes: RouteSpec[]; workloads?: WorkloadInf
     closed: false,
     route: (d: Direction, a: string, p: number) => routes.get(`${d}|${a}|${p}`),
     workloadByAddress: (a: string) => workloads.get(a),
+    retain: () => () => {},
     async close() {
       state.closed = true;
       await Promise.all(spec.routes.map((r) => r.chain?.close()));
