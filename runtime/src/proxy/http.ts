@@ -56,9 +56,10 @@ function destroy(res: Res): void {
   else (res as ServerResponse).destroy();
 }
 
-function sendLocal(res: Res, r: LocalResponse): void {
+function sendLocal(res: Res, r: LocalResponse, log?: { bytesSent: number }): void {
   const headers = toHeaderObject(r.headers);
   const body = Buffer.from(r.body);
+  if (log) log.bytesSent = body.length;
   headers['content-length'] = String(body.length);
   res.writeHead(r.status, headers);
   res.end(body);
@@ -89,7 +90,9 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
     ?? connectionRoute(state, conn)
     ?? passthroughRoute(conn);
   const grpc = (headerValue(head.headers, 'content-type') ?? '').startsWith('application/grpc');
+  // Body bytes of this request and its response (Envoy's bytes_received / bytes_sent).
   const log = {
+    bytesReceived: 0, bytesSent: 0,
     status: 0, attempts: 0, localReply: undefined as { filter: string; reason: string } | undefined,
     upstream: undefined as { address: string; port: number } | undefined, upstreamError: undefined as string | undefined,
     grpcStatus: undefined as string | undefined,
@@ -114,8 +117,8 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
       service: route.service,
       upstream: log.upstream,
       attempts: log.attempts,
-      bytesReceived: bytesOf(req),
-      bytesSent: (res as ServerResponse).socket?.bytesWritten ?? 0,
+      bytesReceived: log.bytesReceived,
+      bytesSent: log.bytesSent,
       localReply: log.localReply,
       upstreamError: log.upstreamError,
       userAgent: headerValue(head.headers, 'user-agent'),
@@ -133,7 +136,7 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
       log.localReply = { filter: out.filter, reason: localReason(out) };
       log.status = out.response.status;
       drain(req);
-      sendLocal(res, out.response);
+      sendLocal(res, out.response, log);
       return;
     }
     if (out.action === 'continue') applyRequestOps(head, out.ops);
@@ -150,6 +153,8 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
   else if (isH2 && !grpc && (req as Http2ServerRequest).stream.endAfterHeaders) body = null;
   else { body = req; retriable = false; }
   if (body === undefined) return; // client went away while sending
+  if (Buffer.isBuffer(body)) log.bytesReceived = body.length;
+  else if (body) body.on('data', (c: Buffer) => { log.bytesReceived += c.length; });
   const sendBody: Buffer | Readable | null = body;
 
   const client = isH2 || route.protocol === 'http2' ? deps.http2 : deps.http1;
@@ -190,7 +195,7 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
         tried.response?.body.destroy();
         log.localReply = { filter: out.filter, reason: localReason(out) };
         log.status = out.response.status;
-        sendLocal(res, out.response);
+        sendLocal(res, out.response, log);
         return;
       } else if (out.action === 'continue' && out.ops.length > 0) {
         resHead = { status: resHead.status, headers: resHead.headers.slice() };
@@ -200,7 +205,7 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
     if (!tried.response) {
       log.localReply = { filter: 'ambit', reason: tried.error?.message ?? 'no upstream' };
       log.status = resHead.status;
-      sendLocal(res, { status: resHead.status, headers: resHead.headers, body: tried.local!.body });
+      sendLocal(res, { status: resHead.status, headers: resHead.headers, body: tried.local!.body }, log);
       return;
     }
     await forwardResponse(res, resHead, tried.response, log);
@@ -254,7 +259,8 @@ function upstreamFailure(e: UpstreamError): LocalResponse {
 }
 
 async function forwardResponse(
-  res: Res, head: ResponseHead, up: UpstreamResponse, log: { status: number; upstreamError: string | undefined; grpcStatus: string | undefined },
+  res: Res, head: ResponseHead, up: UpstreamResponse,
+  log: { status: number; bytesSent: number; upstreamError: string | undefined; grpcStatus: string | undefined },
 ): Promise<void> {
   log.status = head.status;
   log.grpcStatus = headerValue(head.headers, 'grpc-status');
@@ -275,6 +281,7 @@ async function forwardResponse(
       destroy(res);
       resolve();
     });
+    body.on('data', (c: Buffer) => { log.bytesSent += c.length; });
     body.pipe(res as NodeJS.WritableStream, { end: false });
     body.once('end', () => {
       void up.trailers.then((trailers) => {
@@ -293,11 +300,6 @@ async function forwardResponse(
       resolve();
     });
   });
-}
-
-function bytesOf(req: Req): number {
-  const socket = req.socket as { bytesRead?: number } | undefined;
-  return socket?.bytesRead ?? 0;
 }
 
 /** Reads a body of at most `limit` bytes (the caller checked content-length). Undefined if the client left. */

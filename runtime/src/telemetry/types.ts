@@ -35,7 +35,9 @@ export interface RequestRecord {
   /** The endpoint that answered the last attempt. */
   upstream?: { address: string; port: number };
   attempts: number;
+  /** Request body bytes (Envoy's bytes_received). */
   bytesReceived: number;
+  /** Response body bytes sent to the client (Envoy's bytes_sent). */
   bytesSent: number;
   /** Set when a filter answered locally or the host did (`ambit` as filter name). */
   localReply?: { filter: string; reason: string };
