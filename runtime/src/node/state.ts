@@ -82,7 +82,10 @@ export async function buildState(
   const withChain = (r: Omit<Route, 'chain' | 'l7' | 'connectionPhase'>, plan: FilterPlan): Route => {
     const chain = plan.key ? chains.get(plan.key) : undefined;
     const phases = new Set(chain?.filters.flatMap((f) => f.phases) ?? []);
-    return { ...r, chain, l7: phases.has('requestHeaders') || phases.has('responseHeaders'), connectionPhase: phases.has('connection') };
+    // HTTP is parsed where a filter needs it, or where the port is declared HTTP (for
+    // per-request metrics, retries of upstream failures and Host routing).
+    const l7 = phases.has('requestHeaders') || phases.has('responseHeaders') || r.protocol === 'http' || r.protocol === 'http2';
+    return { ...r, chain, l7, connectionPhase: phases.has('connection') };
   };
 
   const routeFor = (direction: Direction, dest: Destination<Endpoint>): Route => {

@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { applyRequestOps, applyResponseOps, type Headers, type LocalResponse, type RequestHead, type ResponseHead } from '../deps.js';
 import type { PhaseOutcome } from '../filters/engine.js';
 import type { Telemetry } from '../telemetry/types.js';
@@ -153,9 +153,15 @@ async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void>
   else if (isH2 && !grpc && (req as Http2ServerRequest).stream.endAfterHeaders) body = null;
   else { body = req; retriable = false; }
   if (body === undefined) return; // client went away while sending
+  let sendBody: Buffer | Readable | null = body;
   if (Buffer.isBuffer(body)) log.bytesReceived = body.length;
-  else if (body) body.on('data', (c: Buffer) => { log.bytesReceived += c.length; });
-  const sendBody: Buffer | Readable | null = body;
+  else if (body) {
+    // Counted on the way through; a 'data' listener on the request itself would start
+    // the flow before the upstream is ready for it.
+    sendBody = body.pipe(new Transform({
+      transform(chunk: Buffer, _enc, done) { log.bytesReceived += chunk.length; done(null, chunk); },
+    }));
+  }
 
   const client = isH2 || route.protocol === 'http2' ? deps.http2 : deps.http1;
   const abort = new AbortController();

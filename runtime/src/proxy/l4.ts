@@ -13,7 +13,11 @@ export interface SpliceResult {
   connectFailed: boolean;
 }
 
-export function splice(client: Socket, address: string, port: number, connectTimeoutMs: number): Promise<SpliceResult> {
+/**
+ * Connects to `address:port` and pipes both ways until both sides are done. `prelude`
+ * is written to the upstream first (an HTTP upgrade request, for instance).
+ */
+export function splice(client: Socket, address: string, port: number, connectTimeoutMs: number, prelude?: Buffer): Promise<SpliceResult> {
   return new Promise((resolve) => {
     const upstream = net.connect({ host: address, port, allowHalfOpen: true, noDelay: true });
     let connected = false;
@@ -31,6 +35,7 @@ export function splice(client: Socket, address: string, port: number, connectTim
     upstream.once('connect', () => {
       connected = true;
       if (timer) clearTimeout(timer);
+      if (prelude && prelude.length > 0) upstream.write(prelude);
       client.pipe(upstream);
       upstream.pipe(client);
       client.resume();

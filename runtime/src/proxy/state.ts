@@ -36,7 +36,7 @@ export interface Route {
   requestTimeoutMs: number;
   /** Filters bound to this destination in this direction. */
   chain?: FilterChain;
-  /** The chain has request or response phases: HTTP must be parsed. */
+  /** HTTP is parsed: the chain has request or response phases, or the port is declared `http`/`http2`. */
   l7: boolean;
   /** The chain has a connection phase. */
   connectionPhase: boolean;

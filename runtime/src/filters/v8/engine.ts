@@ -83,13 +83,17 @@ class V8Chain implements FilterChain {
   closed = false;
   private drained: (() => void) | undefined;
   readonly filters: ChainInfo['filters'];
+  private readonly phases: ReadonlySet<PhaseName>;
 
   constructor(readonly engine: V8Engine, readonly id: number, readonly members: Member[]) {
     this.filters = members.map((m) => ({ name: m.name, sha256: m.sha256, phases: m.phases }));
+    this.phases = new Set(members.flatMap((m) => m.phases));
   }
 
   run(input: PhaseInput): Promise<PhaseOutcome> {
     if (this.closed) throw new AmbitError('AMBIT_ERR_ENGINE_CLOSED', 'this filter chain was closed; run the phase on the current chain');
+    // No filter takes part in this phase: no crossing at all.
+    if (!this.phases.has(input.phase)) return Promise.resolve({ action: 'continue', ops: [], calls: [], failures: [] });
     this.inflight++;
     return this.engine.submit(this, input).finally(() => {
       if (--this.inflight === 0 && this.drained) this.drained();

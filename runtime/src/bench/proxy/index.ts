@@ -1,0 +1,224 @@
+/**
+ * Proxy throughput and latency, side by side in one run (`npm run bench`, after the
+ * filter benchmarks): direct to the upstream, Ambit L4 splice, Ambit L7 without
+ * filters, Ambit L7 with a chain of 3 filters, and nginx `proxy_pass` when installed.
+ *
+ * The proxy under test (Ambit with one worker, or nginx with one worker) is pinned to
+ * core 0; the load generator (wrk, HTTP/1.1 keep-alive, 50 connections) and the upstream
+ * (nginx `return 200`, or a Node server without nginx) share core 1. Every load run is
+ * bounded by wrk's duration.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(here, '../../../..');
+const CLI = path.join(REPO, 'runtime/dist/cli.js');
+const DURATION_S = Number(process.env.AMBIT_BENCH_PROXY_SECONDS ?? 8);
+const CONNECTIONS = 50;
+
+interface Result {
+  name: string;
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+function has(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const p = (s.address() as AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return p;
+}
+
+function pinned(core: number, cmd: string, args: string[]): ChildProcess {
+  const canPin = os.availableParallelism() > 1 && has('taskset');
+  return canPin ? spawn('taskset', ['-c', String(core), cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+async function waitHttp(port: number, p = '/', ms = 30_000): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => { res.resume(); resolve((res.statusCode ?? 0) < 500); }).on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`nothing answered on 127.0.0.1:${port}${p} within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+function stop(p: ChildProcess): Promise<void> {
+  if (p.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => p.kill('SIGKILL'), 5_000);
+    p.once('exit', () => { clearTimeout(t); resolve(); });
+    p.kill('SIGTERM');
+  });
+}
+
+function unitMs(v: string): number {
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v.trim());
+  if (!m) return Number.NaN;
+  const n = Number(m[1]);
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
+}
+
+function wrk(name: string, port: number): Result {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`];
+  const canPin = os.availableParallelism() > 1 && has('taskset');
+  const out = execFileSync(canPin ? 'taskset' : 'wrk', canPin ? ['-c', '1', 'wrk', ...args] : args, { encoding: 'utf8', timeout: (DURATION_S + 30) * 1000 });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
+  const p50 = unitMs(/\s50%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const p99 = unitMs(/\s99%\s+(\S+)/.exec(out)?.[1] ?? '');
+  const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors = non2xx + (sock ? sock.slice(1).reduce((n, x) => n + Number(x), 0) : 0);
+  return { name, rps, p50ms: p50, p99ms: p99, errors };
+}
+
+async function startUpstream(dir: string): Promise<{ port: number; proc: ChildProcess; kind: string }> {
+  const port = await freePort();
+  if (has('nginx')) {
+    const conf = path.join(dir, 'upstream.conf');
+    await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/upstream.pid; error_log ${dir}/upstream-error.log;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${port}; location / { return 200 "hello from upstream\\n"; } } }
+`);
+    const proc = pinned(1, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/upstream-error.log`]);
+    await waitHttp(port);
+    return { port, proc, kind: 'nginx return 200' };
+  }
+  const script = `require('http').createServer((q, s) => { s.writeHead(200, { 'content-length': 20 }); s.end('hello from upstream\\n'); }).listen(${port}, '127.0.0.1');`;
+  const proc = pinned(1, process.execPath, ['-e', script]);
+  await waitHttp(port);
+  return { port, proc, kind: 'node:http hello' };
+}
+
+function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number }): string {
+  const filters = Array.from({ length: o.filters }, (_, i) => `      - ref: ${path.join(REPO, 'examples/filters/hello')}
+        name: hello-${i + 1}
+        config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }`).join('\n');
+  return `node: bench
+proxy:
+  outbound: { address: 127.0.0.1, port: ${o.listen}, target: "10.96.0.1:80" }
+  inbound: { address: 127.0.0.1, port: ${o.inbound} }
+  admin: { address: 127.0.0.1, port: ${o.admin} }
+  engine: v8
+services:
+  - name: up
+    namespace: bench
+    vip: 10.96.0.1
+    ports: [{ port: 80, targetPort: ${o.upstream}, protocol: ${o.protocol} }]
+    endpoints: [{ address: 127.0.0.1 }]
+${o.filters > 0 ? `bindings:
+  - name: chain
+    target: { service: up.bench }
+    direction: outbound
+    filters:
+${filters}` : ''}
+`;
+}
+
+async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number): Promise<Result> {
+  const listen = await freePort();
+  const admin = await freePort();
+  const inbound = await freePort();
+  const config = path.join(dir, `${name.replace(/\W+/g, '-')}.yaml`);
+  await writeFile(config, meshConfig({ listen, inbound, admin, upstream, protocol, filters }));
+  const proc = pinned(0, process.execPath, [CLI, 'run', '--config', config, '--workers', '1', '--access-log', 'off', '--log-level', 'error']);
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+  try {
+    await waitHttp(admin, '/ready');
+    await waitHttp(listen);
+    return wrk(name, listen);
+  } catch (e) {
+    throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)}\n${stderr}`);
+  } finally {
+    await stop(proc);
+  }
+}
+
+async function nginxProxy(dir: string, upstream: number): Promise<Result> {
+  const port = await freePort();
+  const conf = path.join(dir, 'proxy.conf');
+  await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/proxy.pid; error_log ${dir}/proxy-error.log;
+events { worker_connections 4096; }
+http { access_log off;
+  upstream up { server 127.0.0.1:${upstream}; keepalive 64; }
+  server { listen 127.0.0.1:${port}; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`);
+  const proc = pinned(0, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/proxy-error.log`]);
+  try {
+    await waitHttp(port);
+    return wrk('nginx proxy_pass (1 worker)', port);
+  } finally {
+    await stop(proc);
+  }
+}
+
+function table(results: Result[], direct: Result, nginx: Result | undefined): string {
+  const head = ['path', 'req/s', 'p50 ms', 'p99 ms', 'errors', '× direct', nginx ? '× nginx' : ''];
+  const rows = results.map((r) => [
+    r.name, r.rps.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2), String(r.errors),
+    (r.rps / direct.rps).toFixed(2), nginx ? (r.rps / nginx.rps).toFixed(2) : '',
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(w[i]!)).join(' | ')} |`;
+  return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+export async function runProxyBench(): Promise<void> {
+  if (!has('wrk')) {
+    process.stdout.write('\nproxy benchmark skipped: wrk is not installed (apt-get install -y wrk; nginx for the comparison: apt-get install -y nginx-light)\n');
+    return;
+  }
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ambit-bench-proxy-'));
+  await mkdir(path.join(dir, 'logs'), { recursive: true });
+  const up = await startUpstream(dir);
+  process.stdout.write(`\nProxy benchmark: wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, HTTP/1.1 keep-alive; proxy pinned to core 0, wrk and the upstream (${up.kind}) on core 1\n`);
+  try {
+    const results: Result[] = [];
+    const direct = wrk('direct to upstream', up.port);
+    results.push(direct);
+    results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0));
+    results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0));
+    results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3));
+    let nginx: Result | undefined;
+    if (has('nginx')) {
+      nginx = await nginxProxy(dir, up.port);
+      results.push(nginx);
+    }
+    const md = table(results, direct, nginx);
+    process.stdout.write(`${md}\n`);
+    const outDir = path.join(REPO, 'bench/results');
+    await mkdir(outDir, { recursive: true });
+    const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, durationS: DURATION_S, connections: CONNECTIONS, upstream: up.kind };
+    await writeFile(path.join(outDir, 'proxy-latest.json'), `${JSON.stringify({ meta, results }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'proxy-latest.md'), `# Proxy benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
+  } finally {
+    await stop(up.proc);
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await runProxyBench();
+}
