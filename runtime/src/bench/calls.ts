@@ -30,15 +30,19 @@ export interface CallRow {
    * Less sensitive than wall-clock time to other processes competing for the cores.
    */
   cpuUsPerRun: number;
+  /** Engine only: each filter call as timed inside the worker (µs), i.e. without the thread crossing. */
+  inWorkerCallUs: Summary | undefined;
   cappedByTime: boolean;
 }
 
-function row(mode: Mode, chain: number, concurrency: number, variant: VariantId, r: LoopResult): CallRow {
+function row(mode: Mode, chain: number, concurrency: number, variant: VariantId, r: LoopResult & { inWorkerCallUs?: number[] }): CallRow {
   const us = summarize(r.samples);
   const runsPerSec = mode === 'raw' ? 1e6 / us.mean : (us.count / r.elapsedMs) * 1000;
   return {
     mode, chain, concurrency, variant, us, runsPerSec, filterCallsPerSec: runsPerSec * chain,
-    cpuUsPerRun: (r.cpuMs * 1000) / Math.max(1, us.count), cappedByTime: r.cappedByTime,
+    cpuUsPerRun: (r.cpuMs * 1000) / Math.max(1, us.count),
+    inWorkerCallUs: r.inWorkerCallUs ? summarize(r.inWorkerCallUs) : undefined,
+    cappedByTime: r.cappedByTime,
   };
 }
 

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { measureCalls } from './calls.js';
 import { measureInstances } from './instances.js';
-import { runMeta } from './meta.js';
+import { cpuSnapshot, otherCores, sampleOtherCores } from './machine-load.js';
+import { BUSY_CORES, runMeta } from './meta.js';
 import { parseOptions } from './options.js';
 import { buildResults, renderReportText, writeResults } from './report.js';
 import { prepareVariants } from './variants.js';
@@ -20,12 +21,15 @@ const log = (line: string): void => { process.stderr.write(`bench: ${line}\n`); 
 const opts = parseOptions(process.argv.slice(2));
 const meta = runMeta(opts);
 log(`work folder ${opts.workDir}${opts.quick ? ' (quick run)' : ''}`);
-if (meta.loadAverage.start[0]! > meta.cores * 0.75) {
-  log(`warning: load average is ${meta.loadAverage.start[0]!.toFixed(1)} on ${meta.cores} cores; other processes will skew the numbers`);
-}
 
 const { variants, skipped } = await prepareVariants(opts, log);
+meta.otherCores.before = await sampleOtherCores(1000);
+if (meta.otherCores.before > BUSY_CORES) {
+  log(`warning: other processes are using ${meta.otherCores.before.toFixed(1)} of ${meta.cores} cores; they will skew the numbers`);
+}
+const callsStart = cpuSnapshot();
 const calls = await measureCalls(opts, variants, log);
+meta.otherCores.duringCalls = otherCores(callsStart, cpuSnapshot());
 const instances = await measureInstances(opts, variants, log);
 
 meta.durationSec = (performance.now() - started) / 1000;

@@ -66,7 +66,6 @@ async function measure(task: InstanceTask): Promise<InstanceResult> {
     firstCallUs,
     bytesPerInstance: { rss: per('rss'), heapUsed: per('heapUsed'), external: per('external'), arrayBuffers: per('arrayBuffers') },
   };
-  kept.length = 0;
   return result;
 }
 

@@ -43,7 +43,7 @@ export function timeSync<T>(prepare: () => T, run: (input: T) => unknown, budget
 
 /** Keeps `concurrency` calls in flight; each sample is one call's submit-to-settle time. */
 export async function timeAsync<T>(
-  prepare: () => T, run: (input: T) => Promise<unknown>, budget: LoopBudget, concurrency: number,
+  prepare: () => T, run: (input: T) => Promise<unknown>, budget: LoopBudget, concurrency: number, onMeasureStart?: () => void,
 ): Promise<LoopResult> {
   const lane = async (until: number, claim: () => boolean, record?: (us: number) => void): Promise<void> => {
     while (now() < until && claim()) {
@@ -59,6 +59,7 @@ export async function timeAsync<T>(
   const warmEnd = now() + budget.warmupMs;
   await Promise.all(Array.from({ length: lanes }, () => lane(warmEnd, () => warmLeft-- > 0)));
 
+  onMeasureStart?.();
   const samples = new Float64Array(budget.count);
   let n = 0;
   let left = budget.count;

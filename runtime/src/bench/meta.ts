@@ -3,6 +3,9 @@ import { execFileSync } from 'node:child_process';
 import os from 'node:os';
 import type { BenchOptions } from './options.js';
 
+/** Above this many cores used by other processes, the report warns that its numbers are skewed. */
+export const BUSY_CORES = 0.3;
+
 export interface RunMeta {
   date: string;
   node: string;
@@ -17,8 +20,13 @@ export interface RunMeta {
   workers: number;
   concurrency: number;
   budgets: Pick<BenchOptions, 'raw' | 'engine' | 'instances' | 'instancesBudgetMs'>;
-  /** os.loadavg() (1, 5, 15 min) when the run started and ended: other load skews every number. */
+  /** os.loadavg() (1, 5, 15 min) when the run started and ended (the bench's own build and threads count too). */
   loadAverage: { start: number[]; end?: number[] };
+  /**
+   * Cores other processes kept busy (machine busy time minus the bench's own, Linux only):
+   * in a 1 s sample before measuring, and on average during the per-call measurements.
+   */
+  otherCores: { before?: number; duringCalls?: number };
   durationSec?: number;
 }
 
@@ -49,5 +57,6 @@ export function runMeta(opts: BenchOptions): RunMeta {
     concurrency: opts.concurrency,
     budgets: { raw: opts.raw, engine: opts.engine, instances: opts.instances, instancesBudgetMs: opts.instancesBudgetMs },
     loadAverage: { start: os.loadavg() },
+    otherCores: {},
   };
 }

@@ -37,7 +37,7 @@ export interface BenchOptions {
 
 const HELP = `usage: node runtime/dist/bench/index.js [--quick] [--rebuild] [--filter <dir>]
 
-  --quick          about 4x shorter loops (a smoke run; numbers are noisier)
+  --quick          about 4x shorter measured loops (a smoke run; numbers are noisier)
   --rebuild        rebuild the QuickJS and StarlingMonkey components even if cached
   --filter <dir>   filter package to measure (default examples/filters/hello)
 
@@ -61,11 +61,13 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     }
   }
   const scale = quick ? 0.25 : 1;
+  // Warm-ups are not shortened: V8 tiers a big Wasm module up (Liftoff → TurboFan) in the
+  // background during the first few hundred milliseconds of calls.
   const budget = (count: number, budgetMs: number, warmupCount: number, warmupMs: number): LoopBudget => ({
     count: Math.max(50, Math.round(count * scale)),
     budgetMs: Math.round(budgetMs * scale),
-    warmupCount: Math.max(20, Math.round(warmupCount * scale)),
-    warmupMs: Math.round(warmupMs * scale),
+    warmupCount,
+    warmupMs,
   });
   return {
     repoRoot,

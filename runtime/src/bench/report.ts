@@ -3,7 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CallRow } from './calls.js';
 import type { InstanceRow } from './instances.js';
-import type { RunMeta } from './meta.js';
+import { BUSY_CORES, type RunMeta } from './meta.js';
 import { fmt, fmtMiB, fmtRate, fmtRatio, renderMarkdown, renderText, type Table } from './table.js';
 import { VARIANT_LABELS, type PreparedVariants, type Variant, type VariantId } from './variants.js';
 
@@ -108,24 +108,28 @@ function derivedTable(res: Results): Table {
     const eng1 = get('engine', 1, 1, id)?.us.p50 ?? Number.NaN;
     const engN = get('engine', long, 1, id)?.us.p50 ?? Number.NaN;
     const thr = get('engine', long, conc, id)?.filterCallsPerSec ?? Number.NaN;
-    return [VARIANT_LABELS[id], fmt(raw1), fmt((rawN - raw1) / (long - 1)), fmt(eng1 - raw1), fmt(engN / rawN), fmtRate(thr)];
+    const inWorker = get('engine', 1, 1, id)?.inWorkerCallUs?.p50 ?? Number.NaN;
+    return [VARIANT_LABELS[id], fmt(raw1), fmt((rawN - raw1) / (long - 1)), fmt(inWorker), fmt(eng1 - inWorker), fmt(engN / rawN), fmtRate(thr)];
   });
   return {
     title: 'Derived (from the p50s above)',
-    headers: ['variant', 'raw µs, 1 filter', `raw µs per extra filter`, 'engine crossing µs', `engine/raw, ${long} filters`, `filter calls/s, engine, ${conc} in flight`],
-    align: ['l', 'r', 'r', 'r', 'r', 'r'],
+    headers: ['variant', 'raw µs, 1 filter', 'raw µs per extra filter', 'in-worker call µs', 'engine overhead µs', `engine/raw, ${long} filters`, `filter calls/s, engine, ${conc} in flight`],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
     rows,
     notes: [
-      `per extra filter = (raw ${long}-filter p50 − raw 1-filter p50) ÷ ${long - 1}; crossing = engine sequential 1-filter p50 − raw 1-filter p50`,
+      `per extra filter = (raw ${long}-filter p50 − raw 1-filter p50) ÷ ${long - 1}`,
+      'in-worker call = p50 of the filter call as the worker timed it (engine, sequential, 1 filter): the same call as "raw", but on a thread that slept since the last run',
+      'engine overhead = engine sequential 1-filter p50 − in-worker call p50: the thread crossing, the queue and the chain bookkeeping',
     ],
   };
 }
 
 function header(res: Results): string {
   const m = res.meta;
-  const load = `load average ${m.loadAverage.start.map((l) => l.toFixed(1)).join('/')} at start, ${m.loadAverage.end?.map((l) => l.toFixed(1)).join('/') ?? '?'} at end`;
-  const busy = Math.max(m.loadAverage.start[0] ?? 0, m.loadAverage.end?.[0] ?? 0) > m.cores * 0.75
-    ? `\n\nWARNING: the machine was busy (${load}): other processes competed for the CPU; numbers are inflated and noisy.`
+  const others = (n: number | undefined): string => (n === undefined || Number.isNaN(n) ? '?' : n.toFixed(2));
+  const load = `other processes used ${others(m.otherCores.before)} cores before and ${others(m.otherCores.duringCalls)} during the per-call runs`;
+  const busy = Math.max(m.otherCores.before ?? 0, m.otherCores.duringCalls ?? 0) > BUSY_CORES
+    ? `\n\nWARNING: the machine was busy (${load}): they competed for the CPU; numbers are inflated and noisy.`
     : '';
   const left = res.skipped.map((s) => `\n\nLEFT OUT: ${VARIANT_LABELS[s.id]}: ${s.reason}`).join('');
   return `Ambit filter bench: ${m.filter} — Node ${m.node}, ${m.cores} cores (${m.cpu}), ${m.date}${m.git ? `, git ${m.git.commit.slice(0, 10)}${m.git.dirty ? '+dirty' : ''}` : ''}; ${load}${m.quick ? ' — QUICK RUN' : ''}${busy}${left}`;

@@ -27,9 +27,21 @@ export function openEngine(workers: number, cacheDir: string): V8Engine {
   return new V8Engine({ workers, cacheDir, onLog: () => {}, onCounter: () => {} });
 }
 
+export interface EngineResult extends LoopResult {
+  /** Each filter call's duration as the worker measured it (µs): the call alone, without the crossing. */
+  inWorkerCallUs: number[];
+}
+
 export async function measureEngine(
   chain: FilterChain, length: number, budget: LoopBudget, concurrency: number, what: string,
-): Promise<LoopResult> {
+): Promise<EngineResult> {
   checkOutcome(await chain.run(requestInput()), length, what);
-  return timeAsync(requestInput, (input) => chain.run(input), budget, concurrency);
+  const inWorkerCallUs: number[] = [];
+  let measuring = false;
+  const run = async (input: ReturnType<typeof requestInput>): Promise<void> => {
+    const outcome = await chain.run(input);
+    if (measuring) for (const c of outcome.calls) inWorkerCallUs.push(c.durationMs * 1000);
+  };
+  const r = await timeAsync(requestInput, run, budget, concurrency, () => { measuring = true; });
+  return { ...r, inWorkerCallUs };
 }

@@ -119,7 +119,7 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
       outfile: path.join(outDir, BUNDLE_NAME),
       write: false,
       logLevel: 'silent',
-      alias: { '@ambit/filter-sdk': path.resolve(here, '../index.js') },
+      alias: { '@ambit/filter-sdk': path.resolve(here, '../guest-index.js') },
       define: { 'process.env.NODE_ENV': '"production"' },
     });
     const js = out.outputFiles.find((f) => f.path.endsWith('.js'));

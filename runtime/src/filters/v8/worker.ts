@@ -22,6 +22,8 @@ interface Slot {
 interface WorkerChain {
   members: ChainMember[];
   keys: string[];
+  /** Some member fails open: keep the progress area up to date. */
+  failOpen: boolean;
 }
 
 const port = parentPort!;
@@ -113,7 +115,8 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
       Atomics.store(ctrl, CTRL.MEMBER, member);
       Atomics.store(ctrl, CTRL.POSITION, position);
     },
-    onProgress: (position, ops) => writeProgress(msg.job, position, ops),
+    // Progress is only read to resume after a stopped fail-open filter.
+    onProgress: chain.failOpen ? (position, ops) => writeProgress(msg.job, position, ops) : undefined,
   });
   Atomics.store(ctrl, CTRL.JOB, 0);
   post({ type: 'result', job: msg.job, outcome, logs, counters });
@@ -138,6 +141,7 @@ port.on('message', (msg: ToWorker) => {
         chains.set(msg.id, {
           members: msg.members.map((m) => ({ name: m.name, phases: new Set(m.phases), failurePolicy: m.failurePolicy })),
           keys: msg.members.map((m) => m.key),
+          failOpen: msg.members.some((m) => m.failurePolicy === 'fail-open'),
         });
         break;
       case 'drop-chain': chains.delete(msg.id); break;
