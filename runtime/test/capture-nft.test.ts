@@ -76,7 +76,7 @@ services:
   - name: alpha
     namespace: test
     vip: ${ALPHA.vip}
-    ports: [{ port: 80, targetPort: ${ALPHA.port}, protocol: http, name: http }]
+    ports: [{ port: 80, targetPort: ${ALPHA.port}, protocol: auto, name: http }]  # auto and no HTTP filter: spliced at L4
     endpoints: [{ address: 127.0.0.1 }]
   - name: beta
     namespace: test

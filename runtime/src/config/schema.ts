@@ -110,7 +110,7 @@ export const WorkloadSchema = Obj({
 export const ServicePortSchema = Obj({
   port: Port({ description: 'Port clients connect to (on the VIP, or with the service name).' }),
   targetPort: Type.Optional(Port({ description: 'Port on the endpoints. Default: `port`.' })),
-  protocol: StringEnum(PROTOCOLS, { default: 'auto', description: '`auto` sniffs HTTP/1.1 and HTTP/2 and falls back to TCP; `tcp` never runs L7 filters. Default auto.' }),
+  protocol: StringEnum(PROTOCOLS, { default: 'auto', description: '`auto`: HTTP is parsed only where an HTTP filter is bound (the first bytes tell HTTP/1.1, HTTP/2 or other), else bytes are spliced; `http`/`http2`: always parsed (per-request metrics, upstream-failure retries, Host routing); `tcp`: always spliced, never runs HTTP filters. Default auto.' }),
   name: Type.Optional(Type.String({ minLength: 1, description: 'Port name, unique within the service.' })),
 });
 
