@@ -38,3 +38,7 @@ const results = buildResults(meta, variants, skipped, calls, instances);
 process.stdout.write(`\n${renderReportText(results)}\n`);
 const written = await writeResults(opts.resultsDir, results);
 log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.md)} (${meta.durationSec.toFixed(0)} s)`);
+
+// Then the proxy: direct, L4, L7 without and with filters, nginx — side by side.
+const { runProxyBench } = await import('./proxy/index.js');
+await runProxyBench({ seconds: opts.quick ? 3 : undefined });

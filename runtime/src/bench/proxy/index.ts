@@ -19,7 +19,6 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
 const CLI = path.join(REPO, 'runtime/dist/cli.js');
-const DURATION_S = Number(process.env.AMBIT_BENCH_PROXY_SECONDS ?? 8);
 const CONNECTIONS = 50;
 
 interface Result {
@@ -80,7 +79,7 @@ function unitMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-function wrk(name: string, port: number): Result {
+function wrk(name: string, port: number, DURATION_S: number): Result {
   const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`];
   const canPin = os.availableParallelism() > 1 && has('taskset');
   const out = execFileSync(canPin ? 'taskset' : 'wrk', canPin ? ['-c', '1', 'wrk', ...args] : args, { encoding: 'utf8', timeout: (DURATION_S + 30) * 1000 });
@@ -137,7 +136,7 @@ ${filters}` : ''}
 `;
 }
 
-async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number): Promise<Result> {
+async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number, seconds: number): Promise<Result> {
   const listen = await freePort();
   const admin = await freePort();
   const inbound = await freePort();
@@ -149,7 +148,7 @@ async function ambit(dir: string, name: string, upstream: number, protocol: 'aut
   try {
     await waitHttp(admin, '/ready');
     await waitHttp(listen);
-    return wrk(name, listen);
+    return wrk(name, listen, seconds);
   } catch (e) {
     throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)}\n${stderr}`);
   } finally {
@@ -157,7 +156,7 @@ async function ambit(dir: string, name: string, upstream: number, protocol: 'aut
   }
 }
 
-async function nginxProxy(dir: string, upstream: number): Promise<Result> {
+async function nginxProxy(dir: string, upstream: number, seconds: number): Promise<Result> {
   const port = await freePort();
   const conf = path.join(dir, 'proxy.conf');
   await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/proxy.pid; error_log ${dir}/proxy-error.log;
@@ -169,7 +168,7 @@ http { access_log off;
   const proc = pinned(0, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/proxy-error.log`]);
   try {
     await waitHttp(port);
-    return wrk('nginx proxy_pass (1 worker)', port);
+    return wrk('nginx proxy_pass (1 worker)', port, seconds);
   } finally {
     await stop(proc);
   }
@@ -186,7 +185,9 @@ function table(results: Result[], direct: Result, nginx: Result | undefined): st
   return [line(head), `|${w.map((n) => '-'.repeat(n + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
-export async function runProxyBench(): Promise<void> {
+/** `seconds`: load per path (default 8, or AMBIT_BENCH_PROXY_SECONDS). */
+export async function runProxyBench(options: { seconds?: number } = {}): Promise<void> {
+  const DURATION_S = options.seconds ?? Number(process.env.AMBIT_BENCH_PROXY_SECONDS ?? 8);
   if (!has('wrk')) {
     process.stdout.write('\nproxy benchmark skipped: wrk is not installed (apt-get install -y wrk; nginx for the comparison: apt-get install -y nginx-light)\n');
     return;
@@ -197,14 +198,14 @@ export async function runProxyBench(): Promise<void> {
   process.stdout.write(`\nProxy benchmark: wrk -t1 -c${CONNECTIONS} -d${DURATION_S}s, HTTP/1.1 keep-alive; proxy pinned to core 0, wrk and the upstream (${up.kind}) on core 1\n`);
   try {
     const results: Result[] = [];
-    const direct = wrk('direct to upstream', up.port);
+    const direct = wrk('direct to upstream', up.port, DURATION_S);
     results.push(direct);
-    results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0));
-    results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0));
-    results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3));
+    results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0, DURATION_S));
+    results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0, DURATION_S));
+    results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3, DURATION_S));
     let nginx: Result | undefined;
     if (has('nginx')) {
-      nginx = await nginxProxy(dir, up.port);
+      nginx = await nginxProxy(dir, up.port, DURATION_S);
       results.push(nginx);
     }
     const md = table(results, direct, nginx);
