@@ -173,6 +173,15 @@ describe('node proxy: HTTP/1.1 and L4 on loopback', () => {
     expect((await get(ports.filtered!, '/still-ok')).status).toBe(200);
   });
 
+  it('declines an HTTP/1.1 upgrade to h2c: served as HTTP/1.1 through the filters', async () => {
+    const answer = await raw(ports.filtered!, 'GET /h2c-upgrade HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    const seen = filtered.seen.find((s) => s.path === '/h2c-upgrade')!;
+    expect(seen.headers.map(([k]) => k)).not.toContain('upgrade');
+    expect(seen.headers.map(([k]) => k)).not.toContain('http2-settings');
+    expect(seen.headers).toContainEqual(['x-ambit-hello', 'hello from 127.0.0.1']);
+  });
+
   it('closes a client that sends headers too slowly', async () => {
     const answer = await raw(ports.filtered!, 'GET /slowloris HTTP/1.1\r\nHost: x\r\n', 4_000);
     expect(answer).toMatch(/^HTTP\/1\.1 408|^$/);

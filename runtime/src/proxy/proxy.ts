@@ -58,11 +58,13 @@ export class NodeProxy {
   private readonly http2 = new Http2Client();
   private readonly sockets = new Set<Socket>();
   private closing = false;
+  private readonly handler: ReturnType<typeof createRequestHandler>;
 
   constructor(private readonly options: NodeProxyOptions) {
     this.current = options.state;
     const limits = this.current.limits;
     const handler = createRequestHandler({ state: () => this.current, telemetry: options.telemetry, http1: this.http1, http2: this.http2 });
+    this.handler = handler;
     this.http1Server = http.createServer({
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
@@ -245,6 +247,18 @@ export class NodeProxy {
   private async onUpgrade(req: IncomingMessage, socket: Socket, firstBytes: Buffer): Promise<void> {
     const conn = connOf(socket);
     if (!conn) { socket.destroy(); return; }
+    if (/^\s*h2c\s*$/i.test(req.headers.upgrade ?? '')) {
+      // Upgrade to cleartext HTTP/2 is declined (as Envoy does): the request is served
+      // as HTTP/1.1 through the filters, and the connection closes after it. Splicing it
+      // would let every later stream bypass the L7 filters.
+      if (firstBytes.length > 0) socket.unshift(firstBytes);
+      const res = new http.ServerResponse(req);
+      res.shouldKeepAlive = false;
+      res.assignSocket(socket);
+      res.once('finish', () => { res.detachSocket(socket); socket.end(); });
+      this.handler(req, res);
+      return;
+    }
     const state = this.current;
     const release = state.retain();
     const route = connectionRoute(state, conn) ?? passthroughRoute(conn);
