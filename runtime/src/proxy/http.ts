@@ -66,12 +66,21 @@ function sendLocal(res: Res, r: LocalResponse, log?: { bytesSent: number }): voi
 }
 
 async function handle(deps: HttpPipelineDeps, req: Req, res: Res): Promise<void> {
+  // The request keeps the state snapshot (and its filter chains) it started on until it
+  // is done here, even if the client left earlier or a reload swapped in another.
+  const state = deps.state();
+  const release = state.retain();
+  try {
+    await handleOn(state, deps, req, res);
+  } finally {
+    release();
+  }
+}
+
+async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res: Res): Promise<void> {
   const started = performance.now();
   const conn = connOf(req.socket);
   if (!conn) throw new Error('request on a connection the proxy did not accept');
-  const state = deps.state();
-  const release = state.retain();
-  res.once('close', release);
   const isH2 = req.httpVersion === '2.0';
   const rawHeaders = req.rawHeaders;
   const head: RequestHead = {
