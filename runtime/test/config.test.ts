@@ -132,6 +132,7 @@ describe('mesh config: parsing and defaults', () => {
         inbound: { address: '127.0.0.1', port: 15006 },
         admin: { address: '127.0.0.1', port: 15000 },
         engine: 'auto',
+        filterThreads: 2,
         limits: {
           maxHeaderBytes: 65536, headersTimeoutMs: 10_000, requestTimeoutMs: 0, idleTimeoutMs: 60_000,
           retryBufferBytes: 65536, maxAttempts: 5, sniffTimeoutMs: 5000, drainTimeoutMs: 25_000,

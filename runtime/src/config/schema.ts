@@ -90,7 +90,11 @@ export const ProxySchema = Obj({
     port: Port({ default: 15000, description: 'Default 15000.' }),
   }, { default: {}, description: 'Admin API: stats, config dump, readiness.' }),
   engine: StringEnum(ENGINES, { default: 'auto', description: 'WebAssembly engine for filters. `auto`: wasmtime where the native binding loads, else v8. Default auto.' }),
-  workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy worker threads. Default: the number of CPU cores.' })),
+  workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers). Default: the number of CPU cores.' })),
+  filterThreads: Type.Integer({
+    minimum: 1, maximum: 64, default: 2,
+    description: 'Threads per proxy process that run filters on the V8 engine. With 2, one can be stopped (a filter past its deadline) while the other serves. Default 2.',
+  }),
   limits: LimitsSchema,
 }, { default: {}, description: 'Listeners, engine and limits of this node proxy.' });
 

@@ -46,12 +46,12 @@ export interface RunningNode {
 }
 
 /** Picks the Wasm engine the config asks for, saying why when it steps down. */
-export function chooseEngine(choice: 'v8' | 'wasmtime' | 'auto', telemetry: AmbitTelemetry): FilterEngine {
+export function chooseEngine(choice: 'v8' | 'wasmtime' | 'auto', telemetry: AmbitTelemetry, threads = 2): FilterEngine {
   if (choice === 'wasmtime') {
     throw new Error('engine: wasmtime is not available in this build (the native wasmtime binding is not part of it yet); set proxy.engine to v8 or auto');
   }
   if (choice === 'auto') telemetry.info('filter engine: v8 (engine: auto; the wasmtime engine is not part of this build)');
-  return new V8Engine({ onLog: (f, level, m) => telemetry.filterLog(f, level, m), onCounter: (f, n, d) => telemetry.filterCounter(f, n, d) });
+  return new V8Engine({ workers: threads, onLog: (f, level, m) => telemetry.filterLog(f, level, m), onCounter: (f, n, d) => telemetry.filterCounter(f, n, d) });
 }
 
 export async function runNode(options: RunOptions): Promise<RunningNode> {
@@ -68,7 +68,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     throw e;
   }
   const config = loaded.config;
-  const engine = chooseEngine(config.proxy.engine, telemetry);
+  const engine = chooseEngine(config.proxy.engine, telemetry, config.proxy.filterThreads);
   const endpoints = new EndpointRegistry();
   let version = 1;
   let state = await buildState(loaded, resolved, engine, endpoints, version);
