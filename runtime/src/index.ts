@@ -13,3 +13,5 @@ export * from './telemetry/index.js';
 export * from './admin/index.js';
 export { runNode, chooseEngine, type RunOptions, type RunningNode } from './node/run.js';
 export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
+export * from './identity/index.js';
+export * as hbone from './hbone/index.js';
