@@ -193,6 +193,13 @@ export function requestLine(r: RequestRecord): Record<string, unknown> {
     request_id: r.requestId || null,
     authority: r.authority,
     user_agent: r.userAgent ?? null,
+    ...endpoints(r),
+  };
+}
+
+/** Both ends of a request or connection, in the access log's field names. */
+function endpoints(r: RequestRecord | ConnectionRecord): Record<string, unknown> {
+  return {
     downstream_remote_address: hostPort(r.source),
     downstream_local_address: hostPort(r.destination),
     source_workload: r.source.workload ?? null,
@@ -220,15 +227,7 @@ export function connectionLine(r: ConnectionRecord): Record<string, unknown> {
     denied: r.denied?.filter ?? null,
     denied_reason: r.denied?.reason ?? null,
     error: r.error ?? null,
-    downstream_remote_address: hostPort(r.source),
-    downstream_local_address: hostPort(r.destination),
-    source_workload: r.source.workload ?? null,
-    source_namespace: r.source.namespace ?? null,
-    source_principal: r.source.identity ?? null,
-    destination_workload: r.destination.workload ?? null,
-    destination_namespace: r.destination.namespace ?? null,
-    destination_principal: r.destination.identity ?? null,
-    destination_service: r.service ?? null,
+    ...endpoints(r),
   };
 }
 
