@@ -1,13 +1,14 @@
 // @ambit/addon against real sockets: plain loopback connections in this process, and a REAL
 // netfilter redirect (nft `redirect`) inside a network namespace of our own, which the suite
 // creates and deletes (with everything in it: addresses, nft tables, the listener process).
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as addon from '../addon/src/index.js';
+import { IP, NFT, netnsSkipReason } from './support/netns.js';
 
 const execFileP = promisify(execFile);
 
@@ -128,29 +129,6 @@ describe('@ambit/addon on plain loopback sockets', () => {
 
 // ---- a real redirect in a network namespace ---------------------------------------------------
 
-/** `name` as found on PATH, else in the sbin folders a non-login root shell may lack on its PATH. */
-function findTool(name: string): string | undefined {
-  for (const candidate of [name, `/usr/sbin/${name}`, `/sbin/${name}`]) {
-    if (!spawnSync(candidate, ['--version']).error) return candidate;
-  }
-  return undefined;
-}
-
-const IP = findTool('ip') ?? 'ip';
-const NFT = findTool('nft') ?? 'nft';
-
-/** Why the netns suite cannot run here, or undefined when it can. Leaves nothing behind. */
-function netnsSkipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'needs Linux network namespaces';
-  if (process.getuid?.() !== 0) return 'needs root to create a network namespace and nft rules';
-  if (!findTool('ip')) return '`ip` (iproute2) is not installed: apt-get install -y iproute2';
-  if (!findTool('nft')) return '`nft` is not installed: apt-get install -y nftables';
-  const probe = `ambit-probe-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const add = spawnSync(IP, ['netns', 'add', probe], { encoding: 'utf8' });
-  if (add.status !== 0) return `cannot create a network namespace: ${add.stderr.trim() || `exit ${add.status}`}`;
-  spawnSync(IP, ['netns', 'del', probe]);
-  return undefined;
-}
 
 const skipReason = netnsSkipReason();
 

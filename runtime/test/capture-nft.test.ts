@@ -8,7 +8,7 @@
 //          ──▶ alpha 127.0.0.1:18181 (no filter: L4 splice) | beta 127.0.0.1:18182 (hello filter: L7)
 //
 // The proxy's own upstream connections go to 127.0.0.1:1818x, which the rule does not match.
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as addon from '@ambit/addon';
 import { HELLO_DIR, REPO } from './fixtures.js';
+import { IP, NFT, netnsSkipReason } from './support/netns.js';
 
 const execFileP = promisify(execFile);
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -26,29 +27,11 @@ const UPSTREAMS_JS = path.join(here, 'support/netns/upstreams.mjs');
 const CLIENT_JS = path.join(here, 'support/netns/client.mjs');
 const CLI_JS = path.join(REPO, 'runtime/dist/cli.js');
 
-/** `name` as found on PATH, else in the sbin folders a non-login root shell may lack on its PATH. */
-function findTool(name: string): string | undefined {
-  for (const candidate of [name, `/usr/sbin/${name}`, `/sbin/${name}`]) {
-    if (!spawnSync(candidate, ['--version']).error) return candidate;
-  }
-  return undefined;
-}
-
-const IP = findTool('ip') ?? 'ip';
-const NFT = findTool('nft') ?? 'nft';
-
-/** Why this suite cannot run here, or undefined when it can. Leaves nothing behind. */
+/** Why this suite cannot run here, or undefined when it can. */
 function skipReason(): string | undefined {
-  if (process.platform !== 'linux') return 'needs Linux network namespaces and nftables';
-  if (process.getuid?.() !== 0) return 'needs root to create a network namespace and nft rules';
-  if (!findTool('ip') || !findTool('nft')) {
-    return '`ip` and/or `nft` is not installed: apt-get install -y nftables iproute2';
-  }
+  const netns = netnsSkipReason();
+  if (netns) return netns;
   if (!addon.available) return `the native addon that reads SO_ORIGINAL_DST is unavailable: ${addon.unavailableReason ?? 'unknown reason'}`;
-  const probe = `ambit-probe-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const add = spawnSync(IP, ['netns', 'add', probe], { encoding: 'utf8' });
-  if (add.status !== 0) return `cannot create a network namespace: ${add.stderr.trim() || `exit ${add.status}`}`;
-  spawnSync(IP, ['netns', 'del', probe]);
   return undefined;
 }
 
