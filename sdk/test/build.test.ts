@@ -5,21 +5,10 @@ import { createHash } from 'node:crypto';
 import { readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FilterManifest } from '@ambit/filter-sdk/host';
 import { copyHello, makeTempRoot, useCacheIn, runCli, writeFilterPackage, type CliRun } from './helpers.js';
 
-interface Manifest {
-  package: string;
-  version: string;
-  name: string;
-  world: string;
-  engine: string;
-  wasm: string;
-  sha256: string;
-  size: number;
-  capabilities: string[];
-  phases: string[];
-  schema: Record<string, unknown> | null;
-}
+type Manifest = FilterManifest;
 
 let root: string;
 let cleanup: () => Promise<void>;

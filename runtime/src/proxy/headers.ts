@@ -24,14 +24,6 @@ export function fromRawHeaders(raw: readonly string[]): Headers {
   return out;
 }
 
-/** `te: trailers` is the one TE value that must cross (gRPC needs it). */
-export function wantsTrailers(raw: readonly string[]): boolean {
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() === 'te' && /(^|,)\s*trailers\s*(,|$)/i.test(raw[i + 1]!)) return true;
-  }
-  return false;
-}
-
 /** Headers list → Node's outgoing headers object (repeated names become arrays). */
 export function toHeaderObject(list: Headers): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};

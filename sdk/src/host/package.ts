@@ -109,7 +109,7 @@ export async function loadFilterArtifact(ref: string, expectedSha256?: string): 
   if (manifest && manifest.sha256 !== sha256) {
     throw new AmbitError('AMBIT_ERR_INTEGRITY', `${wasmPath} does not match its manifest (sha256 ${sha256}, manifest says ${manifest.sha256}); rebuild or reinstall the filter`);
   }
-  if (expectedSha256 && !integrityMatches(expectedSha256, wasm, sha256)) {
+  if (expectedSha256 && !integrityMatches(expectedSha256, sha256)) {
     throw new AmbitError('AMBIT_ERR_INTEGRITY', `${wasmPath} has sha256 ${sha256}, but the binding pins ${expectedSha256}; refusing to load it`);
   }
   return {
@@ -123,7 +123,7 @@ export async function loadFilterArtifact(ref: string, expectedSha256?: string): 
   };
 }
 
-function integrityMatches(expected: string, wasm: Uint8Array, hex: string): boolean {
+function integrityMatches(expected: string, hex: string): boolean {
   if (expected.startsWith('sha256-')) return Buffer.from(hex, 'hex').toString('base64') === expected.slice(7);
   return expected.toLowerCase() === hex;
 }

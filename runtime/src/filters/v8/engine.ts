@@ -12,7 +12,6 @@
  *   only that call; it is respawned from the compiled modules.
  */
 import { createHash } from 'node:crypto';
-import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import {
   AmbitError, compileCore, prepareComponent, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
@@ -84,10 +83,13 @@ class V8Chain implements FilterChain {
   private drained: (() => void) | undefined;
   readonly filters: ChainInfo['filters'];
   private readonly phases: ReadonlySet<PhaseName>;
+  /** The shortest deadline in the chain: when the watchdog first looks. */
+  readonly minDeadlineMs: number;
 
   constructor(readonly engine: V8Engine, readonly id: number, readonly members: Member[]) {
     this.filters = members.map((m) => ({ name: m.name, sha256: m.sha256, phases: m.phases }));
     this.phases = new Set(members.flatMap((m) => m.phases));
+    this.minDeadlineMs = Math.min(...members.map((m) => m.deadlineMs));
   }
 
   run(input: PhaseInput): Promise<PhaseOutcome> {
@@ -227,7 +229,7 @@ export class V8Engine implements FilterEngine {
       const job = this.queue.shift()!;
       slot.job = job;
       this.send(slot, { type: 'run', job: job.id, chain: job.chain.id, input: job.input, startAt: job.startAt, priorOps: job.priorOps });
-      this.arm(slot, job, Math.min(...job.chain.members.map((m) => m.deadlineMs)));
+      this.arm(slot, job, job.chain.minDeadlineMs);
     }
   }
 
@@ -238,8 +240,7 @@ export class V8Engine implements FilterEngine {
   /** Stops the worker if the filter it is running has overrun its deadline. */
   private watch(slot: Slot, job: Job): void {
     if (slot.job !== job) return;
-    const min = Math.min(...job.chain.members.map((m) => m.deadlineMs));
-    if (Atomics.load(slot.ctrl, CTRL.JOB) !== job.id) return this.arm(slot, job, min);
+    if (Atomics.load(slot.ctrl, CTRL.JOB) !== job.id) return this.arm(slot, job, job.chain.minDeadlineMs);
     const member = job.chain.members[Atomics.load(slot.ctrl, CTRL.MEMBER)]!;
     const elapsed = sharedNow() - slot.started[0]!;
     if (elapsed < member.deadlineMs) return this.arm(slot, job, member.deadlineMs - elapsed);
@@ -376,9 +377,4 @@ function defineChain(c: V8Chain): DefineChain {
     type: 'chain', id: c.id,
     members: c.members.map((m) => ({ key: m.key, name: m.name, phases: m.phases, failurePolicy: m.failurePolicy })),
   };
-}
-
-/** Default worker count: 2, never more than the machine's cores. */
-export function defaultV8Workers(): number {
-  return Math.max(1, Math.min(2, os.availableParallelism()));
 }
