@@ -1,6 +1,8 @@
 export * from './filters/engine.js';
 export { runPhase, phaseOrder, failureResponse, FilterCallError, type ChainMember } from './filters/chain.js';
 export { V8Engine, type V8EngineOptions } from './filters/v8/engine.js';
+export { WasmtimeEngine, type WasmtimeEngineOptions } from './filters/wasmtime/engine.js';
+export { loadNative } from './filters/wasmtime/native.js';
 export { bindingFromArtifact } from './filters/binding.js';
 export { NodeProxy, type ListenerSpec, type NodeProxyOptions, type OriginalDstReader } from './proxy/proxy.js';
 export { DEFAULT_LIMITS, type ProxyState, type ProxyLimits, type Route, type WorkloadInfo, type PortProtocol } from './proxy/state.js';
@@ -11,7 +13,8 @@ export * from './config/index.js';
 export * from './mesh/index.js';
 export * from './telemetry/index.js';
 export * from './admin/index.js';
-export { runNode, chooseEngine, type RunOptions, type RunningNode } from './node/run.js';
+export { runNode, type RunOptions, type RunningNode } from './node/run.js';
+export { chooseEngine, type ChooseEngineOptions, type EngineChoice } from './filters/choose.js';
 export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
 export * from './identity/index.js';
 export * as hbone from './hbone/index.js';

@@ -74,7 +74,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
     const name = f.name ?? artifact.name;
     try {
       const binding = bindingFromArtifact(artifact, {
-        name, config: f.config, failurePolicy: f.failurePolicy, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages,
+        name, config: f.config, failurePolicy: f.failurePolicy, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages, instances: f.instances,
       });
       filters.set(pointer, { id: pointer, binding, artifact, location });
       wasmFiles.add(artifact.origin);

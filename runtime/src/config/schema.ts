@@ -49,6 +49,7 @@ export const LOAD_BALANCERS = ['round-robin', 'least-request'] as const;
 export const ENGINES = ['v8', 'wasmtime', 'auto'] as const;
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export const FAILURE_POLICIES = ['fail-closed', 'fail-open'] as const;
+export const INSTANCE_STRATEGIES = ['pooled', 'per-request'] as const;
 
 export const LimitsSchema = Obj({
   maxHeaderBytes: Type.Integer({
@@ -89,7 +90,13 @@ export const ProxySchema = Obj({
     address: Ip('Default 127.0.0.1.', { default: '127.0.0.1' }),
     port: Port({ default: 15000, description: 'Default 15000.' }),
   }, { default: {}, description: 'Admin API: stats, config dump, readiness.' }),
-  engine: StringEnum(ENGINES, { default: 'auto', description: 'WebAssembly engine for filters. `auto`: wasmtime where the native binding loads, else v8. Default auto.' }),
+  engine: StringEnum(ENGINES, { default: 'auto', description: 'WebAssembly engine for filters. `wasmtime`: the native engine (`@ambit/native`), an error if it cannot load. `v8`: Node\'s own WebAssembly in worker threads. `auto`: wasmtime where the native binding loads, else v8 (the reason is logged). Default auto.' }),
+  wasmtime: Obj({
+    threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Threads running filter calls. Default: the number of CPU cores.' })),
+    epochTickMs: Type.Number({ minimum: 0.1, maximum: 1000, default: 1, description: 'Epoch tick: a call past its deadline is stopped within one tick. Default 1 ms.' }),
+    maxInstances: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'Component instances the pooling allocator reserves slots for (warm and per-request together). Default 1000.' }),
+    maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages; address space reserved per slot. Default 16384 (1 GiB).' }),
+  }, { default: {}, description: 'Settings of the wasmtime engine.' }),
   workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers). Default: the number of CPU cores.' })),
   filterThreads: Type.Integer({
     minimum: 1, maximum: 64, default: 2,
@@ -164,6 +171,10 @@ export const FilterRefSchema = Obj({
   failurePolicy: StringEnum(FAILURE_POLICIES, { default: 'fail-closed', description: 'What a trap or missed deadline does: `fail-closed` answers 503 naming the filter, `fail-open` skips it. Default fail-closed.' }),
   deadlineMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 50, description: 'Longest a single filter call may run. Default 50 ms.' }),
   memoryMaxPages: Type.Integer({ minimum: 1, maximum: 65536, default: 1024, description: 'Linear memory cap in 64 KiB pages. Default 1024 (64 MiB).' }),
+  instances: StringEnum(INSTANCE_STRATEGIES, {
+    default: 'pooled',
+    description: '`pooled`: warm instances are reused, and replaced after a trap. `per-request`: a fresh instance for every filter call, so nothing one request leaves in memory is seen by the next (cheap on wasmtime; a full instantiation per call on v8). Default pooled.',
+  }),
 });
 
 export const BindingTargetSchema = Type.Union([

@@ -1,5 +1,5 @@
 import { validateConfig, type FilterArtifact } from '../deps.js';
-import type { FailurePolicy, FilterBinding } from './engine.js';
+import type { FailurePolicy, FilterBinding, InstanceStrategy } from './engine.js';
 
 /**
  * Turns a loaded filter package plus a binding's settings into what an engine takes,
@@ -8,7 +8,7 @@ import type { FailurePolicy, FilterBinding } from './engine.js';
  */
 export function bindingFromArtifact(
   artifact: FilterArtifact,
-  settings: { config?: unknown; failurePolicy?: FailurePolicy; deadlineMs?: number; memoryMaxPages?: number; name?: string } = {},
+  settings: { config?: unknown; failurePolicy?: FailurePolicy; deadlineMs?: number; memoryMaxPages?: number; instances?: InstanceStrategy; name?: string } = {},
 ): FilterBinding {
   const name = settings.name ?? artifact.name;
   return {
@@ -20,5 +20,6 @@ export function bindingFromArtifact(
     failurePolicy: settings.failurePolicy,
     deadlineMs: settings.deadlineMs,
     memoryMaxPages: settings.memoryMaxPages,
+    instances: settings.instances,
   };
 }

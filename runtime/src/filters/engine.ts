@@ -1,13 +1,22 @@
 /**
  * The seam between the proxy and a WebAssembly engine. Two engines implement it:
- * V8 (`./v8/`, components transpiled by jco, run on Node's own WebAssembly) and,
- * later, wasmtime through a native binding. Both pass `test/conformance.ts`.
+ * V8 (`./v8/`, components transpiled by jco, run on Node's own WebAssembly) and
+ * wasmtime (`./wasmtime/`, the native addon `@ambit/native`). Both pass
+ * `test/conformance.ts`.
  */
 import type {
   Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestHead, ResponseHead, RetryRequest,
 } from '@ambit/filter-sdk/host';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
+
+/**
+ * How a binding's instances are used. `pooled`: warm instances are reused (and
+ * replaced after a trap). `per-request`: every filter call gets a fresh instance, so no
+ * state survives from one request to the next; cheap on wasmtime (copy-on-write from
+ * the pooling allocator), costly on V8 (a full instantiation per call).
+ */
+export type InstanceStrategy = 'pooled' | 'per-request';
 
 /** Defaults a binding gets when its config says nothing. */
 export const BINDING_DEFAULTS = {
@@ -17,6 +26,7 @@ export const BINDING_DEFAULTS = {
   memoryMaxPages: 1024,
   /** Like Envoy's wasm `fail_open: false`: a broken filter stops traffic rather than waving it through. */
   failurePolicy: 'fail-closed' as FailurePolicy,
+  instances: 'pooled' as InstanceStrategy,
 } as const;
 
 /** One filter in a chain, as bound to a destination. */
@@ -32,6 +42,7 @@ export interface FilterBinding {
   failurePolicy?: FailurePolicy;
   deadlineMs?: number;
   memoryMaxPages?: number;
+  instances?: InstanceStrategy;
 }
 
 export type PhaseInput =
@@ -96,5 +107,7 @@ export interface FilterEngine {
   createChain(bindings: FilterBinding[]): Promise<FilterChain>;
   /** Totals per filter name since start. */
   stats(): Map<string, FilterStats>;
+  /** Facts about the engine for `/config_dump` (version, threads, limits). */
+  info(): Record<string, unknown>;
   close(): Promise<void>;
 }

@@ -12,6 +12,7 @@ export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeP
     version: state.version,
     file: state.loaded.path,
     engine: engine.kind,
+    engineInfo: engine.info(),
     capture: originalDstUnavailable
       ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
       : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' },
@@ -28,6 +29,7 @@ export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeP
       failurePolicy: f.binding.failurePolicy,
       deadlineMs: f.binding.deadlineMs,
       memoryMaxPages: f.binding.memoryMaxPages,
+      instances: f.binding.instances,
     })),
     chains: [...state.chains.entries()].map(([plan, chain]) => ({ plan, filters: chain.filters })),
     stats: Object.fromEntries(engine.stats()),

@@ -11,7 +11,7 @@ import { Registry } from 'prom-client';
 import { loadMeshConfig, resolveFilters, watchMeshConfig, type ConfigWatcher, type LoadedMeshConfig, type ResolvedFilters } from '../config/index.js';
 import { errorMessage } from '../deps.js';
 import type { FilterEngine } from '../filters/engine.js';
-import { V8Engine } from '../filters/v8/engine.js';
+import { chooseEngine } from '../filters/choose.js';
 import { startAdminServer, registryMetrics, type AdminServer } from '../admin/index.js';
 import { NodeProxy, type ListenerSpec } from '../proxy/proxy.js';
 import { originalDstSupport } from '../proxy/original-dst.js';
@@ -45,15 +45,6 @@ export interface RunningNode {
   close(): Promise<void>;
 }
 
-/** Picks the Wasm engine the config asks for, saying why when it steps down. */
-export function chooseEngine(choice: 'v8' | 'wasmtime' | 'auto', telemetry: AmbitTelemetry, threads = 2): FilterEngine {
-  if (choice === 'wasmtime') {
-    throw new Error('engine: wasmtime is not available in this build (the native wasmtime binding is not part of it yet); set proxy.engine to v8 or auto');
-  }
-  if (choice === 'auto') telemetry.info('filter engine: v8 (engine: auto; the wasmtime engine is not part of this build)');
-  return new V8Engine({ workers: threads, onLog: (f, level, m) => telemetry.filterLog(f, level, m), onCounter: (f, n, d) => telemetry.filterCounter(f, n, d) });
-}
-
 export async function runNode(options: RunOptions): Promise<RunningNode> {
   const registry = options.registry ?? new Registry();
   const telemetry = createTelemetry({ registry, accessLog: options.accessLog ?? 'stdout', level: options.logLevel });
@@ -68,7 +59,13 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     throw e;
   }
   const config = loaded.config;
-  const engine = chooseEngine(config.proxy.engine, telemetry, config.proxy.filterThreads);
+  const engine = chooseEngine(config.proxy.engine, {
+    v8Threads: config.proxy.filterThreads,
+    wasmtime: config.proxy.wasmtime,
+    onLog: (f, level, m) => telemetry.filterLog(f, level, m),
+    onCounter: (f, n, d) => telemetry.filterCounter(f, n, d),
+    say: (line) => telemetry.info(line),
+  });
   const endpoints = new EndpointRegistry();
   let version = 1;
   let state = await buildState(loaded, resolved, engine, endpoints, version);

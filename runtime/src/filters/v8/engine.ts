@@ -17,6 +17,8 @@ import {
   AmbitError, compileCore, prepareComponent, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
+import { ChainBase } from '../chain-base.js';
+import { copyStats, recordCalls } from '../stats.js';
 import {
   BINDING_DEFAULTS, type ChainInfo, type FailurePolicy, type FilterBinding, type FilterCall, type FilterChain,
   type FilterEngine, type FilterFailure, type FilterStats, type PhaseInput, type PhaseOutcome,
@@ -77,35 +79,20 @@ interface Member {
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
-class V8Chain implements FilterChain {
-  inflight = 0;
-  closed = false;
-  private drained: (() => void) | undefined;
-  readonly filters: ChainInfo['filters'];
-  private readonly phases: ReadonlySet<PhaseName>;
+class V8Chain extends ChainBase {
   /** The shortest deadline in the chain: when the watchdog first looks. */
   readonly minDeadlineMs: number;
 
   constructor(readonly engine: V8Engine, readonly id: number, readonly members: Member[]) {
-    this.filters = members.map((m) => ({ name: m.name, sha256: m.sha256, phases: m.phases }));
-    this.phases = new Set(members.flatMap((m) => m.phases));
+    super(members.map((m) => ({ name: m.name, sha256: m.sha256, phases: m.phases })));
     this.minDeadlineMs = Math.min(...members.map((m) => m.deadlineMs));
   }
 
-  run(input: PhaseInput): Promise<PhaseOutcome> {
-    if (this.closed) throw new AmbitError('AMBIT_ERR_ENGINE_CLOSED', 'this filter chain was closed; run the phase on the current chain');
-    // No filter takes part in this phase: no crossing at all.
-    if (!this.phases.has(input.phase)) return Promise.resolve({ action: 'continue', ops: [], calls: [], failures: [] });
-    this.inflight++;
-    return this.engine.submit(this, input).finally(() => {
-      if (--this.inflight === 0 && this.drained) this.drained();
-    });
+  protected dispatch(input: PhaseInput): Promise<PhaseOutcome> {
+    return this.engine.submit(this, input);
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.inflight > 0) await new Promise<void>((r) => { this.drained = r; });
+  protected release(): void {
     this.engine.dropChain(this);
   }
 }
@@ -189,14 +176,7 @@ export class V8Engine implements FilterEngine {
   private complete(job: Job, outcome: PhaseOutcome): void {
     const calls = job.calls.length ? [...job.calls, ...outcome.calls] : outcome.calls;
     const failures = job.failures.length ? [...job.failures, ...outcome.failures] : outcome.failures;
-    for (const c of calls) {
-      let s = this.totals.get(c.filter);
-      if (!s) this.totals.set(c.filter, (s = { calls: 0, traps: 0, deadlines: 0, totalMs: 0 }));
-      s.calls++;
-      s.totalMs += c.durationMs;
-      if (c.outcome === 'trap') s.traps++;
-      else if (c.outcome === 'deadline') s.deadlines++;
-    }
+    recordCalls(this.totals, calls);
     job.resolve({ ...outcome, calls, failures });
   }
 
@@ -314,11 +294,12 @@ export class V8Engine implements FilterEngine {
         const deadlineMs = b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs;
         if (!(deadlineMs > 0)) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `filter ${b.name}: deadlineMs must be > 0, got ${deadlineMs}`);
         const config = JSON.stringify(b.config ?? {});
-        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${config}`).digest('hex');
+        const instances = b.instances ?? BINDING_DEFAULTS.instances;
+        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${config}\0${instances}`).digest('hex');
         let loaded = this.filters.get(key);
         if (!loaded) {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
-          const msg: LoadFilter = { type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities };
+          const msg: LoadFilter = { type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities, instances };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
           if (bad?.error) {
@@ -358,8 +339,12 @@ export class V8Engine implements FilterEngine {
     for (const s of this.slots) this.send(s, { type: 'unload', key });
   }
 
+  info(): Record<string, unknown> {
+    return { node: process.versions.node, v8: process.versions.v8, workers: this.slots.length, queued: this.queue.length, filters: this.filters.size };
+  }
+
   stats(): Map<string, FilterStats> {
-    return new Map([...this.totals].map(([k, v]) => [k, { ...v }]));
+    return copyStats(this.totals);
   }
 
   async close(): Promise<void> {

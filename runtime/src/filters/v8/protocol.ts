@@ -1,6 +1,6 @@
 /** Messages between the V8 engine (main thread) and its worker threads. */
 import type { Capability, CoreModules, FailurePolicy, HeaderOp, LogLevel, PhaseName } from '../../deps.js';
-import type { PhaseInput, PhaseOutcome } from '../engine.js';
+import type { InstanceStrategy, PhaseInput, PhaseOutcome } from '../engine.js';
 
 export interface LoadFilter {
   type: 'load';
@@ -10,6 +10,8 @@ export interface LoadFilter {
   modules: CoreModules;
   config: string;
   capabilities: Capability[];
+  /** `per-request`: a fresh instance for every call. */
+  instances: InstanceStrategy;
 }
 
 export interface DefineChain {

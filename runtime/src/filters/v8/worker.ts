@@ -17,6 +17,7 @@ interface Slot {
   name: string;
   create: () => Handler;
   handler: Handler | undefined;
+  perRequest: boolean;
 }
 
 interface WorkerChain {
@@ -62,8 +63,9 @@ async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
       phases = (['connection', 'requestHeaders', 'responseHeaders'] as const).filter((k) => p[k]);
       return h;
     };
-    const slot: Slot = { name: msg.name, create, handler: undefined };
-    slot.handler = create();
+    const slot: Slot = { name: msg.name, create, handler: undefined, perRequest: msg.instances === 'per-request' };
+    const first = create();
+    if (!slot.perRequest) slot.handler = first;
     slots.set(msg.key, slot);
     post({ type: 'loaded', key: msg.key, phases });
   } catch (e) {
@@ -75,7 +77,8 @@ async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
 function callMember(chain: WorkerChain, index: number, input: PhaseInput): ActionOf<PhaseInput['phase']> {
   const slot = slots.get(chain.keys[index]!);
   if (!slot) throw new Error('filter not loaded in this worker');
-  const h = (slot.handler ??= slot.create());
+  // Per-request: a fresh instance for this call only, configured like every other.
+  const h = slot.perRequest ? slot.create() : (slot.handler ??= slot.create());
   reported = undefined;
   try {
     switch (input.phase) {
@@ -124,7 +127,7 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   counters = [];
   // Replace recycled instances now, off the request path.
   for (const slot of slots.values()) {
-    if (!slot.handler) setImmediate(() => { try { slot.handler ??= slot.create(); } catch { /* retried on the next call */ } });
+    if (!slot.handler && !slot.perRequest) setImmediate(() => { try { slot.handler ??= slot.create(); } catch { /* retried on the next call */ } });
   }
 }
 

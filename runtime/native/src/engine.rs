@@ -1,0 +1,207 @@
+//! The wasmtime engine shared by every filter of a node: configuration (component
+//! model, epoch interruption, pooling allocator), the host linker, the epoch clock,
+//! and loading a component into a linked `FilterPre`.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::{Filter, FilterPre};
+use crate::cache::{self, CacheOutcome};
+use crate::filter::LoadError;
+use crate::host::State;
+
+const HANDLER: &str = "ambit:filter/handler";
+const HOST_PREFIX: &str = "ambit:filter/";
+/// Compiled components kept after their last filter is unloaded.
+const KEEP_UNUSED: usize = 8;
+
+/// Engine options from JavaScript; every field has a documented default.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EngineOptions {
+    /// Threads running filter calls. Default: the number of CPUs.
+    pub threads: Option<usize>,
+    /// Epoch tick: a call is stopped at most one tick after its deadline. Default 1 ms.
+    pub epoch_tick_ms: Option<f64>,
+    /// Component instances the pooling allocator holds slots for. Default 1000.
+    pub max_instances: Option<u32>,
+    /// Largest linear memory any binding may cap at, in 64 KiB pages (address space
+    /// reserved per slot). Default 16384 (1 GiB).
+    pub max_memory_pages: Option<u32>,
+    /// Table elements per table. Default 100000.
+    pub table_elements: Option<usize>,
+    /// Warm instances kept per pooled filter. Default: `threads`.
+    pub max_idle_per_filter: Option<usize>,
+    /// Where precompiled components are cached; none: no disk cache.
+    pub cache_dir: Option<String>,
+}
+
+/// What every filter of the engine shares.
+pub struct Shared {
+    pub engine: Engine,
+    pub linker: Linker<State>,
+    pub origin: Instant,
+    pub tick: Duration,
+    pub threads: usize,
+    pub max_instances: u32,
+    pub max_memory_bytes: usize,
+    pub table_elements: usize,
+    pub max_idle_per_filter: usize,
+    pub cache_dir: Option<PathBuf>,
+    /// Linked components by sha256: bindings of the same filter compile it once.
+    linked: Mutex<HashMap<String, FilterPre<State>>>,
+    /// Linked components no filter uses, oldest first; kept a while for a reload that brings them back.
+    unused: Mutex<VecDeque<String>>,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    pub fn new(options: EngineOptions) -> wasmtime::Result<Arc<Self>> {
+        let threads = options.threads.unwrap_or_else(|| thread::available_parallelism().map(|n| n.get()).unwrap_or(2)).max(1);
+        let tick_ms = options.epoch_tick_ms.unwrap_or(1.0).clamp(0.1, 1000.0);
+        let max_instances = options.max_instances.unwrap_or(1000).max(1);
+        let max_memory_pages = options.max_memory_pages.unwrap_or(16384).clamp(1, 65536);
+        let max_memory_bytes = max_memory_pages as usize * 65536;
+        let table_elements = options.table_elements.unwrap_or(100_000);
+
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(max_instances)
+            // A QuickJS filter is a handful of core instances, memories and tables.
+            .total_core_instances(max_instances.saturating_mul(8))
+            .total_memories(max_instances.saturating_mul(2))
+            .total_tables(max_instances.saturating_mul(4))
+            .max_core_instances_per_component(64)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16)
+            .max_memory_size(max_memory_bytes)
+            .table_elements(table_elements);
+
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            .memory_init_cow(true)
+            // A trap's message comes from the filter (`report-error`) and the trap code;
+            // no wasm backtrace is captured, which keeps traps cheap.
+            .wasm_backtrace_max_frames(None)
+            // Each pool slot reserves this much address space (plus a guard region): the
+            // largest memory any binding may cap at, not wasmtime's 4 GiB default.
+            .memory_reservation(max_memory_bytes as u64)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)?;
+
+        let mut linker: Linker<State> = Linker::new(&engine);
+        Filter::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)?;
+
+        let cache_dir = options.cache_dir.map(|d| cache::engine_dir(&PathBuf::from(d), &engine));
+        let shared = Arc::new(Shared {
+            engine,
+            linker,
+            origin: Instant::now(),
+            tick: Duration::from_secs_f64(tick_ms / 1000.0),
+            threads,
+            max_instances,
+            max_memory_bytes,
+            table_elements,
+            max_idle_per_filter: options.max_idle_per_filter.unwrap_or(threads).max(1),
+            cache_dir,
+            linked: Mutex::new(HashMap::new()),
+            unused: Mutex::new(VecDeque::new()),
+            stop: AtomicBool::new(false),
+        });
+        let ticker = shared.clone();
+        thread::Builder::new().name("ambit-epoch".into()).spawn(move || {
+            while !ticker.stop.load(Ordering::Relaxed) {
+                thread::sleep(ticker.tick);
+                ticker.engine.increment_epoch();
+            }
+        })?;
+        Ok(shared)
+    }
+
+    /// Epoch ticks for a deadline: the call traps between `deadline_ms` and one tick later.
+    pub fn ticks_for(&self, deadline_ms: f64) -> u64 {
+        let tick_ms = self.tick.as_secs_f64() * 1000.0;
+        (deadline_ms / tick_ms).ceil() as u64 + 1
+    }
+
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Compiles (or loads from the cache) a filter component, checks it is of the
+    /// `ambit:filter` world and links it against the host.
+    pub fn prepare(&self, label: &str, wasm: &[u8]) -> Result<(FilterPre<State>, String, CacheOutcome), LoadError> {
+        let sha256 = cache::sha256_hex(wasm);
+        if let Some(pre) = self.linked.lock().unwrap().get(&sha256) {
+            self.unused.lock().unwrap().retain(|s| s != &sha256);
+            return Ok((pre.clone(), sha256, CacheOutcome::Loaded));
+        }
+        let (component, outcome) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), wasm, &sha256)
+            .map_err(|e| LoadError { code: "AMBIT_ERR_NOT_COMPONENT", message: format!("{label} could not be read as a component: {e}") })?;
+        self.check_world(label, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(FilterPre::new)
+            .map_err(|e| LoadError {
+                code: "AMBIT_ERR_WRONG_WORLD",
+                message: format!("{label} does not match the host's ambit:filter world: {e}; rebuild it with this SDK's `ambit-filter build`"),
+            })?;
+        self.linked.lock().unwrap().insert(sha256.clone(), pre.clone());
+        Ok((pre, sha256, outcome))
+    }
+
+    /// Notes that no loaded filter uses a linked component any more. The last
+    /// `KEEP_UNUSED` such components stay compiled; older ones are dropped.
+    pub fn forget(&self, sha256: &str) {
+        let mut unused = self.unused.lock().unwrap();
+        if !unused.iter().any(|s| s == sha256) {
+            unused.push_back(sha256.to_string());
+        }
+        while unused.len() > KEEP_UNUSED {
+            if let Some(old) = unused.pop_front() {
+                self.linked.lock().unwrap().remove(&old);
+            }
+        }
+    }
+
+    fn check_world(&self, label: &str, component: &Component) -> Result<(), LoadError> {
+        let ty = component.component_type();
+        let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
+        let handler = exports.iter().any(|n| n == HANDLER || n.starts_with(&format!("{HANDLER}@0.1.")));
+        if !handler {
+            let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+            return Err(LoadError {
+                code: "AMBIT_ERR_WRONG_WORLD",
+                message: format!(
+                    "{label} is a component of another world: it exports [{list}] but not {HANDLER}@0.1.x; build it against the ambit:filter world with `ambit-filter build`"
+                ),
+            });
+        }
+        let foreign: Vec<String> = ty
+            .imports(&self.engine)
+            .filter(|(name, _)| !name.starts_with(HOST_PREFIX))
+            .map(|(name, _)| name.to_string())
+            .collect();
+        if !foreign.is_empty() {
+            return Err(LoadError {
+                code: "AMBIT_ERR_WRONG_WORLD",
+                message: format!(
+                    "{label} imports [{}], which the ambit:filter world does not provide; filters may import only ambit:filter/host (build with `ambit-filter build`, which stubs WASI)",
+                    foreign.join(", ")
+                ),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,253 @@
+//! `@ambit/native`: Ambit's wasmtime filter engine as a Node-API addon.
+//!
+//! JavaScript hands over work and gets answers through one callback:
+//! - `loadFilter` compiles (or loads from the disk cache), links and configures a
+//!   filter on the compile thread;
+//! - `run` executes one phase of a chain on one of the engine's call threads, the whole
+//!   chain in native code;
+//! - each finished job calls `onDone(job, resultJson)` on the JavaScript thread.
+//! Nothing here blocks the event loop; a call that overruns its deadline is stopped
+//! by wasmtime's epoch interruption, on the thread that runs it.
+
+mod cache;
+mod chain;
+mod engine;
+mod filter;
+mod host;
+mod ops;
+mod wire;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../sdk/wit",
+        world: "filter",
+        imports: { default: trappable },
+    });
+}
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use serde_json::json;
+
+use crate::engine::{EngineOptions, Shared};
+use crate::filter::{FilterModule, FilterSpec};
+use crate::wire::PhaseInput;
+
+type Done = ThreadsafeFunction<FnArgs<(u32, String)>, (), FnArgs<(u32, String)>, Status, false, true>;
+
+enum Job {
+    Load { job: u32, handle: u32, wasm: Vec<u8>, spec: String },
+    Run { job: u32, chain: Arc<Vec<Arc<FilterModule>>>, input: String },
+    Stop,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    filters: Mutex<HashMap<u32, Arc<FilterModule>>>,
+    chains: Mutex<HashMap<u32, Arc<Vec<Arc<FilterModule>>>>>,
+    done: Done,
+}
+
+impl Inner {
+    fn answer(&self, job: u32, value: String) {
+        self.done.call(FnArgs::from((job, value)), ThreadsafeFunctionCallMode::NonBlocking);
+    }
+
+    fn load(&self, job: u32, handle: u32, wasm: Vec<u8>, spec: String) {
+        let out = match serde_json::from_str::<FilterSpec>(&spec) {
+            Err(e) => json!({ "error": { "code": "AMBIT_ERR_FILTER_PACKAGE", "message": format!("bad filter spec: {e}") } }),
+            Ok(spec) => {
+                let label = format!("filter {}", spec.name);
+                let given = spec.sha256.clone();
+                match self.shared.prepare(&label, &wasm) {
+                    Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+                    Ok((_, sha, _)) if !given.is_empty() && given != sha => json!({ "error": {
+                        "code": "AMBIT_ERR_INTEGRITY",
+                        "message": format!("{label}: the component's sha256 is {sha}, not {given}"),
+                    } }),
+                    Ok((pre, sha, cache)) => match FilterModule::new(self.shared.clone(), pre, FilterSpec { sha256: sha.clone(), ..spec }, cache.describe()) {
+                        Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+                        Ok(module) => {
+                            let p = &module.phases;
+                            let phases: Vec<&str> = [(p.connection, "connection"), (p.request_headers, "requestHeaders"), (p.response_headers, "responseHeaders")]
+                                .into_iter()
+                                .filter_map(|(on, name)| on.then_some(name))
+                                .collect();
+                            let answer = json!({ "ok": { "phases": phases, "sha256": sha, "cache": &module.cache } });
+                            self.filters.lock().unwrap().insert(handle, module);
+                            answer
+                        }
+                    },
+                }
+            }
+        };
+        self.answer(job, out.to_string());
+    }
+
+    fn run(&self, job: u32, chain: &[Arc<FilterModule>], input: &str) {
+        let out = match serde_json::from_str::<PhaseInput>(input) {
+            Err(e) => json!({ "error": { "code": "AMBIT_ERR_ENGINE", "message": format!("bad phase input: {e}") } }).to_string(),
+            Ok(input) => serde_json::to_string(&chain::run_phase(chain, input))
+                .unwrap_or_else(|e| json!({ "error": { "code": "AMBIT_ERR_ENGINE", "message": e.to_string() } }).to_string()),
+        };
+        self.answer(job, out);
+    }
+}
+
+fn work(inner: Arc<Inner>, jobs: Receiver<Job>) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Load { job, handle, wasm, spec } => inner.load(job, handle, wasm, spec),
+            Job::Run { job, chain, input } => inner.run(job, &chain, &input),
+            Job::Stop => break,
+        }
+    }
+}
+
+/// The wasmtime engine of one node proxy process.
+#[napi]
+pub struct NativeEngine {
+    inner: Arc<Inner>,
+    calls: Sender<Job>,
+    compiles: Sender<Job>,
+    closed: bool,
+}
+
+#[napi]
+impl NativeEngine {
+    /// `options`: JSON of the engine options (threads, epochTickMs, maxInstances,
+    /// maxMemoryPages, tableElements, maxIdlePerFilter, cacheDir). `onDone(job, json)`
+    /// receives every result.
+    #[napi(constructor)]
+    pub fn new(options: String, on_done: Function<FnArgs<(u32, String)>, ()>) -> Result<Self> {
+        let options: EngineOptions = serde_json::from_str(&options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: bad engine options: {e}")))?;
+        let shared = Shared::new(options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: wasmtime engine could not start: {e}")))?;
+        let done: Done = on_done.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
+        let inner = Arc::new(Inner { shared: shared.clone(), filters: Mutex::new(HashMap::new()), chains: Mutex::new(HashMap::new()), done });
+        let (calls, call_rx) = unbounded();
+        for i in 0..shared.threads {
+            let (inner, rx) = (inner.clone(), call_rx.clone());
+            thread::Builder::new().name(format!("ambit-filter-{i}")).spawn(move || work(inner, rx))?;
+        }
+        let (compiles, compile_rx) = unbounded();
+        let c = inner.clone();
+        thread::Builder::new().name("ambit-compile".into()).spawn(move || work(c, compile_rx))?;
+        Ok(NativeEngine { inner, calls, compiles, closed: false })
+    }
+
+    /// Compiles, links and configures a filter under `handle`; answers `{ ok: { phases, sha256, cache } }`
+    /// or `{ error: { code, message } }`.
+    #[napi]
+    pub fn load_filter(&self, job: u32, handle: u32, wasm: Buffer, spec: String) -> Result<()> {
+        self.check()?;
+        let _ = self.compiles.send(Job::Load { job, handle, wasm: wasm.to_vec(), spec });
+        Ok(())
+    }
+
+    #[napi]
+    pub fn unload_filter(&self, handle: u32) {
+        let mut filters = self.inner.filters.lock().unwrap();
+        if let Some(gone) = filters.remove(&handle) {
+            if !filters.values().any(|f| f.sha256 == gone.sha256) {
+                self.inner.shared.forget(&gone.sha256);
+            }
+        }
+    }
+
+    /// Defines chain `id` as these loaded filters, in order.
+    #[napi]
+    pub fn define_chain(&self, id: u32, handles: Vec<u32>) -> Result<()> {
+        let filters = self.inner.filters.lock().unwrap();
+        let mut members = Vec::with_capacity(handles.len());
+        for h in handles {
+            members.push(filters.get(&h).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: filter handle {h} is not loaded")))?);
+        }
+        self.inner.chains.lock().unwrap().insert(id, Arc::new(members));
+        Ok(())
+    }
+
+    #[napi]
+    pub fn drop_chain(&self, id: u32) {
+        self.inner.chains.lock().unwrap().remove(&id);
+    }
+
+    /// Runs one phase (JSON of a `PhaseInput`) over chain `chain`; answers a phase outcome.
+    #[napi]
+    pub fn run(&self, job: u32, chain: u32, input: String) -> Result<()> {
+        self.check()?;
+        let chain = self.inner.chains.lock().unwrap().get(&chain).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {chain} is not defined")))?;
+        let _ = self.calls.send(Job::Run { job, chain, input });
+        Ok(())
+    }
+
+    /// Benchmark hook, run on the calling thread: times `count` fresh instantiations and
+    /// configures of a loaded filter and the memory each live instance adds, as JSON
+    /// `{ instantiateUs, configureUs, instantiateCpuUs, configureCpuUs, rssPerInstanceBytes }`.
+    #[napi]
+    pub fn probe_instances(&self, handle: u32, count: u32) -> Result<String> {
+        let filter = self.inner.filters.lock().unwrap().get(&handle).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: filter handle {handle} is not loaded")))?;
+        let p = filter.probe(count as usize);
+        Ok(json!({
+            "instantiateUs": p.instantiate_us, "configureUs": p.configure_us,
+            "instantiateCpuUs": p.instantiate_cpu_us, "configureCpuUs": p.configure_cpu_us,
+            "rssPerInstanceBytes": p.rss_per_instance_bytes,
+        }).to_string())
+    }
+
+    /// Engine facts and per-filter instance counts, as JSON.
+    #[napi]
+    pub fn info(&self) -> String {
+        let s = &self.inner.shared;
+        let filters: serde_json::Map<String, serde_json::Value> = self
+            .inner
+            .filters
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, f)| {
+                (h.to_string(), json!({ "name": &*f.name, "instantiations": f.instantiations.load(Ordering::Relaxed), "idle": f.idle_instances(), "cache": &f.cache }))
+            })
+            .collect();
+        json!({
+            "wasmtime": cache::WASMTIME_VERSION,
+            "threads": s.threads,
+            "epochTickMs": s.tick.as_secs_f64() * 1000.0,
+            "maxInstances": s.max_instances,
+            "maxMemoryPages": s.max_memory_bytes / 65536,
+            "cacheDir": s.cache_dir.as_ref().map(|d| d.display().to_string()),
+            "filters": filters,
+        })
+        .to_string()
+    }
+
+    /// Stops the engine's threads once queued jobs are done.
+    #[napi]
+    pub fn close(&mut self) {
+        if self.closed {
+            return;
+        }
+        self.closed = true;
+        for _ in 0..self.inner.shared.threads {
+            let _ = self.calls.send(Job::Stop);
+        }
+        let _ = self.compiles.send(Job::Stop);
+        self.inner.shared.stop();
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.closed { Err(Error::from_reason("AMBIT_ERR_ENGINE_CLOSED: the wasmtime engine is shut down")) } else { Ok(()) }
+    }
+}
+
+/// The wasmtime release the addon was built with.
+#[napi]
+pub fn wasmtime_version() -> String {
+    cache::WASMTIME_VERSION.to_string()
+}

@@ -1,0 +1,220 @@
+//! The JSON shapes that cross between JavaScript and the engine. They mirror the
+//! SDK's TypeScript ABI types (`@ambit/filter-sdk` `abi/types.ts`): camelCase fields,
+//! variants as `{ tag, val }`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bindings::ambit::filter::types as wit;
+
+pub type HeaderList = Vec<(String, String)>;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Peer {
+    pub identity: Option<String>,
+    pub workload: Option<String>,
+    pub namespace: Option<String>,
+    pub address: String,
+    pub port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Context {
+    pub direction: Direction,
+    pub source: Peer,
+    pub destination: Peer,
+    pub service: Option<String>,
+    pub route: Option<String>,
+    pub request_id: String,
+    pub attempt: u32,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Inbound,
+    Outbound,
+}
+
+#[derive(Deserialize)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+    pub sni: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct Connection {
+    pub context: Context,
+    pub tls: Option<TlsInfo>,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct RequestHead {
+    pub method: String,
+    pub scheme: String,
+    pub authority: String,
+    pub path: String,
+    pub headers: HeaderList,
+}
+
+#[derive(Deserialize, Clone)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub headers: HeaderList,
+}
+
+/// One phase of a chain, as `FilterChain.run` receives it.
+#[derive(Deserialize)]
+#[serde(tag = "phase")]
+pub enum PhaseInput {
+    #[serde(rename = "connection")]
+    Connection { conn: Connection },
+    #[serde(rename = "requestHeaders")]
+    RequestHeaders { ctx: Context, request: RequestHead },
+    #[serde(rename = "responseHeaders")]
+    ResponseHeaders { ctx: Context, request: RequestHead, response: ResponseHead },
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "tag", content = "val", rename_all = "lowercase")]
+pub enum HeaderOp {
+    Set((String, String)),
+    Append((String, String)),
+    Remove(String),
+}
+
+#[derive(Serialize)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub headers: HeaderList,
+    pub body: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetryRequest {
+    pub delay_ms: u32,
+    pub reason: String,
+}
+
+#[derive(Serialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum CallOutcome {
+    Ok,
+    Trap,
+    Deadline,
+    Unavailable,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FilterCall {
+    pub filter: String,
+    pub duration_ms: f64,
+    pub outcome: CallOutcome,
+}
+
+#[derive(Serialize, Clone, Copy, Deserialize, PartialEq, Eq, Debug)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    FailClosed,
+    FailOpen,
+}
+
+#[derive(Serialize)]
+pub struct FilterFailure {
+    pub filter: String,
+    pub kind: CallOutcome,
+    pub message: String,
+    pub policy: FailurePolicy,
+}
+
+/// How a phase ended. `closed` is a fail-closed failure: the caller turns it into a
+/// deny or a 503 the same way for every engine.
+#[derive(Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum PhaseResult {
+    Continue { ops: Vec<HeaderOp> },
+    Respond { response: LocalResponse, filter: String },
+    Deny { reason: String, filter: String },
+    Retry { retry: RetryRequest, filter: String },
+    Closed { failure: FilterFailure },
+}
+
+#[derive(Serialize)]
+pub struct PhaseOutcome {
+    #[serde(flatten)]
+    pub result: PhaseResult,
+    pub calls: Vec<FilterCall>,
+    pub failures: Vec<FilterFailure>,
+    /// `[filter, level, message]` written through `host.log` during the phase.
+    pub logs: Vec<(String, &'static str, String)>,
+    /// `[filter, name, delta]` added through `host.counter-add` during the phase.
+    pub counters: Vec<(String, String, u32)>,
+}
+
+// ---- JSON → WIT ----
+
+fn peer(p: &Peer) -> wit::Peer {
+    wit::Peer {
+        identity: p.identity.clone(),
+        workload: p.workload.clone(),
+        namespace: p.namespace.clone(),
+        address: p.address.clone(),
+        port: p.port,
+    }
+}
+
+pub fn context(c: &Context) -> wit::Context {
+    wit::Context {
+        direction: match c.direction {
+            Direction::Inbound => wit::Direction::Inbound,
+            Direction::Outbound => wit::Direction::Outbound,
+        },
+        source: peer(&c.source),
+        destination: peer(&c.destination),
+        service: c.service.clone(),
+        route: c.route.clone(),
+        request_id: c.request_id.clone(),
+        attempt: c.attempt,
+    }
+}
+
+pub fn connection(c: &Connection) -> wit::Connection {
+    wit::Connection {
+        context: context(&c.context),
+        tls: c.tls.as_ref().map(|t| wit::TlsInfo { version: t.version.clone(), cipher: t.cipher.clone(), sni: t.sni.clone() }),
+    }
+}
+
+pub fn request_head(r: &RequestHead) -> wit::RequestHead {
+    wit::RequestHead {
+        method: r.method.clone(),
+        scheme: r.scheme.clone(),
+        authority: r.authority.clone(),
+        path: r.path.clone(),
+        headers: r.headers.clone(),
+    }
+}
+
+pub fn response_head(r: &ResponseHead) -> wit::ResponseHead {
+    wit::ResponseHead { status: r.status, headers: r.headers.clone() }
+}
+
+// ---- WIT → JSON ----
+
+pub fn header_ops(ops: Vec<wit::HeaderOp>) -> Vec<HeaderOp> {
+    ops.into_iter()
+        .map(|op| match op {
+            wit::HeaderOp::Set(kv) => HeaderOp::Set(kv),
+            wit::HeaderOp::Append(kv) => HeaderOp::Append(kv),
+            wit::HeaderOp::Remove(k) => HeaderOp::Remove(k),
+        })
+        .collect()
+}
+
+pub fn local_response(r: wit::LocalResponse) -> LocalResponse {
+    LocalResponse { status: r.status, headers: r.headers, body: r.body }
+}

@@ -1,0 +1,40 @@
+/**
+ * Loading `@ambit/native`, the wasmtime addon. It is optional: where it was not built
+ * (no cargo) or cannot load (another platform, a broken binary), `loadNative` says why
+ * in one line and the node uses the V8 engine.
+ */
+import { createRequire } from 'node:module';
+
+/** The addon's surface (`runtime/native/src/lib.rs`). */
+export interface NativeEngineHandle {
+  loadFilter(job: number, handle: number, wasm: Buffer, spec: string): void;
+  unloadFilter(handle: number): void;
+  defineChain(id: number, handles: number[]): void;
+  dropChain(id: number): void;
+  run(job: number, chain: number, input: string): void;
+  info(): string;
+  probeInstances(handle: number, count: number): string;
+  close(): void;
+}
+
+export interface NativeModule {
+  NativeEngine: new (options: string, onDone: (job: number, result: string) => void) => NativeEngineHandle;
+  wasmtimeVersion(): string;
+}
+
+export type NativeLoad = { ok: true; native: NativeModule } | { ok: false; reason: string };
+
+let cached: NativeLoad | undefined;
+
+export function loadNative(): NativeLoad {
+  if (cached) return cached;
+  try {
+    const native = createRequire(import.meta.url)('@ambit/native') as NativeModule;
+    if (typeof native.NativeEngine !== 'function') throw new Error('the addon does not export NativeEngine');
+    cached = { ok: true, native };
+  } catch (e) {
+    const first = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+    cached = { ok: false, reason: first };
+  }
+  return cached;
+}
