@@ -133,6 +133,7 @@ describe('mesh config: parsing and defaults', () => {
         admin: { address: '127.0.0.1', port: 15000 },
         engine: 'auto',
         filterThreads: 2,
+        wasmtime: { epochTickMs: 1, maxInstances: 1000, maxMemoryPages: 16384 },
         limits: {
           maxHeaderBytes: 65536, headersTimeoutMs: 10_000, requestTimeoutMs: 0, idleTimeoutMs: 60_000,
           retryBufferBytes: 65536, maxAttempts: 5, sniffTimeoutMs: 5000, drainTimeoutMs: 25_000,
@@ -170,7 +171,7 @@ bindings:
     });
     expect(config.bindings[0]).toEqual({
       name: 'b', target: { service: 'web.default' }, direction: 'inbound', priority: 0,
-      filters: [{ ref: './f', failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024 }],
+      filters: [{ ref: './f', failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled' }],
     });
   });
 

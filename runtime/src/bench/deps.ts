@@ -3,3 +3,5 @@ export * from '../deps.js';
 export { BINDING_DEFAULTS, type FilterBinding, type FilterChain, type PhaseInput, type PhaseOutcome } from '../filters/engine.js';
 export { runPhase, type ChainMember } from '../filters/chain.js';
 export { V8Engine } from '../filters/v8/engine.js';
+export { WasmtimeEngine } from '../filters/wasmtime/engine.js';
+export { loadNative } from '../filters/wasmtime/native.js';

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: the cost of Ambit filters on the V8 engine — QuickJS and
- * StarlingMonkey builds of the same filter against the same code as plain JS —
- * per call (raw and through the engine), per new instance, and in memory.
+ * `npm run bench`: the cost of Ambit filters — QuickJS and StarlingMonkey builds of
+ * the same filter against the same code as plain JS — per call (raw and through the
+ * V8 engine), per new instance, and in memory; then the V8 and wasmtime engines side
+ * by side on the same components.
  * See bench/README.md. Not a test: nothing here asserts on timings.
  */
 import os from 'node:os';
 import path from 'node:path';
 import { measureCalls } from './calls.js';
+import { measureEngines } from './engines.js';
 import { measureInstances } from './instances.js';
 import { cpuSnapshot, otherCores, sampleOtherCores } from './machine-load.js';
 import { BUSY_CORES, runMeta } from './meta.js';
@@ -31,10 +33,11 @@ const callsStart = cpuSnapshot();
 const calls = await measureCalls(opts, variants, log);
 meta.otherCores.duringCalls = otherCores(callsStart, cpuSnapshot());
 const instances = await measureInstances(opts, variants, log);
+const engines = await measureEngines(opts, variants, instances, log);
 
 meta.durationSec = (performance.now() - started) / 1000;
 meta.loadAverage.end = os.loadavg();
-const results = buildResults(meta, variants, skipped, calls, instances);
+const results = buildResults(meta, variants, skipped, calls, instances, engines);
 process.stdout.write(`\n${renderReportText(results)}\n`);
 const written = await writeResults(opts.resultsDir, results);
 log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.md)} (${meta.durationSec.toFixed(0)} s)`);

@@ -3,6 +3,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { CallRow } from './calls.js';
 import type { InstanceRow } from './instances.js';
+import { engineTables, type EngineResults } from './engines.js';
 import { BUSY_CORES, type RunMeta } from './meta.js';
 import { fmt, fmtMiB, fmtRate, fmtRatio, renderMarkdown, renderText, type Table } from './table.js';
 import { VARIANT_LABELS, type PreparedVariants, type Variant, type VariantId } from './variants.js';
@@ -13,6 +14,7 @@ export interface Results {
   skipped: PreparedVariants['skipped'];
   calls: Array<CallRow & { ratioToPlain: number; ratioToQuickjs: number }>;
   instances: InstanceRow[];
+  engines: EngineResults;
 }
 
 const key = (r: Pick<CallRow, 'mode' | 'chain' | 'concurrency'>): string => `${r.mode}/${r.chain}/${r.concurrency}`;
@@ -28,7 +30,7 @@ function byScenario(a: CallRow, b: CallRow): number {
 }
 
 export function buildResults(
-  meta: RunMeta, variants: Variant[], skipped: PreparedVariants['skipped'], calls: CallRow[], instances: InstanceRow[],
+  meta: RunMeta, variants: Variant[], skipped: PreparedVariants['skipped'], calls: CallRow[], instances: InstanceRow[], engines: EngineResults,
 ): Results {
   const p50 = new Map(calls.map((r) => [`${key(r)}/${r.variant}`, r.us.p50]));
   return {
@@ -41,6 +43,7 @@ export function buildResults(
       ratioToQuickjs: r.us.p50 / (p50.get(`${key(r)}/quickjs`) ?? Number.NaN),
     })),
     instances: instances.slice().sort((a, b) => VARIANT_ORDER.indexOf(a.variant) - VARIANT_ORDER.indexOf(b.variant)),
+    engines,
   };
 }
 
@@ -136,7 +139,10 @@ function header(res: Results): string {
 }
 
 export function renderReportText(res: Results): string {
-  return [header(res), '', renderText(callsTable(res)), '', renderText(derivedTable(res)), '', renderText(instancesTable(res)), ''].join('\n');
+  return [
+    header(res), '', renderText(callsTable(res)), '', renderText(derivedTable(res)), '', renderText(instancesTable(res)), '',
+    ...engineTables(res.engines).flatMap((t) => [renderText(t), '']),
+  ].join('\n');
 }
 
 export function renderReportMarkdown(res: Results): string {
@@ -157,6 +163,7 @@ export function renderReportMarkdown(res: Results): string {
     '',
     renderMarkdown(instancesTable(res)),
     '',
+    ...engineTables(res.engines).flatMap((t) => [renderMarkdown(t), '']),
   ].join('\n');
 }
 

@@ -1,7 +1,8 @@
 /**
  * Proxy throughput and latency, side by side in one run (`npm run bench`, after the
  * filter benchmarks): direct to the upstream, Ambit L4 splice, Ambit L7 without
- * filters, Ambit L7 with a chain of 3 filters, and nginx `proxy_pass` when installed.
+ * filters, Ambit L7 with a chain of 3 filters (on V8, and on wasmtime with pooled and with
+ * per-request instances), and nginx `proxy_pass` when installed.
  *
  * The proxy under test (Ambit with one worker, or nginx with one worker) is pinned to
  * core 0; the load generator (wrk, HTTP/1.1 keep-alive, 50 connections) and the upstream
@@ -15,6 +16,7 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadNative } from '../../filters/wasmtime/native.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -111,16 +113,19 @@ http { access_log off; keepalive_requests 1000000;
   return { port, proc, kind: 'node:http hello' };
 }
 
-function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number }): string {
+type Engine = 'v8' | 'wasmtime' | 'wasmtime-per-request';
+
+function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number; engine: Engine }): string {
   const filters = Array.from({ length: o.filters }, (_, i) => `      - ref: ${path.join(REPO, 'examples/filters/hello')}
         name: hello-${i + 1}
-        config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }`).join('\n');
+        config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }${o.engine === 'wasmtime-per-request' ? '\n        instances: per-request' : ''}`).join('\n');
   return `node: bench
 proxy:
   outbound: { address: 127.0.0.1, port: ${o.listen}, target: "10.96.0.1:80" }
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
-  engine: v8
+  engine: ${o.engine === 'v8' ? 'v8' : 'wasmtime'}
+  wasmtime: { threads: 1 }
 services:
   - name: up
     namespace: bench
@@ -136,12 +141,12 @@ ${filters}` : ''}
 `;
 }
 
-async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number, seconds: number): Promise<Result> {
+async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number, seconds: number, engine: Engine = 'v8'): Promise<Result> {
   const listen = await freePort();
   const admin = await freePort();
   const inbound = await freePort();
   const config = path.join(dir, `${name.replace(/\W+/g, '-')}.yaml`);
-  await writeFile(config, meshConfig({ listen, inbound, admin, upstream, protocol, filters }));
+  await writeFile(config, meshConfig({ listen, inbound, admin, upstream, protocol, filters, engine }));
   const proc = pinned(0, process.execPath, [CLI, 'run', '--config', config, '--workers', '1', '--access-log', 'off', '--log-level', 'error']);
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -203,6 +208,13 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3, DURATION_S));
+    const native = loadNative();
+    if (native.ok) {
+      results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, pooled)', up.port, 'http', 3, DURATION_S, 'wasmtime'));
+      results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, per-request)', up.port, 'http', 3, DURATION_S, 'wasmtime-per-request'));
+    } else {
+      process.stdout.write(`wasmtime rows skipped: ${native.reason}\n`);
+    }
     let nginx: Result | undefined;
     if (has('nginx')) {
       nginx = await nginxProxy(dir, up.port, DURATION_S);

@@ -53,6 +53,15 @@ interface NativeOutcome {
   counters: Array<[string, string, number]>;
 }
 
+/** What `probeInstances` measured: per instance, wall and thread-CPU µs; resident bytes each live instance adds. */
+export interface InstanceProbe {
+  instantiateUs: number[];
+  instantiateCpuUs: number[];
+  configureUs: number[];
+  configureCpuUs: number[];
+  rssPerInstanceBytes: number;
+}
+
 type NativeAnswer = { error: { code: string; message: string } } | { ok: { phases: PhaseName[]; sha256: string; cache: string } };
 
 interface Loaded {
@@ -236,9 +245,9 @@ export class WasmtimeEngine implements FilterEngine {
    * Benchmark hook: times `count` fresh instantiations and configures of `binding` on
    * the calling thread (blocking it), and the resident memory each live instance adds.
    */
-  async probeInstances(binding: FilterBinding, count: number): Promise<{ instantiateUs: number[]; configureUs: number[]; rssPerInstanceBytes: number }> {
+  async probeInstances(binding: FilterBinding, count: number): Promise<InstanceProbe> {
     const loaded = await this.load(bindingKey(binding), binding);
-    return JSON.parse(this.native.probeInstances(loaded.handle, count)) as { instantiateUs: number[]; configureUs: number[]; rssPerInstanceBytes: number };
+    return JSON.parse(this.native.probeInstances(loaded.handle, count)) as InstanceProbe;
   }
 
   /** Engine facts for `/config_dump`: wasmtime version, threads, pool sizes, instances per filter. */
