@@ -4,7 +4,7 @@
  * later, wasmtime through a native binding. Both pass `test/conformance.ts`.
  */
 import type {
-  Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestHead, ResponseHead, RetryRequest,
+  AttemptFacts, Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestDirectives, RequestHead, ResponseHead, RetryRequest,
 } from '@ambit/filter-sdk/host';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
@@ -34,10 +34,15 @@ export interface FilterBinding {
   memoryMaxPages?: number;
 }
 
+/**
+ * One phase to run. `facts` are what the host knows about the attempt (why there is no
+ * upstream response, how busy the service is), answered to `upstream-error` and
+ * `upstream-load`.
+ */
 export type PhaseInput =
-  | { phase: 'connection'; conn: Connection }
-  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead }
-  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead };
+  | { phase: 'connection'; conn: Connection; facts?: AttemptFacts }
+  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead; facts?: AttemptFacts }
+  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead; facts?: AttemptFacts };
 
 /** Why a filter call did not return an action. */
 export type FailureKind = 'trap' | 'deadline' | 'unavailable';
@@ -62,7 +67,8 @@ export interface FilterCall {
  * every filter that ran, in order; the caller applies them once.
  */
 export type PhaseResult =
-  | { action: 'continue'; ops: HeaderOp[] }
+  /** `directives`: what request-phase filters asked of the host (delay, subset, per-try timeout), when any did. */
+  | { action: 'continue'; ops: HeaderOp[]; directives?: RequestDirectives }
   | { action: 'respond'; response: LocalResponse; filter: string }
   | { action: 'deny'; reason: string; filter: string }
   | { action: 'retry'; retry: RetryRequest; filter: string };
@@ -92,6 +98,10 @@ export interface FilterStats {
 
 export interface FilterEngine {
   readonly kind: string;
+  /**
+   * Shared storage (capability `shared`) is one table per binding name, shared by every
+   * instance and thread of the engine and kept across chains (config reloads).
+   */
   /** Loads, configures and warms every filter; rejects with a coded AmbitError on bad input. */
   createChain(bindings: FilterBinding[]): Promise<FilterChain>;
   /** Totals per filter name since start. */

@@ -40,6 +40,19 @@ export interface Route {
   l7: boolean;
   /** The chain has a connection phase. */
   connectionPhase: boolean;
+  /**
+   * Named subsets of the service's endpoints (`services[].subsets`: a name and workload
+   * labels, like an Istio DestinationRule), for filters that route to one.
+   */
+  subsets?: ReadonlyMap<string, Endpoint[]>;
+  /** Requests in flight to the service through this proxy, and how many are retries (shared by its routes). */
+  load?: ServiceLoadCounter;
+}
+
+/** Live counts behind a filter's `upstream-load` (retry budgets). */
+export interface ServiceLoadCounter {
+  active: number;
+  retries: number;
 }
 
 export interface ProxyLimits {

@@ -15,6 +15,8 @@ export type AmbitErrorCode =
   | 'AMBIT_ERR_CAPABILITY'
   | 'AMBIT_ERR_BUILD'
   | 'AMBIT_ERR_ENGINE_CLOSED'
+  /** A filter called a host function wrongly (wrong phase, oversized key or value): the call traps. */
+  | 'AMBIT_ERR_HOST_CALL'
   /** The node proxy's mesh config (mesh.yaml) is unreadable or invalid; the message names file, JSON path and line. */
   | 'AMBIT_ERR_MESH_CONFIG';
 

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import {
-  AmbitError, compileCore, prepareComponent, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
+  AmbitError, compileCore, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import {
@@ -118,6 +118,8 @@ export class V8Engine implements FilterEngine {
   private readonly chains = new Map<number, V8Chain>();
   private readonly compiled = new Map<string, Promise<{ gluePath: string; modules: CoreModules }>>();
   private readonly totals = new Map<string, FilterStats>();
+  /** Shared tables by binding name: every worker and every chain (reload) of a binding uses the same one. */
+  private readonly sharedTables = new Map<string, SharedTable>();
   private nextJob = 1;
   private nextChain = 1;
   private closed = false;
@@ -318,7 +320,10 @@ export class V8Engine implements FilterEngine {
         let loaded = this.filters.get(key);
         if (!loaded) {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
-          const msg: LoadFilter = { type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities };
+          const msg: LoadFilter = {
+            type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities,
+            shared: b.capabilities.includes('shared') ? this.sharedTable(b.name).buffer : undefined,
+          };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
           if (bad?.error) {
@@ -343,6 +348,13 @@ export class V8Engine implements FilterEngine {
     this.chains.set(chain.id, chain);
     for (const s of this.slots) this.send(s, defineChain(chain));
     return chain;
+  }
+
+  /** The shared table of a binding name (capability `shared`), created on first use. */
+  sharedTable(name: string): SharedTable {
+    let t = this.sharedTables.get(name);
+    if (!t) this.sharedTables.set(name, (t = SharedTable.create()));
+    return t;
   }
 
   dropChain(chain: V8Chain): void {

@@ -10,6 +10,8 @@ export interface LoadFilter {
   modules: CoreModules;
   config: string;
   capabilities: Capability[];
+  /** The binding's shared table (capability `shared`), the same buffer in every worker. */
+  shared?: SharedArrayBuffer;
 }
 
 export interface DefineChain {
