@@ -56,7 +56,7 @@ const VARIABLES: Record<string, (s: Source) => string | undefined> = {
 
 type Part = string | ((s: Source) => string | undefined);
 
-const TOKEN = /%%|%([A-Z_]+)(?:\(([^)%]+)\))?%/g;
+const TOKEN = /%%|%([A-Z_]+)(?:\(([^)%]*)\))?%/g;
 
 /** Parses a value template into literal and variable parts; throws on an unknown variable. */
 function compile(template: string, where: string): Part[] {
@@ -69,7 +69,7 @@ function compile(template: string, where: string): Part[] {
     const name = m[1]!;
     const arg = m[2];
     if (name === 'REQ') {
-      if (!arg) throw new Error(`${where}: %REQ(...)% needs a header name, e.g. %REQ(user-agent)%`);
+      if (!arg?.trim()) throw new Error(`${where}: %REQ(...)% needs a header name, e.g. %REQ(user-agent)%`);
       const h = arg.trim().toLowerCase();
       parts.push((s) => s.headers.get(h));
       continue;

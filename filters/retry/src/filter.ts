@@ -1,4 +1,4 @@
-import { Type, counter, defineFilter, log, random, retry, traffic } from '@ambit/filter-sdk';
+import { Type, clock, counter, defineFilter, log, random, retry, traffic } from '@ambit/filter-sdk';
 import type { HttpResponse, ResponseContext } from '@ambit/filter-sdk';
 
 /**
@@ -101,7 +101,7 @@ function decide(res: HttpResponse, ctx: ResponseContext<Config>) {
   }
   let delayMs = backoffMs(ctx.attempt, c.backoff);
   if (c.retryAfter.honor) {
-    const ra = retryAfterMs(res.headers.get('retry-after'), () => Date.now());
+    const ra = retryAfterMs(res.headers.get('retry-after'), clock.now);
     if (ra !== undefined) {
       if (ra > c.retryAfter.maxMs) {
         counter('skipped_retry_after');
@@ -116,7 +116,7 @@ function decide(res: HttpResponse, ctx: ResponseContext<Config>) {
 
 export default defineFilter({
   name: 'retry',
-  capabilities: ['random', 'traffic', 'counters', 'log'],
+  capabilities: ['random', 'traffic', 'counters', 'log', 'clock'],
   config: Type.Object(
     {
       attempts: Type.Integer({ minimum: 0, maximum: 9, default: 2, description: 'Retries after the first try. Default 2 (Istio).' }),
