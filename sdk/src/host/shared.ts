@@ -3,17 +3,20 @@
  * SharedArrayBuffer, so every filter thread (and the main thread) reads and writes the
  * same entries synchronously.
  *
- * Layout: a header (a version counter), then buckets of {@link BUCKET_SLOTS} slots.
- * A key hashes (FNV-1a) to one bucket; every operation on a key locks its bucket with
- * a spin lock (Atomics.compareExchange) for the few microseconds a copy takes, so
- * compare-and-set and add are atomic across threads. A lock held longer than
- * {@link STALE_LOCK_MS} belonged to a thread that was stopped mid-operation (a filter
- * worker terminated on a deadline) and is taken over.
+ * Layout: a header (a version counter), then one lock word per bucket, then buckets of
+ * {@link BUCKET_SLOTS} slots. A key hashes (FNV-1a) to one bucket; every operation on a
+ * key holds its bucket's lock (Atomics.compareExchange of the owner's thread id, with
+ * Atomics.wait when contended) for the few microseconds a copy takes, so
+ * compare-and-set and add are atomic across threads. A thread stopped while holding a
+ * lock (a filter worker terminated on a deadline) has it released by whoever stopped it
+ * ({@link SharedTable.releaseLocksOf}); a write empties its slot first, so a write cut
+ * short loses that entry rather than corrupting it.
  *
  * Each slot: version (0: empty), key length, value length, then the key and value
  * bytes. Versions come from one counter, so the smallest version in a full bucket is its
  * least recently written entry: the one a new key evicts.
  */
+import { threadId } from 'node:worker_threads';
 import { AmbitError } from './errors.js';
 import type { SharedEntry } from '../abi/types.js';
 
@@ -22,7 +25,8 @@ export const MAX_SHARED_VALUE_BYTES = 256;
 export const BUCKET_SLOTS = 8;
 /** Default entries per binding: 4096 (about 1.6 MiB). */
 export const DEFAULT_SHARED_ENTRIES = 4096;
-const STALE_LOCK_MS = 50;
+/** What a lock word holds while this thread owns it: its thread id + 1 (the main thread is 0). */
+const OWNER = threadId + 1;
 
 const HEADER_INTS = 4; // [0] version counter
 const SLOT_META_INTS = 3; // version, key length, value length
@@ -124,6 +128,7 @@ export class SharedTable {
   private write(slot: number, key: Uint8Array, value: Uint8Array): void {
     const m = this.meta(slot);
     const start = slot + SLOT_META_INTS * 4;
+    Atomics.store(m, 0, 0);
     this.bytes.set(key, start);
     this.bytes.set(value, start + MAX_SHARED_KEY_BYTES);
     m[1] = key.length;
@@ -141,20 +146,33 @@ export class SharedTable {
 
   private locked<T>(key: Uint8Array, fn: (bucket: number) => T): T {
     const bucket = fnv1a(key) % this.buckets;
-    let spins = 0;
-    let since = 0;
-    while (Atomics.compareExchange(this.locks, bucket, 0, 1) !== 0) {
-      if (++spins % 1024 === 0) {
-        const now = Date.now();
-        if (since === 0) since = now;
-        else if (now - since > STALE_LOCK_MS) break; // its holder was stopped mid-operation: take it over
-      }
+    for (let spins = 0; ; spins++) {
+      const holder = Atomics.compareExchange(this.locks, bucket, 0, OWNER);
+      if (holder === 0) break;
+      // Brief spin, then sleep on the lock word until its holder lets go (it notifies).
+      if (spins > 64) Atomics.wait(this.locks, bucket, holder, 1);
     }
     try {
       return fn(bucket);
     } finally {
       Atomics.store(this.locks, bucket, 0);
+      Atomics.notify(this.locks, bucket, 1);
     }
+  }
+
+  /**
+   * Releases the locks a stopped thread held (it was terminated mid-operation, e.g. a
+   * filter worker past its deadline). Call once the thread has exited. Returns how many.
+   */
+  releaseLocksOf(thread: number): number {
+    let n = 0;
+    for (let b = 0; b < this.buckets; b++) {
+      if (Atomics.compareExchange(this.locks, b, thread + 1, 0) === thread + 1) {
+        Atomics.notify(this.locks, b);
+        n++;
+      }
+    }
+    return n;
   }
 }
 

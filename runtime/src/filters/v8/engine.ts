@@ -286,7 +286,11 @@ export class V8Engine implements FilterEngine {
 
   private replace(slot: Slot): void {
     slot.stopped = true;
-    void slot.worker.terminate();
+    // A worker stopped mid-call may hold a shared-table lock: release it once it is gone.
+    const thread = slot.worker.threadId;
+    void slot.worker.terminate().then(() => {
+      for (const t of this.sharedTables.values()) t.releaseLocksOf(thread);
+    });
     const i = this.slots.indexOf(slot);
     if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
   }
