@@ -36,13 +36,17 @@ export interface FilterBinding {
 
 /**
  * One phase to run. `facts` are what the host knows about the attempt (why there is no
- * upstream response, how busy the service is), answered to `upstream-error` and
- * `upstream-load`.
+ * upstream response), answered to `upstream-error`. `load` is the destination's live
+ * load counter (shared memory: `[0]` requests in flight, `[1]` of those retrying),
+ * answered to `upstream-load`; an engine adds 1 to `load[1]` when a response phase of
+ * a first attempt (`ctx.attempt === 1`) returns `retry`, before any other phase can
+ * read it, so a burst of retry decisions sees each other (the proxy subtracts it when
+ * the request ends).
  */
 export type PhaseInput =
-  | { phase: 'connection'; conn: Connection; facts?: AttemptFacts }
-  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead; facts?: AttemptFacts }
-  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead; facts?: AttemptFacts };
+  | { phase: 'connection'; conn: Connection; facts?: AttemptFacts; load?: Int32Array }
+  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead; facts?: AttemptFacts; load?: Int32Array }
+  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead; facts?: AttemptFacts; load?: Int32Array };
 
 /** Why a filter call did not return an action. */
 export type FailureKind = 'trap' | 'deadline' | 'unavailable';

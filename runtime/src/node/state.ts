@@ -8,7 +8,7 @@ import type { LoadedMeshConfig, ResolvedFilters, ServiceConfig } from '../config
 import { chainBindings } from '../config/index.js';
 import type { FilterChain, FilterEngine } from '../filters/engine.js';
 import { MeshIndex, selectorMatches, serviceKeyOfHost, type Destination, type FilterPlan, type MeshEndpoint, type MeshWorkload } from '../mesh/index.js';
-import { DEFAULT_LIMITS, RetainCount, type ServiceLoadCounter, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
+import { DEFAULT_LIMITS, RetainCount, newServiceLoad, type ServiceLoadCounter, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
 import { Balancer } from '../upstream/balancer.js';
 import { Endpoint, endpointKey, type OutlierPolicy } from '../upstream/endpoint.js';
 
@@ -92,7 +92,7 @@ export async function buildState(
   const loads = new Map<string, ServiceLoadCounter>();
   const loadOf = (key: string): ServiceLoadCounter => {
     let l = loads.get(key);
-    if (!l) loads.set(key, (l = { active: 0, retries: 0 }));
+    if (!l) loads.set(key, (l = newServiceLoad()));
     return l;
   };
   const routes = new Map<Destination<Endpoint>, Route>();

@@ -21,7 +21,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import { connectionRoute, connOf, filterContext, peerRecord, type ConnInfo } from './context.js';
 import { fromRawHeaders, headerValue, toHeaderObject } from './headers.js';
 import { passthroughRoute } from './passthrough.js';
-import type { ProxyState, Route } from './state.js';
+import { newServiceLoad, type ProxyState, type Route } from './state.js';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -137,20 +137,21 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
   res.once('finish', finish);
 
   // Requests (and retries) in flight to the service, for filters' retry budgets.
-  const load = route.load ??= { active: 0, retries: 0 };
-  load.active++;
+  const load = route.load ??= newServiceLoad();
+  Atomics.add(load, 0, 1);
+  // Whether this request counts as retrying in `load[1]` (counted by the filter worker
+  // when the first retry is decided).
   let retrying = false;
   res.once('close', () => {
-    load.active--;
-    if (retrying) load.retries--;
+    Atomics.sub(load, 0, 1);
+    if (retrying) Atomics.sub(load, 1, 1);
   });
-  const loadFacts = () => ({ activeRequests: load.active, activeRetries: load.retries });
 
   // Request phase.
   const chain = route.chain;
   let directives: RequestDirectives | undefined;
   if (chain && route.l7) {
-    const out = await chain.run({ phase: 'requestHeaders', ctx: ctx0, request: head, facts: { load: loadFacts() } });
+    const out = await chain.run({ phase: 'requestHeaders', ctx: ctx0, request: head, load });
     deps.telemetry.filterPhase('requestHeaders', out);
     if (out.action === 'respond') {
       log.localReply = { filter: out.filter, reason: localReason(out) };
@@ -233,9 +234,11 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
     if (chain && route.l7) {
       const out = await chain.run({
         phase: 'responseHeaders', ctx, request: head, response: resHead,
-        facts: { upstreamError: tried.error?.kind, load: loadFacts() },
+        facts: { upstreamError: tried.error?.kind }, load,
       });
       deps.telemetry.filterPhase('responseHeaders', out);
+      // The engine counted this request as retrying when its first retry was decided.
+      if (out.action === 'retry') retrying = true;
       if (out.action === 'retry') {
         // Whether a method may be retried is the filter's call; the host only checks it can resend the body.
         const canRetry = retriable && attempt < limits.maxAttempts;
@@ -244,7 +247,6 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
           if (out.retry.delayMs > 0) await sleep(Math.min(out.retry.delayMs, 60_000));
           if (clientGone) return;
           if (tried.error && tried.endpoint) excluded = tried.endpoint;
-          if (!retrying) { retrying = true; load.retries++; }
           attempt++;
           continue;
         }

@@ -49,10 +49,17 @@ export interface Route {
   load?: ServiceLoadCounter;
 }
 
-/** Live counts behind a filter's `upstream-load` (retry budgets). */
-export interface ServiceLoadCounter {
-  active: number;
-  retries: number;
+/**
+ * Live counts behind a filter's `upstream-load` (retry budgets), in shared memory so
+ * filter threads read them as they are when the filter asks: `[0]` requests in flight,
+ * `[1]` of those on a retry. The proxy counts requests; the filter worker counts a
+ * request as retrying the moment a filter decides its first retry (so decisions taken
+ * in a burst see each other).
+ */
+export type ServiceLoadCounter = Int32Array;
+
+export function newServiceLoad(): ServiceLoadCounter {
+  return new Int32Array(new SharedArrayBuffer(8));
 }
 
 export interface ProxyLimits {

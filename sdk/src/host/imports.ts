@@ -21,6 +21,8 @@ export interface CallScope {
   directives: RequestDirectives;
   /** What the host knows about the current attempt. */
   facts: AttemptFacts;
+  /** Live load counters (`[0]` in flight, `[1]` retrying), read instead of `facts.load` when set. */
+  loadCells?: Int32Array;
 }
 
 export function newCallScope(): CallScope {
@@ -87,7 +89,11 @@ export function createHostImports(filter: string, capabilities: readonly Capabil
       ? (ms) => { inRequest('set-per-try-timeout').perTryTimeoutMs = ms >>> 0; }
       : refuse('traffic'),
     upstreamError: () => scope?.facts.upstreamError,
-    upstreamLoad: () => scope?.facts.load ?? NO_LOAD,
+    upstreamLoad: () => {
+      const cells = scope?.loadCells;
+      if (cells) return { activeRequests: Math.max(0, Atomics.load(cells, 0)), activeRetries: Math.max(0, Atomics.load(cells, 1)) };
+      return scope?.facts.load ?? NO_LOAD;
+    },
     reportError: (message) => sink.reportError?.(filter, message.length > MAX_LOG_LINE ? `${message.slice(0, MAX_LOG_LINE)}…` : message),
   };
 }

@@ -113,6 +113,7 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   Atomics.store(ctrl, CTRL.JOB, msg.job);
   scope.phase = msg.input.phase;
   scope.facts = msg.input.facts ?? {};
+  scope.loadCells = msg.input.load;
   scope.directives = {};
   let outcome = runPhase(chain.members, msg.input, (i, input) => callMember(chain, i, input), {
     startAt: msg.startAt,
@@ -127,6 +128,11 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   });
   Atomics.store(ctrl, CTRL.JOB, 0);
   scope.phase = undefined;
+  scope.loadCells = undefined;
+  // A first retry decided: the request counts as retrying from now on (see PhaseInput).
+  if (outcome.action === 'retry' && msg.input.phase === 'responseHeaders' && msg.input.ctx.attempt === 1 && msg.input.load) {
+    Atomics.add(msg.input.load, 1, 1);
+  }
   if (outcome.action === 'continue' && msg.input.phase === 'requestHeaders' && hasDirectives(scope.directives)) {
     outcome = { ...outcome, directives: scope.directives };
   }

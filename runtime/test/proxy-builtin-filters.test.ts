@@ -1,0 +1,352 @@
+/**
+ * The six built-in filters (filters/*) through a running node proxy (`runNode` from a
+ * mesh config), with real upstreams on loopback addresses and clients bound to the
+ * addresses of mesh workloads, so each request carries that workload's identity.
+ *
+ * Identities: outbound traffic carries the source workload's SPIFFE ID from the mesh
+ * config (mTLS between node proxies is not wired into the data path yet, so the
+ * identities here are the config's plain ones, not proven by a handshake).
+ */
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bindingFromArtifact, NodeProxy, runNode, V8Engine, type RunningNode } from '@ambit/runtime';
+import { loadFilterArtifact } from '@ambit/filter-sdk/host';
+import { buildBuiltinFilters, builtinDir } from './fixtures.js';
+import { staticState } from './support/state.js';
+import { recordingTelemetry, until } from './support/telemetry.js';
+
+const WEB = '127.0.8.1';
+const BATCH = '127.0.8.2';
+const OPS = '127.0.8.3';
+
+interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string }
+
+function request(port: number, p: string, opts: { from?: string; headers?: Record<string, string>; method?: string } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: p, method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.from ?? WEB, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => { body += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/**
+ * An upstream on `address`: `/flaky/<key>/<n>` answers 503 to the first n requests of
+ * that key; `/down` answers 503 after 50 ms; `/retry-after/<key>` answers 503 with
+ * `retry-after: 1` once; anything else 200. Every answer echoes who answered and the
+ * request headers it got.
+ */
+async function upstream(name: string, address: string, port: number): Promise<{ hits: Map<string, number>; total(): number; close(): Promise<void> }> {
+  const hits = new Map<string, number>();
+  const server = http.createServer((req, res) => {
+    const p = req.url ?? '/';
+    const n = (hits.get(p) ?? 0) + 1;
+    hits.set(p, n);
+    const reply = (status: number, extra: Record<string, string> = {}) => {
+      const body = JSON.stringify({ upstream: name, headers: req.headers });
+      res.writeHead(status, { 'content-type': 'application/json', 'x-upstream': name, ...extra });
+      res.end(body);
+    };
+    let m: RegExpMatchArray | null;
+    if ((m = p.match(/^\/flaky\/[^/]+\/(\d+)/))) return reply(n <= Number(m[1]) ? 503 : 200);
+    if (p.startsWith('/down')) return void setTimeout(() => reply(503), 50);
+    if (p.startsWith('/retry-after/')) return reply(n === 1 ? 503 : 200, n === 1 ? { 'retry-after': '1' } : {});
+    reply(200);
+  });
+  await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, address, () => resolve()); });
+  return {
+    hits,
+    total: () => [...hits.values()].reduce((a, b) => a + b, 0),
+    close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }),
+  };
+}
+
+/** A port free on every address given (tried from a random start, bounded). */
+async function commonPort(addresses: string[]): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = 20000 + Math.floor(Math.random() * 30000);
+    const ok = await Promise.all(addresses.map((a) => new Promise<boolean>((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, a, () => s.close(() => resolve(true)));
+    })));
+    if (ok.every(Boolean)) return port;
+  }
+  throw new Error('no common free port');
+}
+
+function meshYaml(port: number): string {
+  const ref = (n: string) => JSON.stringify(builtinDir(n as 'authz'));
+  return `
+trustDomain: mesh.test
+node: node-1
+proxy:
+  # No capture here: the listener's target is reviews; a Host header names the others.
+  outbound: { target: "reviews.shop:9080" }
+  filterThreads: 2
+  limits: { maxAttempts: 5 }
+workloads:
+  - { name: web, namespace: shop, serviceAccount: web, address: ${WEB} }
+  - { name: batch, namespace: jobs, serviceAccount: batch, address: ${BATCH} }
+  - { name: console, namespace: ops, serviceAccount: admin, address: ${OPS} }
+  - { name: reviews-v1, namespace: shop, address: 127.0.7.1, labels: { app: reviews, version: v1 } }
+  - { name: reviews-v2, namespace: shop, address: 127.0.7.2, labels: { app: reviews, version: v2 } }
+  - { name: flaky-1, namespace: shop, address: 127.0.7.3, labels: { app: flaky } }
+  - { name: down-1, namespace: shop, address: 127.0.7.4, labels: { app: down } }
+services:
+  - name: reviews
+    namespace: shop
+    ports: [{ port: 9080, targetPort: ${port}, protocol: http }]
+    selector: { app: reviews }
+    subsets:
+      - { name: v1, labels: { version: v1 } }
+      - { name: v2, labels: { version: v2 } }
+  - { name: flaky, namespace: shop, ports: [{ port: 9080, targetPort: ${port}, protocol: http }], selector: { app: flaky } }
+  - name: down
+    namespace: shop
+    ports: [{ port: 9080, targetPort: ${port}, protocol: http }]
+    selector: { app: down }
+    outlierDetection: { consecutive5xx: 0 }
+bindings:
+  - name: reviews-chain
+    target: { service: reviews.shop }
+    direction: outbound
+    filters:
+      - ref: ${ref('authz')}
+        config:
+          policies:
+            - { name: no-batch-writes, action: DENY, rules: [{ from: [{ source: { namespaces: [jobs] } }], to: [{ operation: { notMethods: [GET] } }] }] }
+            - name: shop-and-jobs-read
+              action: ALLOW
+              rules:
+                - { from: [{ source: { namespaces: [shop, jobs] } }], to: [{ operation: { methods: [GET], notPaths: ["/admin/*"] } }] }
+            - { name: ops-all, action: ALLOW, rules: [{ from: [{ source: { principals: ["mesh.test/ns/ops/sa/admin"] } }] }] }
+      - ref: ${ref('ratelimit')}
+        config: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 600000, key: { by: header, header: x-api-key } }
+      - ref: ${ref('fault')}
+        config: { abort: { percentage: 100, httpStatus: 418, body: "injected" }, match: { x-chaos: abort } }
+      - ref: ${ref('fault')}
+        name: fault-delay
+        config: { delay: { percentage: 100, fixedDelayMs: 150 }, match: { x-chaos: delay } }
+      - ref: ${ref('traffic-split')}
+        config: { subsets: [{ name: v1, weight: 80 }, { name: v2, weight: 20 }], sticky: { header: x-user } }
+      - ref: ${ref('headers')}
+        config:
+          request: { set: { x-source-identity: "%SOURCE_IDENTITY%", x-ambit-request-id: "%REQUEST_ID%" }, remove: [x-internal] }
+          response: { set: { x-served-by: "%DESTINATION_SERVICE%" }, remove: [x-upstream-secret] }
+      - ref: ${ref('retry')}
+        config: { attempts: 3, retryOn: [5xx, connect-failure, reset], backoff: { baseMs: 5, maxMs: 20 } }
+  - name: flaky-retry
+    target: { service: flaky.shop }
+    direction: outbound
+    filters:
+      - ref: ${ref('retry')}
+        config: { attempts: 3, retryOn: [5xx], backoff: { baseMs: 5, maxMs: 20 }, budget: null }
+  - name: down-retry
+    target: { service: down.shop }
+    direction: outbound
+    filters:
+      - ref: ${ref('retry')}
+        config: { attempts: 3, retryOn: [5xx], backoff: { baseMs: 1, maxMs: 5 }, budget: { percent: 20, minRetryConcurrency: 2 } }
+`;
+}
+
+describe('built-in filters through a node proxy', () => {
+  let dir: string;
+  let node: RunningNode;
+  let port: number;
+  let out: number;
+  let admin: number;
+  const ups: Array<Awaited<ReturnType<typeof upstream>>> = [];
+  let v1: Awaited<ReturnType<typeof upstream>>;
+  let v2: Awaited<ReturnType<typeof upstream>>;
+  let flaky: Awaited<ReturnType<typeof upstream>>;
+  let down: Awaited<ReturnType<typeof upstream>>;
+
+  const counter = async (filter: string, name: string): Promise<number> => {
+    const text = (await request(admin, '/stats/prometheus', { from: '127.0.0.1' })).body;
+    const m = new RegExp(`ambit_filter_counter_total\\{filter="${filter}",name="${name}"\\} (\\d+)`).exec(text);
+    return m ? Number(m[1]) : 0;
+  };
+
+  beforeAll(async () => {
+    await buildBuiltinFilters();
+    port = await commonPort(['127.0.7.1', '127.0.7.2', '127.0.7.3', '127.0.7.4']);
+    ups.push((v1 = await upstream('reviews-v1', '127.0.7.1', port)));
+    ups.push((v2 = await upstream('reviews-v2', '127.0.7.2', port)));
+    ups.push((flaky = await upstream('flaky-1', '127.0.7.3', port)));
+    ups.push((down = await upstream('down-1', '127.0.7.4', port)));
+    dir = await mkdtemp(path.join(os.tmpdir(), 'amb7-filters-'));
+    const configPath = path.join(dir, 'mesh.yaml');
+    await writeFile(configPath, meshYaml(port));
+    node = await runNode({ config: configPath, accessLog: 'off', logLevel: 'silent', watch: false, ports: { outbound: 0, inbound: 0, admin: 0 } });
+    out = node.proxy.addresses().outbound!.port;
+    admin = node.admin!.address().port;
+  });
+
+  afterAll(async () => {
+    await node?.close();
+    await Promise.all(ups.map((u) => u.close()));
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('authz: a principal × path × method matrix, with 403 bodies naming the policy', async () => {
+    const matrix: Array<[string, string, string, number, string?]> = [
+      [WEB, 'GET', '/reviews/1', 200],
+      [WEB, 'POST', '/reviews/1', 403, 'no ALLOW policy matched'],
+      [WEB, 'GET', '/admin/stats', 403, 'no ALLOW policy matched'],
+      [BATCH, 'GET', '/reviews/1', 200],
+      [BATCH, 'DELETE', '/reviews/1', 403, 'policy no-batch-writes'],
+      [OPS, 'DELETE', '/reviews/1', 200],
+      [OPS, 'GET', '/admin/stats', 200],
+      ['127.0.0.1', 'GET', '/reviews/1', 403, 'no ALLOW policy matched'],
+    ];
+    for (const [from, method, p, status, body] of matrix) {
+      const r = await request(out, p, { from, method });
+      expect({ from, method, p, status: r.status }).toEqual({ from, method, p, status });
+      if (body) expect(r.body).toContain(body);
+    }
+  });
+
+  it('the chain composes: identity and request id headers go upstream, response headers are rewritten, the route is by subset', async () => {
+    const r = await request(out, '/reviews/2', { headers: { 'x-internal': 'secret', 'x-user': 'alice' } });
+    expect(r.status).toBe(200);
+    const seen = JSON.parse(r.body) as { upstream: string; headers: Record<string, string> };
+    expect(seen.headers['x-source-identity']).toBe('spiffe://mesh.test/ns/shop/sa/web');
+    expect(seen.headers['x-ambit-request-id']).toBe(seen.headers['x-request-id']);
+    expect(seen.headers['x-internal']).toBeUndefined();
+    expect(r.headers['x-served-by']).toBe('reviews.shop');
+    // No routing header leaks upstream.
+    expect(Object.keys(seen.headers).filter((h) => h.includes('subset'))).toEqual([]);
+    expect(['reviews-v1', 'reviews-v2']).toContain(seen.upstream);
+  });
+
+  it('traffic-split: 80/20 across subsets, and sticky by header', async () => {
+    const by = { 'reviews-v1': 0, 'reviews-v2': 0 } as Record<string, number>;
+    for (let i = 0; i < 100; i++) {
+      const r = await request(out, `/split/${i}`);
+      by[(JSON.parse(r.body) as { upstream: string }).upstream]! += 1;
+    }
+    // P(v2 gets none of 100 at 20%) ≈ 2e-10; P(v2 ≥ v1) is as small.
+    expect(by['reviews-v2']).toBeGreaterThan(0);
+    expect(by['reviews-v1']).toBeGreaterThan(by['reviews-v2']!);
+    for (const user of ['u1', 'u2', 'u3', 'u4']) {
+      const got = new Set<string>();
+      for (let i = 0; i < 5; i++) got.add((JSON.parse((await request(out, '/sticky', { headers: { 'x-user': user } })).body) as { upstream: string }).upstream);
+      expect(got.size).toBe(1);
+    }
+  });
+
+  it('fault: an abort never reaches the upstream; a delay holds the request', async () => {
+    const before = v1.total() + v2.total();
+    const r = await request(out, '/fault', { headers: { 'x-chaos': 'abort' } });
+    expect(r.status).toBe(418);
+    expect(r.body).toBe('injected');
+    expect(r.headers['x-ambit-fault']).toBe('abort');
+    expect(v1.total() + v2.total()).toBe(before);
+    const d = await request(out, '/fault-delay', { headers: { 'x-chaos': 'delay' } });
+    expect(d.status).toBe(200);
+    expect((JSON.parse(d.body) as { headers: Record<string, string> }).headers['x-ambit-fault']).toBe('delay');
+    expect(await counter('fault-delay', 'delays_injected')).toBe(1);
+  });
+
+  it('ratelimit: one bucket shared by both filter threads — exactly maxTokens of 40 concurrent requests pass', async () => {
+    const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => request(out, `/limited/${i}`, { headers: { 'x-api-key': 'key-1' } })));
+    const ok = replies.filter((r) => r.status === 200).length;
+    const limited = replies.filter((r) => r.status === 429);
+    expect(ok).toBe(10);
+    expect(limited).toHaveLength(30);
+    expect(limited[0]!.headers['retry-after']).toMatch(/^\d+$/);
+    expect(limited[0]!.headers['x-ratelimit-limit']).toBe('10');
+    // Another key has its own bucket.
+    expect((await request(out, '/limited/other', { headers: { 'x-api-key': 'key-2' } })).status).toBe(200);
+  });
+
+  it('retry: a flaky upstream is recovered, within the attempt limit', async () => {
+    const r = await request(out, '/flaky/a/2', { headers: { host: 'flaky.shop:9080' } });
+    expect(r.status).toBe(200);
+    expect(flaky.hits.get('/flaky/a/2')).toBe(3);
+    // Failing more often than the retries allow: the last 503 goes back.
+    const gone = await request(out, '/flaky/b/9', { headers: { host: 'flaky.shop:9080' } });
+    expect(gone.status).toBe(503);
+    expect(flaky.hits.get('/flaky/b/9')).toBe(4);
+    // POST is not idempotent: not retried.
+    const post = await request(out, '/flaky/c/1', { headers: { host: 'flaky.shop:9080' }, method: 'POST' });
+    expect(post.status).toBe(503);
+    expect(flaky.hits.get('/flaky/c/1')).toBe(1);
+  });
+
+  it('retry: an outage — the budget stops retries from multiplying the load', async () => {
+    const n = 30;
+    const replies = await Promise.all(Array.from({ length: n }, (_, i) => request(out, `/down/${i}`, { headers: { host: 'down.shop:9080' } })));
+    expect(replies.every((r) => r.status === 503)).toBe(true);
+    // Without a budget: n × 4 tries. With 20% of 30 in flight (6) retrying at a time,
+    // far fewer reach the failing upstream.
+    const tries = down.total();
+    expect(tries).toBeGreaterThanOrEqual(n);
+    expect(tries).toBeLessThan(n * 2);
+    expect(await counter('retry', 'budget_exhausted')).toBeGreaterThan(0);
+  });
+
+  it('retry inside the full chain: a 503 from a subset is retried', async () => {
+    const r = await request(out, '/flaky/chain/1', { headers: { 'x-user': 'bob' } });
+    expect(r.status).toBe(200);
+    expect((v1.hits.get('/flaky/chain/1') ?? 0) + (v2.hits.get('/flaky/chain/1') ?? 0)).toBe(2);
+  });
+});
+
+describe('authz at L4: non-HTTP traffic is refused at the connection phase', () => {
+  it('lets a TCP client of an allowed namespace through and closes one from another', async () => {
+    await buildBuiltinFilters();
+    const echo = net.createServer((s) => { s.on('data', (d) => s.write(`echo:${d.toString()}`)); s.on('error', () => {}); });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', () => r()));
+    const engine = new V8Engine({ workers: 1, onLog: () => {} });
+    const telemetry = recordingTelemetry();
+    let proxy: NodeProxy | undefined;
+    try {
+      const authz = await loadFilterArtifact(builtinDir('authz'));
+      const chain = await engine.createChain([bindingFromArtifact(authz, {
+        config: { policies: [{ name: 'shop-only', action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['shop'] } }], to: [{ operation: { ports: [5432] } }] }] }] },
+      })]);
+      const identity = (ns: string, sa: string) => `spiffe://mesh.test/ns/${ns}/sa/${sa}`;
+      proxy = new NodeProxy({
+        listeners: [{ name: 'db', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.207.0.10', port: 5432 } }],
+        state: staticState({
+          routes: [{ address: '10.207.0.10', port: 5432, service: 'db.shop', endpoints: [['127.0.0.1', (echo.address() as AddressInfo).port]], chain, protocol: 'tcp' }],
+          workloads: [
+            { name: 'web', namespace: 'shop', serviceAccount: 'web', address: WEB, identity: identity('shop', 'web') },
+            { name: 'batch', namespace: 'jobs', serviceAccount: 'batch', address: BATCH, identity: identity('jobs', 'batch') },
+          ],
+        }),
+        telemetry,
+      });
+      await proxy.start();
+      const port = proxy.addresses().db!.port;
+      const talk = (from: string) => new Promise<string>((resolve) => {
+        const s = net.connect({ host: '127.0.0.1', port, localAddress: from });
+        let got = '';
+        s.on('data', (d) => { got += d.toString(); if (got.includes('\n')) s.end(); });
+        s.on('connect', () => s.write('SELECT 1\n'));
+        s.on('close', () => resolve(got));
+        s.on('error', () => {});
+        s.setTimeout(5_000, () => s.destroy());
+      });
+      expect(await talk(WEB)).toBe('echo:SELECT 1\n');
+      expect(await talk(BATCH)).toBe('');
+      await until(() => telemetry.connections.some((c) => c.denied), 'the denied connection record');
+      const denied = telemetry.connections.find((c) => c.denied)!;
+      expect(denied.denied).toEqual({ filter: 'authz', reason: `authz: connection to 10.207.0.10:5432 from ${identity('jobs', 'batch')} denied: no ALLOW policy matched (shop-only)` });
+    } finally {
+      await proxy?.close(100);
+      await engine.close();
+      await new Promise<void>((r) => echo.close(() => r()));
+    }
+  });
+});
