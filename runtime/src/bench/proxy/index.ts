@@ -1,7 +1,8 @@
 /**
  * Proxy throughput and latency, side by side in one run (`npm run bench`, after the
  * filter benchmarks): direct to the upstream, Ambit L4 splice, Ambit L7 without
- * filters, Ambit L7 with a chain of 3 filters, and nginx `proxy_pass` when installed.
+ * filters, Ambit L7 with a chain of 3 filters, with the six built-in filters, and nginx
+ * `proxy_pass` when installed.
  *
  * The proxy under test (Ambit with one worker, or nginx with one worker) is pinned to
  * core 0; the load generator (wrk, HTTP/1.1 keep-alive, 50 connections) and the upstream
@@ -15,6 +16,7 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { BUILTIN_CHAIN } from '../builtins.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -111,7 +113,8 @@ http { access_log off; keepalive_requests 1000000;
   return { port, proc, kind: 'node:http hello' };
 }
 
-function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number }): string {
+function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number | 'builtins' }): string {
+  if (o.filters === 'builtins') return builtinsConfig(o);
   const filters = Array.from({ length: o.filters }, (_, i) => `      - ref: ${path.join(REPO, 'examples/filters/hello')}
         name: hello-${i + 1}
         config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }`).join('\n');
@@ -136,7 +139,39 @@ ${filters}` : ''}
 `;
 }
 
-async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number, seconds: number): Promise<Result> {
+/**
+ * The six built-in filters in chain order (see ../builtins.ts), on a service whose one
+ * endpoint is a workload (wrk's address, 127.0.0.1, so requests carry its identity) with
+ * two subsets for traffic-split.
+ */
+function builtinsConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http' }): string {
+  const filters = BUILTIN_CHAIN.map((f) => `      - ref: ${path.join(REPO, 'filters', f.name)}
+        config: ${JSON.stringify(f.config)}`).join('\n');
+  return `node: bench
+proxy:
+  outbound: { address: 127.0.0.1, port: ${o.listen}, target: "10.96.0.1:80" }
+  inbound: { address: 127.0.0.1, port: ${o.inbound} }
+  admin: { address: 127.0.0.1, port: ${o.admin} }
+  engine: v8
+workloads:
+  - { name: up-1, namespace: bench, serviceAccount: client, address: 127.0.0.1, labels: { app: up, version: v1 } }
+services:
+  - name: up
+    namespace: bench
+    vip: 10.96.0.1
+    ports: [{ port: 80, targetPort: ${o.upstream}, protocol: ${o.protocol} }]
+    selector: { app: up }
+    subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { app: up } }]
+bindings:
+  - name: builtins
+    target: { service: up.bench }
+    direction: outbound
+    filters:
+${filters}
+`;
+}
+
+async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number | 'builtins', seconds: number): Promise<Result> {
   const listen = await freePort();
   const admin = await freePort();
   const inbound = await freePort();
@@ -203,6 +238,7 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3, DURATION_S));
+    results.push(await ambit(dir, 'Ambit L7, 6 built-in filters (V8)', up.port, 'http', 'builtins', DURATION_S));
     let nginx: Result | undefined;
     if (has('nginx')) {
       nginx = await nginxProxy(dir, up.port, DURATION_S);
