@@ -350,3 +350,30 @@ describe('authz at L4: non-HTTP traffic is refused at the connection phase', () 
     }
   });
 });
+
+describe('traffic-split to a subset the service does not define', () => {
+  it('answers a local 503 naming the subset and the ones that exist; nothing goes upstream', async () => {
+    await buildBuiltinFilters();
+    let hits = 0;
+    const up = http.createServer((_q, s) => { hits++; s.end('ok'); });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', () => r()));
+    const engine = new V8Engine({ workers: 1, onLog: () => {} });
+    let proxy: NodeProxy | undefined;
+    try {
+      const split = await loadFilterArtifact(builtinDir('traffic-split'));
+      const chain = await engine.createChain([bindingFromArtifact(split, { config: { subsets: [{ name: 'v9', weight: 1 }] } })]);
+      const state = staticState({ routes: [{ address: '10.207.0.20', port: 80, service: 'reviews.shop', endpoints: [['127.0.0.1', (up.address() as AddressInfo).port]], chain }] });
+      proxy = new NodeProxy({ listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.207.0.20', port: 80 } }], state, telemetry: recordingTelemetry() });
+      await proxy.start();
+      const r = await request(proxy.addresses().out!.port, '/', { from: '127.0.0.1' });
+      expect(r.status).toBe(503);
+      expect(r.headers['x-ambit-upstream-error']).toBe('no-subset');
+      expect(r.body).toBe('no healthy upstream: subset "v9" is not defined for reviews.shop (defined: none); add it to the service\'s subsets in the mesh config\n');
+      expect(hits).toBe(0);
+    } finally {
+      await proxy?.close(100);
+      await engine.close();
+      await new Promise<void>((r) => up.close(() => r()));
+    }
+  });
+});
