@@ -140,3 +140,9 @@ export async function writeBuiltinBench(r: BuiltinBenchResult): Promise<void> {
   await writeFile(path.join(outDir, 'builtins-latest.json'), `${JSON.stringify({ meta, ...r }, null, 2)}\n`);
   await writeFile(path.join(outDir, 'builtins-latest.md'), `# Built-in filters benchmark\n\n${JSON.stringify(meta)}\n\n${renderBuiltinBench(r)}\n`);
 }
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const r = await runBuiltinFilterBench({ phases: Number(process.env.AMBIT_BENCH_PHASES ?? 3000), log: (s) => process.stderr.write(`bench: ${s}\n`) });
+  process.stdout.write(`${renderBuiltinBench(r)}\n`);
+  await writeBuiltinBench(r);
+}
