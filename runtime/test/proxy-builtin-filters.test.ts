@@ -119,7 +119,8 @@ bindings:
     target: { service: reviews.shop }
     direction: outbound
     filters:
-      - ref: ${ref('authz')}
+      - deadlineMs: 5000
+        ref: ${ref('authz')}
         config:
           policies:
             - { name: no-batch-writes, action: DENY, rules: [{ from: [{ source: { namespaces: [jobs] } }], to: [{ operation: { notMethods: [GET] } }] }] }
@@ -128,32 +129,40 @@ bindings:
               rules:
                 - { from: [{ source: { namespaces: [shop, jobs] } }], to: [{ operation: { methods: [GET], notPaths: ["/admin/*"] } }] }
             - { name: ops-all, action: ALLOW, rules: [{ from: [{ source: { principals: ["mesh.test/ns/ops/sa/admin"] } }] }] }
-      - ref: ${ref('ratelimit')}
+      - deadlineMs: 5000
+        ref: ${ref('ratelimit')}
         config: { maxTokens: 10, tokensPerFill: 10, fillIntervalMs: 600000, key: { by: header, header: x-api-key } }
-      - ref: ${ref('fault')}
+      - deadlineMs: 5000
+        ref: ${ref('fault')}
         config: { abort: { percentage: 100, httpStatus: 418, body: "injected" }, match: { x-chaos: abort } }
-      - ref: ${ref('fault')}
+      - deadlineMs: 5000
+        ref: ${ref('fault')}
         name: fault-delay
         config: { delay: { percentage: 100, fixedDelayMs: 150 }, match: { x-chaos: delay } }
-      - ref: ${ref('traffic-split')}
+      - deadlineMs: 5000
+        ref: ${ref('traffic-split')}
         config: { subsets: [{ name: v1, weight: 80 }, { name: v2, weight: 20 }], sticky: { header: x-user } }
-      - ref: ${ref('headers')}
+      - deadlineMs: 5000
+        ref: ${ref('headers')}
         config:
           request: { set: { x-source-identity: "%SOURCE_IDENTITY%", x-ambit-request-id: "%REQUEST_ID%" }, remove: [x-internal] }
           response: { set: { x-served-by: "%DESTINATION_SERVICE%" }, remove: [x-upstream-secret] }
-      - ref: ${ref('retry')}
+      - deadlineMs: 5000
+        ref: ${ref('retry')}
         config: { attempts: 3, retryOn: [5xx, connect-failure, reset], backoff: { baseMs: 5, maxMs: 20 } }
   - name: flaky-retry
     target: { service: flaky.shop }
     direction: outbound
     filters:
-      - ref: ${ref('retry')}
+      - deadlineMs: 5000
+        ref: ${ref('retry')}
         config: { attempts: 3, retryOn: [5xx], backoff: { baseMs: 5, maxMs: 20 }, budget: null }
   - name: down-retry
     target: { service: down.shop }
     direction: outbound
     filters:
-      - ref: ${ref('retry')}
+      - deadlineMs: 5000
+        ref: ${ref('retry')}
         config: { attempts: 3, retryOn: [5xx], backoff: { baseMs: 1, maxMs: 5 }, budget: { percent: 20, minRetryConcurrency: 2 } }
 `;
 }

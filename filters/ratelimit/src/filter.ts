@@ -80,14 +80,16 @@ function take(key: string, b: Bucket, now: number): Take {
       const [t, l] = current.split(':');
       tokens = Math.min(b.maxTokens, Number(t));
       last = Number(l);
-      if (!Number.isFinite(tokens) || !Number.isFinite(last) || last > now) { tokens = b.maxTokens; last = now; }
-      const fills = Math.floor((now - last) / b.fillIntervalMs);
+      if (!Number.isFinite(tokens) || !Number.isFinite(last)) { tokens = b.maxTokens; last = now; }
+      // Another thread, whose clock read came a moment later, may have written a later
+      // fill time: that is no reason to refill (nor to reset), just no fill yet.
+      const fills = last > now ? 0 : Math.floor((now - last) / b.fillIntervalMs);
       if (fills > 0) {
         tokens = Math.min(b.maxTokens, tokens + fills * b.tokensPerFill);
         last += fills * b.fillIntervalMs;
       }
     }
-    const resetMs = Math.max(1, last + b.fillIntervalMs - now);
+    const resetMs = Math.max(1, Math.min(b.fillIntervalMs, last + b.fillIntervalMs - now));
     if (tokens >= 1) {
       result = { allowed: true, remaining: tokens - 1, resetMs };
       return `${tokens - 1}:${last}`;

@@ -94,6 +94,13 @@ describe('ratelimit filter: token buckets by key', () => {
     expect(ok).toBe(10);
   });
 
+  it('a fill time a moment ahead of this thread\'s clock (written by another thread) neither refills nor resets', async () => {
+    const f = await loadFilter(PKG, { config: { maxTokens: 5, ...MINUTE } });
+    // The global bucket's storage key is "b:"; empty, last filled 2 s "from now".
+    expect(f.shared.set('b:', `0:${Date.now() + 2_000}`, 0)).toBe(true);
+    expect(f.request({})).toMatchObject({ action: 'respond', response: { status: 429 } });
+  });
+
   it('refuses key by header without a header name', async () => {
     await expect(loadFilter(PKG, { config: { maxTokens: 1, ...MINUTE, key: { by: 'header' } } })).rejects.toMatchObject({ code: 'AMBIT_ERR_CONFIG_REJECTED' });
   });
