@@ -302,6 +302,9 @@ describe('built-in filters through a node proxy', () => {
     expect(tries).toBeGreaterThanOrEqual(n);
     expect(tries).toBeLessThan(n * 2);
     expect(await counter('retry', 'budget_exhausted')).toBeGreaterThan(0);
+    // Every request and retry counted in the service's load was let go again.
+    const load = node.state.routeByHost!('outbound', 'down.shop:9080', 9080)!.load!;
+    await until(() => Atomics.load(load, 0) === 0 && Atomics.load(load, 1) === 0, 'the load counters to drain');
   });
 
   it('retry inside the full chain: a 503 from a subset is retried', async () => {
