@@ -237,9 +237,9 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
         facts: { upstreamError: tried.error?.kind }, load,
       });
       deps.telemetry.filterPhase('responseHeaders', out);
-      // The engine counted this request as retrying when its first retry was decided.
-      if (out.action === 'retry') retrying = true;
       if (out.action === 'retry') {
+        // The engine counted this request as retrying when its first retry was decided.
+        retrying = true;
         // Whether a method may be retried is the filter's call; the host only checks it can resend the body.
         const canRetry = retriable && attempt < limits.maxAttempts;
         if (canRetry) {
