@@ -40,7 +40,8 @@ function request(port: number, p: string, opts: { from?: string; headers?: Recor
 /**
  * An upstream on `address`: `/flaky/<key>/<n>` answers 503 to the first n requests of
  * that key; `/down` answers 503 after 50 ms; `/retry-after/<key>` answers 503 with
- * `retry-after: 1` once; anything else 200. Every answer echoes who answered and the
+ * `retry-after: 1` once; `/slow-once/<key>/<ms>` waits that long the first time; anything
+ * else 200. Every answer echoes who answered and the
  * request headers it got.
  */
 async function upstream(name: string, address: string, port: number): Promise<{ hits: Map<string, number>; total(): number; close(): Promise<void> }> {
@@ -58,6 +59,7 @@ async function upstream(name: string, address: string, port: number): Promise<{ 
     if ((m = p.match(/^\/flaky\/[^/]+\/(\d+)/))) return reply(n <= Number(m[1]) ? 503 : 200);
     if (p.startsWith('/down')) return void setTimeout(() => reply(503), 50);
     if (p.startsWith('/retry-after/')) return reply(n === 1 ? 503 : 200, n === 1 ? { 'retry-after': '1' } : {});
+    if ((m = p.match(/^\/slow-once\/[^/]+\/(\d+)/))) return void setTimeout(() => reply(200), n === 1 ? Number(m[1]) : 0);
     reply(200);
   });
   await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(port, address, () => resolve()); });
@@ -100,6 +102,8 @@ workloads:
   - { name: reviews-v2, namespace: shop, address: 127.0.7.2, labels: { app: reviews, version: v2 } }
   - { name: flaky-1, namespace: shop, address: 127.0.7.3, labels: { app: flaky } }
   - { name: down-1, namespace: shop, address: 127.0.7.4, labels: { app: down } }
+  - { name: gone-1, namespace: shop, address: 127.0.7.5, labels: { app: gone } }
+  - { name: gone-2, namespace: shop, address: 127.0.7.6, labels: { app: gone } }
 services:
   - name: reviews
     namespace: shop
@@ -113,6 +117,12 @@ services:
     namespace: shop
     ports: [{ port: 9080, targetPort: ${port}, protocol: http }]
     selector: { app: down }
+    outlierDetection: { consecutive5xx: 0 }
+  - name: gone
+    namespace: shop
+    ports: [{ port: 9080, targetPort: ${port}, protocol: http }]
+    selector: { app: gone }
+    loadBalancer: round-robin
     outlierDetection: { consecutive5xx: 0 }
 bindings:
   - name: reviews-chain
@@ -156,7 +166,14 @@ bindings:
     filters:
       - deadlineMs: 5000
         ref: ${ref('retry')}
-        config: { attempts: 3, retryOn: [5xx], backoff: { baseMs: 5, maxMs: 20 }, budget: null }
+        config: { attempts: 3, perTryTimeoutMs: 300, retryOn: [5xx], backoff: { baseMs: 5, maxMs: 20 }, budget: null }
+  - name: gone-retry
+    target: { service: gone.shop }
+    direction: outbound
+    filters:
+      - deadlineMs: 5000
+        ref: ${ref('retry')}
+        config: { attempts: 2, retryOn: [connect-failure], backoff: { baseMs: 1, maxMs: 5 } }
   - name: down-retry
     target: { service: down.shop }
     direction: outbound
@@ -187,11 +204,12 @@ describe('built-in filters through a node proxy', () => {
 
   beforeAll(async () => {
     await buildBuiltinFilters();
-    port = await commonPort(['127.0.7.1', '127.0.7.2', '127.0.7.3', '127.0.7.4']);
+    port = await commonPort(['127.0.7.1', '127.0.7.2', '127.0.7.3', '127.0.7.4', '127.0.7.5', '127.0.7.6']);
     ups.push((v1 = await upstream('reviews-v1', '127.0.7.1', port)));
     ups.push((v2 = await upstream('reviews-v2', '127.0.7.2', port)));
     ups.push((flaky = await upstream('flaky-1', '127.0.7.3', port)));
     ups.push((down = await upstream('down-1', '127.0.7.4', port)));
+    ups.push(await upstream('gone-2', '127.0.7.6', port));
     dir = await mkdtemp(path.join(os.tmpdir(), 'amb7-filters-'));
     const configPath = path.join(dir, 'mesh.yaml');
     await writeFile(configPath, meshYaml(port));
@@ -290,6 +308,25 @@ describe('built-in filters through a node proxy', () => {
     const post = await request(out, '/flaky/c/1', { headers: { host: 'flaky.shop:9080' }, method: 'POST' });
     expect(post.status).toBe(503);
     expect(flaky.hits.get('/flaky/c/1')).toBe(1);
+  });
+
+  it('retry: a per-try timeout (a local 504) is retried; Retry-After is waited for', async () => {
+    const slow = await request(out, '/slow-once/a/3000', { headers: { host: 'flaky.shop:9080' } });
+    expect(slow.status).toBe(200);
+    expect(flaky.hits.get('/slow-once/a/3000')).toBe(2);
+    const later = await request(out, '/retry-after/a', { headers: { host: 'flaky.shop:9080' } });
+    expect(later.status).toBe(200);
+    expect(flaky.hits.get('/retry-after/a')).toBe(2);
+  });
+
+  it('retry: a connect failure is retried on another endpoint, even for POST', async () => {
+    // gone-1 (127.0.7.5) has nothing listening; gone-2 answers. Round robin sends every
+    // other first try to gone-1.
+    const replies = [];
+    for (let i = 0; i < 6; i++) replies.push(await request(out, `/post/${i}`, { headers: { host: 'gone.shop:9080' }, method: 'POST' }));
+    expect(replies.map((r) => r.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(replies.every((r) => (JSON.parse(r.body) as { upstream: string }).upstream === 'gone-2')).toBe(true);
+    expect(await counter('retry', 'retry_connect-failure')).toBeGreaterThanOrEqual(3);
   });
 
   it('retry: an outage — the budget stops retries from multiplying the load', async () => {
