@@ -426,3 +426,50 @@ describe('traffic-split to a subset the service does not define', () => {
     }
   });
 });
+
+describe('fault: a gRPC abort reaches a gRPC client as that status', () => {
+  it('answers UNAVAILABLE with the configured message, trailers-only, without reaching the server', async () => {
+    await buildBuiltinFilters();
+    const grpc = await import('@grpc/grpc-js');
+    const json = { serialize: (v: unknown) => Buffer.from(JSON.stringify(v)), deserialize: (b: Buffer) => JSON.parse(b.toString()) as unknown };
+    const service = {
+      echo: { path: '/ambit.test.Echo/Echo', requestStream: false, responseStream: false, requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize },
+    };
+    let reached = 0;
+    const server = new grpc.Server();
+    server.addService(service, { echo: (_call: unknown, cb: (e: null, r: unknown) => void) => { reached++; cb(null, { ok: true }); } });
+    const grpcPort = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    const engine = new V8Engine({ workers: 1, onLog: () => {} });
+    let proxy: NodeProxy | undefined;
+    const Client = grpc.makeGenericClientConstructor(service, 'Echo');
+    try {
+      const fault = await loadFilterArtifact(builtinDir('fault'));
+      const chain = await engine.createChain([bindingFromArtifact(fault, { config: { abort: { percentage: 100, grpcStatus: 14, body: 'injected outage' }, match: { 'x-chaos': '' } }, deadlineMs: 5_000 })]);
+      const state = staticState({ routes: [{ address: '10.207.0.30', port: 50051, service: 'echo.shop', endpoints: [['127.0.0.1', grpcPort]], chain, protocol: 'http2' }] });
+      proxy = new NodeProxy({ listeners: [{ name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.207.0.30', port: 50051 } }], state, telemetry: recordingTelemetry() });
+      await proxy.start();
+      const c = new Client(`127.0.0.1:${proxy.addresses().out!.port}`, grpc.credentials.createInsecure()) as unknown as {
+        echo(req: unknown, md: InstanceType<typeof grpc.Metadata>, cb: (e: { code: number; details: string } | null, r?: unknown) => void): void;
+        close(): void;
+      };
+      const call = (chaos: boolean) => new Promise<{ code: number; details: string } | null>((resolve) => {
+        const md = new grpc.Metadata();
+        if (chaos) md.set('x-chaos', '1');
+        c.echo({ text: 'hi' }, md, (e) => resolve(e));
+      });
+      try {
+        const err = await call(true);
+        expect(err).toMatchObject({ code: grpc.status.UNAVAILABLE, details: 'injected outage' });
+        expect(reached).toBe(0);
+        expect(await call(false)).toBeNull();
+        expect(reached).toBe(1);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await proxy?.close(100);
+      await engine.close();
+      server.forceShutdown();
+    }
+  });
+});

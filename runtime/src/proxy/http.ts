@@ -57,6 +57,13 @@ function destroy(res: Res): void {
 }
 
 function sendLocal(res: Res, r: LocalResponse, log?: { bytesSent: number }): void {
+  if (r.body === '' && 'stream' in res && res.stream && headerValue(r.headers, 'grpc-status') !== undefined) {
+    // A local gRPC status (e.g. an injected fault): a trailers-only response, the status
+    // in the one HEADERS frame that ends the stream, as gRPC clients expect.
+    if (log) log.bytesSent = 0;
+    res.stream.respond({ ...toHeaderObject(r.headers), ':status': r.status }, { endStream: true });
+    return;
+  }
   const headers = toHeaderObject(r.headers);
   const body = Buffer.from(r.body);
   if (log) log.bytesSent = body.length;
