@@ -165,6 +165,9 @@ bindings:
     direction: outbound
     filters:
       - deadlineMs: 5000
+        ref: ${ref('ratelimit')}
+        config: { maxTokens: 3, tokensPerFill: 3, fillIntervalMs: 600000, key: { by: header, header: x-api-key } }
+      - deadlineMs: 5000
         ref: ${ref('retry')}
         config: { attempts: 3, perTryTimeoutMs: 300, retryOn: [5xx], backoff: { baseMs: 5, maxMs: 20 }, budget: null }
   - name: gone-retry
@@ -294,6 +297,13 @@ describe('built-in filters through a node proxy', () => {
     expect(limited[0]!.headers['x-ratelimit-limit']).toBe('10');
     // Another key has its own bucket.
     expect((await request(out, '/limited/other', { headers: { 'x-api-key': 'key-2' } })).status).toBe(200);
+  });
+
+  it('ratelimit: another binding of the same filter has its own buckets', async () => {
+    // key-1 is used up on reviews (previous test); flaky's binding counts it afresh.
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i++) statuses.push((await request(out, `/own/${i}`, { headers: { host: 'flaky.shop:9080', 'x-api-key': 'key-1' } })).status);
+    expect(statuses).toEqual([200, 200, 200, 429]);
   });
 
   it('retry: a flaky upstream is recovered, within the attempt limit', async () => {

@@ -32,6 +32,11 @@ export interface FilterBinding {
   failurePolicy?: FailurePolicy;
   deadlineMs?: number;
   memoryMaxPages?: number;
+  /**
+   * Which shared table (capability `shared`) the filter uses: bindings with the same
+   * scope share one. Default: `name`. The mesh config sets `<binding name>/<filter name>`.
+   */
+  sharedScope?: string;
 }
 
 /**

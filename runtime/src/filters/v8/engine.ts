@@ -118,7 +118,7 @@ export class V8Engine implements FilterEngine {
   private readonly chains = new Map<number, V8Chain>();
   private readonly compiled = new Map<string, Promise<{ gluePath: string; modules: CoreModules }>>();
   private readonly totals = new Map<string, FilterStats>();
-  /** Shared tables by binding name: every worker and every chain (reload) of a binding uses the same one. */
+  /** Shared tables by scope (binding name by default): every worker and every chain (reload) of a binding uses the same one. */
   private readonly sharedTables = new Map<string, SharedTable>();
   private nextJob = 1;
   private nextChain = 1;
@@ -320,13 +320,13 @@ export class V8Engine implements FilterEngine {
         const deadlineMs = b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs;
         if (!(deadlineMs > 0)) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `filter ${b.name}: deadlineMs must be > 0, got ${deadlineMs}`);
         const config = JSON.stringify(b.config ?? {});
-        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${config}`).digest('hex');
+        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${b.sharedScope ?? ''}\0${config}`).digest('hex');
         let loaded = this.filters.get(key);
         if (!loaded) {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
           const msg: LoadFilter = {
             type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities,
-            shared: b.capabilities.includes('shared') ? this.sharedTable(b.name).buffer : undefined,
+            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name).buffer : undefined,
           };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
@@ -354,7 +354,7 @@ export class V8Engine implements FilterEngine {
     return chain;
   }
 
-  /** The shared table of a binding name (capability `shared`), created on first use. */
+  /** The shared table of a scope (capability `shared`), created on first use. */
   sharedTable(name: string): SharedTable {
     let t = this.sharedTables.get(name);
     if (!t) this.sharedTables.set(name, (t = SharedTable.create()));
