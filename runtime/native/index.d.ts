@@ -18,8 +18,13 @@ export declare class NativeEngine {
   /** Defines chain `id` as these loaded filters, in order. */
   defineChain(id: number, handles: Array<number>): void
   dropChain(id: number): void
-  /** Runs one phase (JSON of a `PhaseInput`) over chain `chain`; answers a phase outcome. */
-  run(job: number, chain: number, input: string): void
+  /**
+   * Runs one phase (JSON of a `PhaseInput`) over chain `chain`; answers a phase outcome.
+   * `load`: the destination's live load counters (an Int32Array over shared memory:
+   * `[0]` requests in flight, `[1]` retrying), read by `upstream-load` and counted into
+   * when a first attempt decides to retry.
+   */
+  run(job: number, chain: number, input: string, load?: Int32Array | undefined | null): void
   /**
    * Benchmark hook, run on the calling thread: times `count` fresh instantiations and
    * configures of a loaded filter and the memory each live instance adds, as JSON

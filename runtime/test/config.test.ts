@@ -296,6 +296,25 @@ services:
     ]);
   });
 
+  it('service subsets: names unique per service, labels required', () => {
+    const issues = issuesOf(`node: n1
+services:
+  - name: s
+    ports: [{ port: 80 }]
+    selector: { app: s }
+    subsets:
+      - { name: v1, labels: { version: v1 } }
+      - { name: v1, labels: { version: v2 } }
+`);
+    expect(issues.map((i) => `${i.pointer}: ${i.message}`)).toEqual([
+      '/services/0/subsets/1/name: subset v1 is already defined at /services/0/subsets/0; subset names must be unique within a service',
+    ]);
+    expect(messageOf(`node: n1
+services:
+  - { name: s, ports: [{ port: 80 }], subsets: [{ name: v1, labels: {} }] }
+`)).toContain('/services/0/subsets/0/labels');
+  });
+
   it('bad IP addresses', () => {
     const issues = issuesOf(`node: n1
 workloads:

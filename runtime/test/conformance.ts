@@ -4,9 +4,9 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
-import { AmbitError, type Context, type RequestHead, type ResponseHead } from '@ambit/filter-sdk/host';
+import { AmbitError, loadFilterArtifact, type Context, type RequestHead, type ResponseHead } from '@ambit/filter-sdk/host';
 import { bindingFromArtifact, type FilterBinding, type FilterEngine, type PhaseOutcome } from '@ambit/runtime';
-import { buildFixtures, type Fixtures } from './fixtures.js';
+import { buildBuiltinFilters, buildFixtures, builtinDir, type Fixtures } from './fixtures.js';
 import { wrongWorldComponent } from './wrong-world.js';
 
 export function ctx(over: Partial<Context> = {}): Context {
@@ -241,6 +241,63 @@ export function describeEngineConformance(name: string, makeEngine: () => Filter
       expect(() => oldChain.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })).toThrowError(AmbitError);
       expect(header(opsHeaders(await newChain.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })), 'x-chain')).toEqual(['new']);
       await newChain.close();
+    });
+
+    describe('host functions beyond headers (shared storage, directives, attempt facts)', () => {
+      const builtin = async (name: 'ratelimit' | 'fault' | 'traffic-split' | 'retry', config: unknown, as?: string): Promise<FilterBinding> =>
+        // A generous deadline: these cases are about results, and a loaded machine can stall a thread.
+        bindingFromArtifact(await loadFilterArtifact(builtinDir(name)), { config, name: as, deadlineMs: 5_000 });
+      beforeAll(async () => { await buildBuiltinFilters(); });
+
+      it('shares a binding\'s storage across every instance and thread, and across chains of the same binding name', async () => {
+        const limit = { maxTokens: 10, tokensPerFill: 1, fillIntervalMs: 600_000 };
+        const chain = await engine.createChain([await builtin('ratelimit', limit, 'conformance-limit')]);
+        const outs = await Promise.all(Array.from({ length: 30 }, () => chain.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })));
+        expect(outs.filter((o) => o.action === 'continue')).toHaveLength(10);
+        expect(outs.filter((o) => o.action === 'respond' && o.response.status === 429)).toHaveLength(20);
+        // A new chain of the same binding (a reload) sees the same buckets; another name has its own.
+        const again = await engine.createChain([await builtin('ratelimit', limit, 'conformance-limit')]);
+        expect((await again.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })).action).toBe('respond');
+        const other = await engine.createChain([await builtin('ratelimit', limit, 'conformance-limit-2')]);
+        expect((await other.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })).action).toBe('continue');
+        await Promise.all([chain.close(), again.close(), other.close()]);
+      });
+
+      it('returns the request phase\'s directives: delays add up, the last subset and per-try timeout win', async () => {
+        const chain = await engine.createChain([
+          await builtin('fault', { delay: { percentage: 100, fixedDelayMs: 40 } }, 'delay-a'),
+          await builtin('fault', { delay: { percentage: 100, fixedDelayMs: 2 } }, 'delay-b'),
+          await builtin('traffic-split', { subsets: [{ name: 'v1', weight: 1 }] }, 'split-a'),
+          await builtin('traffic-split', { subsets: [{ name: 'v2', weight: 1 }] }, 'split-b'),
+          await builtin('retry', { perTryTimeoutMs: 250 }),
+        ]);
+        const out = await chain.run({ phase: 'requestHeaders', ctx: ctx(), request: request() });
+        expect(out).toMatchObject({ action: 'continue', directives: { delayMs: 42, subset: 'v2', perTryTimeoutMs: 250 } });
+        await chain.close();
+      });
+
+      it('answers upstream-error from the attempt\'s facts, reads live load, and counts a first retry in it', async () => {
+        const chain = await engine.createChain([await builtin('retry', { retryOn: ['reset'], attempts: 3, budget: { percent: 50, minRetryConcurrency: 1 } })]);
+        const load = new Int32Array(new SharedArrayBuffer(8));
+        load[0] = 4;
+        const response: ResponseHead = { status: 503, headers: [['x-ambit-upstream-error', 'reset']] };
+        const run = (attempt: number, upstreamError?: string) =>
+          chain.run({ phase: 'responseHeaders', ctx: ctx({ attempt }), request: request(), response: { ...response, headers: response.headers.slice() }, facts: { upstreamError }, load });
+        // A forged header alone is not a reset.
+        expect((await run(1)).action).toBe('continue');
+        expect(load[1]).toBe(0);
+        expect((await run(1, 'reset')).action).toBe('retry');
+        expect(load[1]).toBe(1);
+        // A later attempt's retry is the same request: not counted again.
+        expect((await run(2, 'reset')).action).toBe('retry');
+        expect(load[1]).toBe(1);
+        // 50% of 4 in flight = 2 retries: a second request may retry, a third may not.
+        expect((await run(1, 'reset')).action).toBe('retry');
+        expect(load[1]).toBe(2);
+        expect((await run(1, 'reset')).action).toBe('continue');
+        expect(load[1]).toBe(2);
+        await chain.close();
+      });
     });
 
     it('uses the component bytes it was given (sha256 in chain info)', async () => {

@@ -2,7 +2,7 @@
  * The test filters. `global-setup.ts` builds them once per test run with the real SDK
  * build; a test file run on its own builds them here.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFilter } from '@ambit/filter-sdk/build';
@@ -28,4 +28,27 @@ export function buildFixtures(): Promise<Fixtures> {
     return { hello: await loadFilterArtifact(HELLO_DIR), misbehave: await loadFilterArtifact(MISBEHAVE_DIR) };
   })();
   return built;
+}
+
+/** The built-in filters (`filters/<name>`) the proxy tests and the benchmark run. */
+export const BUILTIN_FILTERS = ['authz', 'ratelimit', 'fault', 'traffic-split', 'headers', 'retry'] as const;
+export type BuiltinFilter = (typeof BUILTIN_FILTERS)[number];
+export const builtinDir = (name: BuiltinFilter | 'mtls'): string => path.join(REPO, 'filters', name);
+
+/** Builds a filter package unless its dist is newer than its source and the SDK's guest side. */
+export async function buildIfStale(dir: string): Promise<void> {
+  const wasm = path.join(dir, 'dist/filter.wasm');
+  if (!existsSync(wasm) || process.env.AMBIT_TEST_REBUILD) return void (await buildFilter({ dir }));
+  const built = statSync(wasm).mtimeMs;
+  const inputs = [path.join(dir, 'src/filter.ts'), path.join(REPO, 'sdk/dist/guest-index.js'), path.join(REPO, 'sdk/wit/filter.wit')];
+  if (inputs.some((f) => existsSync(f) && statSync(f).mtimeMs > built)) await buildFilter({ dir });
+}
+
+let builtins: Promise<void> | undefined;
+
+export function buildBuiltinFilters(): Promise<void> {
+  builtins ??= (async () => {
+    for (const name of BUILTIN_FILTERS) await buildIfStale(builtinDir(name));
+  })();
+  return builtins;
 }

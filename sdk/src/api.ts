@@ -4,7 +4,7 @@
  * the component bundles).
  */
 export { defineFilter, respond, deny, retry } from './guest/define.js';
-export { log, counter, clock } from './guest/host.js';
+export { log, counter, clock, random, shared, traffic, type SharedValue } from './guest/host.js';
 export { HeaderMap } from './guest/headers.js';
 export type {
   FilterDefinition,
@@ -21,5 +21,6 @@ export type {
   ConnectionVerdict,
   RequestVerdict,
   ResponseVerdict,
+  ResponseContext,
 } from './guest/public-types.js';
 export type { Capability, Direction } from './abi/types.js';

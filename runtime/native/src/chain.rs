@@ -5,10 +5,12 @@
 //! JavaScript executor (`runtime/src/filters/chain.ts`), in one crossing.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::bindings::ambit::filter::types::{ConnectionAction, RequestAction, ResponseAction};
 use crate::filter::{FilterModule, elapsed_ms};
+use crate::host::{CallScope, LoadCells, Phase};
 use crate::ops::{apply_request_ops, apply_response_ops};
 use crate::wire::{self, CallOutcome, FailurePolicy, FilterCall, FilterFailure, HeaderOp, PhaseInput, PhaseOutcome, PhaseResult, RetryRequest};
 
@@ -30,11 +32,25 @@ enum Action {
     Retry(RetryRequest),
 }
 
-pub fn run_phase(chain: &Chain, mut input: PhaseInput) -> PhaseOutcome {
+/// `load`: the destination's live load counters, when the caller has them.
+pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) -> PhaseOutcome {
     let mut order: Vec<usize> = (0..chain.len()).filter(|&i| implements(&chain[i], &input)).collect();
     if matches!(input, PhaseInput::ResponseHeaders { .. }) {
         order.reverse();
     }
+    let facts = input.facts();
+    let snapshot = facts.load.unwrap_or_default();
+    let mut scope = CallScope {
+        phase: Some(match input {
+            PhaseInput::Connection { .. } => Phase::Connection,
+            PhaseInput::RequestHeaders { .. } => Phase::RequestHeaders,
+            PhaseInput::ResponseHeaders { .. } => Phase::ResponseHeaders,
+        }),
+        upstream_error: facts.upstream_error.clone(),
+        load_cells: load,
+        load: (snapshot.active_requests, snapshot.active_retries),
+        directives: Default::default(),
+    };
     let mut ops: Vec<HeaderOp> = Vec::new();
     let mut calls = Vec::new();
     let mut failures = Vec::new();
@@ -45,20 +61,20 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput) -> PhaseOutcome {
     for index in order {
         let member = &chain[index];
         let started = Instant::now();
-        let result = member.call(&mut logs, &mut counters, |store, filter| {
+        let result = member.call(&mut scope, &mut logs, &mut counters, |store, filter| {
             let handler = filter.ambit_filter_handler();
             Ok(match &input {
-                PhaseInput::Connection { conn } => match handler.call_on_connection(store, &wire::connection(conn))? {
+                PhaseInput::Connection { conn, .. } => match handler.call_on_connection(store, &wire::connection(conn))? {
                     ConnectionAction::Allow => Action::Continue(Vec::new()),
                     ConnectionAction::Deny(reason) => Action::Deny(reason),
                 },
-                PhaseInput::RequestHeaders { ctx, request } => {
+                PhaseInput::RequestHeaders { ctx, request, .. } => {
                     match handler.call_on_request_headers(store, &wire::context(ctx), &wire::request_head(request))? {
                         RequestAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
                         RequestAction::Respond(r) => Action::Respond(wire::local_response(r)),
                     }
                 }
-                PhaseInput::ResponseHeaders { ctx, request, response } => {
+                PhaseInput::ResponseHeaders { ctx, request, response, .. } => {
                     match handler.call_on_response_headers(store, &wire::context(ctx), &wire::request_head(request), &wire::response_head(response))? {
                         ResponseAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
                         ResponseAction::Respond(r) => Action::Respond(wire::local_response(r)),
@@ -96,10 +112,20 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput) -> PhaseOutcome {
                     }
                     Action::Respond(response) => return finish(PhaseResult::Respond { response, filter }, calls, failures, logs, counters),
                     Action::Deny(reason) => return finish(PhaseResult::Deny { reason, filter }, calls, failures, logs, counters),
-                    Action::Retry(retry) => return finish(PhaseResult::Retry { retry, filter }, calls, failures, logs, counters),
+                    Action::Retry(retry) => {
+                        // A first attempt deciding to retry counts as retrying from now on, before
+                        // any other phase reads the counters (the proxy subtracts it at the end).
+                        if let (PhaseInput::ResponseHeaders { ctx, .. }, Some(cells)) = (&input, load) {
+                            if ctx.attempt == 1 {
+                                cells.get(1).fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        return finish(PhaseResult::Retry { retry, filter }, calls, failures, logs, counters);
+                    }
                 }
             }
         }
     }
-    finish(PhaseResult::Continue { ops }, calls, failures, logs, counters)
+    let directives = (matches!(input, PhaseInput::RequestHeaders { .. }) && !scope.directives.is_empty()).then_some(scope.directives);
+    finish(PhaseResult::Continue { ops, directives }, calls, failures, logs, counters)
 }

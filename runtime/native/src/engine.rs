@@ -17,6 +17,7 @@ use crate::bindings::{Filter, FilterPre};
 use crate::cache::{self, CacheOutcome};
 use crate::filter::LoadError;
 use crate::host::State;
+use crate::shared::SharedTable;
 
 const HANDLER: &str = "ambit:filter/handler";
 const HOST_PREFIX: &str = "ambit:filter/";
@@ -60,6 +61,8 @@ pub struct Shared {
     linked: Mutex<HashMap<String, FilterPre<State>>>,
     /// Linked components no filter uses, oldest first; kept a while for a reload that brings them back.
     unused: Mutex<VecDeque<String>>,
+    /// Shared storage tables by scope, kept for the engine's life (across reloads).
+    shared_tables: Mutex<HashMap<String, Arc<SharedTable>>>,
     stop: AtomicBool,
 }
 
@@ -116,6 +119,7 @@ impl Shared {
             cache_dir,
             linked: Mutex::new(HashMap::new()),
             unused: Mutex::new(VecDeque::new()),
+            shared_tables: Mutex::new(HashMap::new()),
             stop: AtomicBool::new(false),
         });
         let ticker = shared.clone();
@@ -132,6 +136,11 @@ impl Shared {
     pub fn ticks_for(&self, deadline_ms: f64) -> u64 {
         let tick_ms = self.tick.as_secs_f64() * 1000.0;
         (deadline_ms / tick_ms).ceil() as u64 + 1
+    }
+
+    /// The shared table of a scope, created on first use.
+    pub fn shared_table(&self, scope: &str) -> Arc<SharedTable> {
+        self.shared_tables.lock().unwrap().entry(scope.to_string()).or_default().clone()
     }
 
     pub fn stop(&self) {

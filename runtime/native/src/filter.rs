@@ -19,7 +19,8 @@ use wasmtime::Trap;
 use crate::bindings::ambit::filter::types::{ConfigureResult, Phases};
 use crate::bindings::{Filter, FilterPre};
 use crate::engine::Shared;
-use crate::host::{Capabilities, Limits, State};
+use crate::host::{CallScope, Capabilities, Limits, State};
+use crate::shared::SharedTable;
 use crate::wire::{CallOutcome, FailurePolicy};
 
 #[derive(Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
@@ -42,6 +43,9 @@ pub struct FilterSpec {
     pub deadline_ms: f64,
     pub failure_policy: FailurePolicy,
     pub instances: Strategy,
+    /// Which shared table (capability `shared`) the filter uses. Default: `name`.
+    #[serde(default)]
+    pub shared_scope: Option<String>,
 }
 
 /// Why a call produced no action.
@@ -71,6 +75,7 @@ pub struct FilterModule {
     caps: Capabilities,
     limits: Limits,
     config: String,
+    shared_table: Option<Arc<SharedTable>>,
     pre: FilterPre<State>,
     shared: Arc<Shared>,
     idle: Mutex<Vec<Warm>>,
@@ -114,7 +119,9 @@ impl FilterModule {
             ));
         }
         let limits = Limits { memory_bytes, table_elements: shared.table_elements, instances: 64, tables: 64, memories: 16 };
+        let shared_table = caps.shared.then(|| shared.shared_table(spec.shared_scope.as_deref().unwrap_or(&spec.name)));
         let mut module = FilterModule {
+            shared_table,
             name: Arc::from(spec.name.as_str()),
             sha256: spec.sha256,
             policy: spec.failure_policy,
@@ -154,7 +161,7 @@ impl FilterModule {
     }
 
     fn new_store(&self) -> Store<State> {
-        let state = State::new(self.name.clone(), self.caps, self.limits, self.shared.origin);
+        let state = State::new(self.name.clone(), self.caps, self.limits, self.shared_table.clone(), self.shared.origin);
         let mut store = Store::new(&self.shared.engine, state);
         store.limiter(|s| s);
         store.epoch_deadline_trap();
@@ -220,8 +227,11 @@ impl FilterModule {
 
     /// Runs `f` on an instance under the binding's deadline. Log lines and counter
     /// updates the call made are appended to `logs`/`counters` whatever the outcome.
+    /// `scope` carries the phase, the attempt's facts and the chain's directives so far
+    /// into the call and back.
     pub fn call<R>(
         &self,
+        scope: &mut CallScope,
         logs: &mut Vec<(String, &'static str, String)>,
         counters: &mut Vec<(String, String, u32)>,
         f: impl FnOnce(&mut Store<State>, &Filter) -> wasmtime::Result<R>,
@@ -229,8 +239,10 @@ impl FilterModule {
         let mut warm = self.acquire()?;
         self.arm(&mut warm.store, self.deadline_ms);
         warm.store.data_mut().reported = None;
+        std::mem::swap(&mut warm.store.data_mut().scope, scope);
         let result = f(&mut warm.store, &warm.filter);
         let data = warm.store.data_mut();
+        std::mem::swap(&mut data.scope, scope);
         logs.append(&mut data.logs);
         counters.append(&mut data.counters);
         match result {

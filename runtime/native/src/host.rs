@@ -6,10 +6,14 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::atomic::{AtomicI32, Ordering};
+
 use wasmtime::ResourceLimiter;
 
-use crate::bindings::ambit::filter::host::{self as wit_host, LogLevel};
+use crate::bindings::ambit::filter::host::{self as wit_host, LogLevel, ServiceLoad, SharedEntry};
 use crate::bindings::ambit::filter::types as wit_types;
+use crate::shared::{self, SharedTable};
+use crate::wire::Directives;
 
 /// Longest log line or error report a filter may write; longer ones are cut.
 pub const MAX_LOG_LINE: usize = 4096;
@@ -20,6 +24,9 @@ pub struct Capabilities {
     pub log: bool,
     pub counters: bool,
     pub clock: bool,
+    pub random: bool,
+    pub shared: bool,
+    pub traffic: bool,
 }
 
 impl Capabilities {
@@ -30,7 +37,10 @@ impl Capabilities {
                 "log" => caps.log = true,
                 "counters" => caps.counters = true,
                 "clock" => caps.clock = true,
-                other => return Err(format!("unknown capability \"{other}\" (known: log, counters, clock)")),
+                "random" => caps.random = true,
+                "shared" => caps.shared = true,
+                "traffic" => caps.traffic = true,
+                other => return Err(format!("unknown capability \"{other}\" (known: log, counters, clock, random, shared, traffic)")),
             }
         }
         Ok(caps)
@@ -47,6 +57,56 @@ pub struct Limits {
     pub memories: usize,
 }
 
+/// Most a chain may hold a request with `delay-request` (ms).
+pub const MAX_REQUEST_DELAY_MS: u32 = 60_000;
+
+/// Which phase a call belongs to: request-phase host functions check it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    Connection,
+    RequestHeaders,
+    ResponseHeaders,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Connection => "connection",
+            Phase::RequestHeaders => "requestHeaders",
+            Phase::ResponseHeaders => "responseHeaders",
+        }
+    }
+}
+
+/// A service's live load counters, in memory JavaScript shares with the engine
+/// (`[0]` requests in flight, `[1]` of those retrying). Valid while the job that
+/// carries them runs.
+#[derive(Clone, Copy)]
+pub struct LoadCells(pub *const AtomicI32);
+
+// SAFETY: the cells live in a SharedArrayBuffer that the running job keeps referenced;
+// they are only accessed atomically.
+unsafe impl Send for LoadCells {}
+
+impl LoadCells {
+    pub fn get(&self, i: usize) -> &AtomicI32 {
+        // SAFETY: the job's typed array has at least 2 elements (checked when it was taken).
+        unsafe { &*self.0.add(i) }
+    }
+}
+
+/// What a call knows about the traffic beyond its arguments, and what it asks of the host.
+#[derive(Default)]
+pub struct CallScope {
+    pub phase: Option<Phase>,
+    pub upstream_error: Option<String>,
+    /// Live counters, read when present...
+    pub load_cells: Option<LoadCells>,
+    /// ...else this snapshot.
+    pub load: (u32, u32),
+    pub directives: Directives,
+}
+
 /// The data of one filter instance's store.
 pub struct State {
     pub filter: Arc<str>,
@@ -58,16 +118,47 @@ pub struct State {
     pub counters: Vec<(String, String, u32)>,
     /// What the filter said just before its current call trapped (`host.report-error`).
     pub reported: Option<String>,
+    pub scope: CallScope,
+    shared: Option<Arc<SharedTable>>,
+    rng: u64,
     origin: Instant,
 }
 
 impl State {
-    pub fn new(filter: Arc<str>, caps: Capabilities, limits: Limits, origin: Instant) -> Self {
-        State { filter, caps, limits, initial_memory_over_cap: None, logs: Vec::new(), counters: Vec::new(), reported: None, origin }
+    pub fn new(filter: Arc<str>, caps: Capabilities, limits: Limits, shared: Option<Arc<SharedTable>>, origin: Instant) -> Self {
+        // Seeded per instance from the clock and the state's address: fast, not for secrets.
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ (origin.elapsed().as_nanos() as u64).rotate_left(32);
+        State {
+            filter, caps, limits, initial_memory_over_cap: None, logs: Vec::new(), counters: Vec::new(), reported: None,
+            scope: CallScope::default(), shared, rng: seed | 1, origin,
+        }
     }
 
     fn refuse(&self, cap: &str) -> wasmtime::Error {
         wasmtime::format_err!("filter {} used the \"{cap}\" capability without declaring it in its package", self.filter)
+    }
+
+    fn misuse(&self, message: String) -> wasmtime::Error {
+        wasmtime::format_err!("AMBIT_ERR_HOST_CALL: filter {}: {message}", self.filter)
+    }
+
+    fn shared(&self) -> wasmtime::Result<&SharedTable> {
+        match (&self.shared, self.caps.shared) {
+            (Some(t), true) => Ok(t),
+            _ => Err(self.refuse("shared")),
+        }
+    }
+
+    /// The directives of the current call, if it is a request phase and the filter may give them.
+    fn directives(&mut self, function: &str) -> wasmtime::Result<&mut Directives> {
+        if !self.caps.traffic {
+            return Err(self.refuse("traffic"));
+        }
+        if self.scope.phase != Some(Phase::RequestHeaders) {
+            let phase = self.scope.phase.map(Phase::name).unwrap_or("no call");
+            return Err(self.misuse(format!("called {function} outside the request phase ({phase}); it only takes effect in onRequest")));
+        }
+        Ok(&mut self.scope.directives)
     }
 }
 
@@ -121,6 +212,64 @@ impl wit_host::Host for State {
             return Err(self.refuse("clock"));
         }
         Ok(self.origin.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    fn random(&mut self) -> wasmtime::Result<f64> {
+        if !self.caps.random {
+            return Err(self.refuse("random"));
+        }
+        // xorshift64*: 53 random bits into [0, 1).
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        Ok((x.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64)
+    }
+
+    fn shared_get(&mut self, key: String) -> wasmtime::Result<Option<SharedEntry>> {
+        shared::check_key(&key).map_err(|m| self.misuse(m))?;
+        Ok(self.shared()?.get(&key).map(|(value, version)| SharedEntry { value, version }))
+    }
+
+    fn shared_set(&mut self, key: String, value: String, version: u32) -> wasmtime::Result<bool> {
+        shared::check_key(&key).map_err(|m| self.misuse(m))?;
+        shared::check_value(&value).map_err(|m| self.misuse(m))?;
+        Ok(self.shared()?.set(&key, value, version))
+    }
+
+    fn shared_add(&mut self, key: String, delta: f64) -> wasmtime::Result<f64> {
+        shared::check_key(&key).map_err(|m| self.misuse(m))?;
+        let table = self.shared()?;
+        table.add(&key, delta).map_err(|m| self.misuse(m))
+    }
+
+    fn delay_request(&mut self, ms: u32) -> wasmtime::Result<()> {
+        let d = self.directives("delay-request")?;
+        d.delay_ms = Some(d.delay_ms.unwrap_or(0).saturating_add(ms).min(MAX_REQUEST_DELAY_MS));
+        Ok(())
+    }
+
+    fn route_to_subset(&mut self, subset: String) -> wasmtime::Result<()> {
+        self.directives("route-to-subset")?.subset = Some(subset);
+        Ok(())
+    }
+
+    fn set_per_try_timeout(&mut self, ms: u32) -> wasmtime::Result<()> {
+        self.directives("set-per-try-timeout")?.per_try_timeout_ms = Some(ms);
+        Ok(())
+    }
+
+    fn upstream_error(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.scope.upstream_error.clone())
+    }
+
+    fn upstream_load(&mut self) -> wasmtime::Result<ServiceLoad> {
+        let (active_requests, active_retries) = match self.scope.load_cells {
+            Some(cells) => (cells.get(0).load(Ordering::SeqCst).max(0) as u32, cells.get(1).load(Ordering::SeqCst).max(0) as u32),
+            None => self.scope.load,
+        };
+        Ok(ServiceLoad { active_requests, active_retries })
     }
 
     fn report_error(&mut self, message: String) -> wasmtime::Result<()> {

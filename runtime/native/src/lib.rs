@@ -15,6 +15,7 @@ mod engine;
 mod filter;
 mod host;
 mod ops;
+mod shared;
 mod wire;
 
 mod bindings {
@@ -26,7 +27,7 @@ mod bindings {
 }
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
@@ -38,13 +39,14 @@ use serde_json::json;
 
 use crate::engine::{EngineOptions, Shared};
 use crate::filter::{FilterModule, FilterSpec};
+use crate::host::LoadCells;
 use crate::wire::PhaseInput;
 
 type Done = ThreadsafeFunction<FnArgs<(u32, String)>, (), FnArgs<(u32, String)>, Status, false, true>;
 
 enum Job {
     Load { job: u32, handle: u32, wasm: Vec<u8>, spec: String },
-    Run { job: u32, chain: Arc<Vec<Arc<FilterModule>>>, input: String },
+    Run { job: u32, chain: Arc<Vec<Arc<FilterModule>>>, input: String, load: Option<Int32Array> },
     Stop,
 }
 
@@ -91,10 +93,12 @@ impl Inner {
         self.answer(job, out.to_string());
     }
 
-    fn run(&self, job: u32, chain: &[Arc<FilterModule>], input: &str) {
+    fn run(&self, job: u32, chain: &[Arc<FilterModule>], input: &str, load: Option<&Int32Array>) {
+        // The typed array stays referenced by the job until this returns.
+        let cells = load.filter(|a| a.len() >= 2).map(|a| LoadCells(a.as_ptr() as *const AtomicI32));
         let out = match serde_json::from_str::<PhaseInput>(input) {
             Err(e) => json!({ "error": { "code": "AMBIT_ERR_ENGINE", "message": format!("bad phase input: {e}") } }).to_string(),
-            Ok(input) => serde_json::to_string(&chain::run_phase(chain, input))
+            Ok(input) => serde_json::to_string(&chain::run_phase(chain, input, cells))
                 .unwrap_or_else(|e| json!({ "error": { "code": "AMBIT_ERR_ENGINE", "message": e.to_string() } }).to_string()),
         };
         self.answer(job, out);
@@ -105,7 +109,7 @@ fn work(inner: Arc<Inner>, jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         match job {
             Job::Load { job, handle, wasm, spec } => inner.load(job, handle, wasm, spec),
-            Job::Run { job, chain, input } => inner.run(job, &chain, &input),
+            Job::Run { job, chain, input, load } => inner.run(job, &chain, &input, load.as_ref()),
             Job::Stop => break,
         }
     }
@@ -179,11 +183,14 @@ impl NativeEngine {
     }
 
     /// Runs one phase (JSON of a `PhaseInput`) over chain `chain`; answers a phase outcome.
+    /// `load`: the destination's live load counters (an Int32Array over shared memory:
+    /// `[0]` requests in flight, `[1]` retrying), read by `upstream-load` and counted into
+    /// when a first attempt decides to retry.
     #[napi]
-    pub fn run(&self, job: u32, chain: u32, input: String) -> Result<()> {
+    pub fn run(&self, job: u32, chain: u32, input: String, load: Option<Int32Array>) -> Result<()> {
         self.check()?;
         let chain = self.inner.chains.lock().unwrap().get(&chain).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {chain} is not defined")))?;
-        let _ = self.calls.send(Job::Run { job, chain, input });
+        let _ = self.calls.send(Job::Run { job, chain, input, load });
         Ok(())
     }
 

@@ -65,16 +65,74 @@ pub struct ResponseHead {
     pub headers: HeaderList,
 }
 
-/// One phase of a chain, as `FilterChain.run` receives it.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceLoad {
+    pub active_requests: u32,
+    pub active_retries: u32,
+}
+
+/// What the host knows about the attempt (`AttemptFacts`).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Facts {
+    pub upstream_error: Option<String>,
+    /// A snapshot, used when no live load counters come with the job.
+    pub load: Option<ServiceLoad>,
+}
+
+/// One phase of a chain, as `FilterChain.run` receives it (the live load counters travel
+/// beside the JSON).
 #[derive(Deserialize)]
 #[serde(tag = "phase")]
 pub enum PhaseInput {
     #[serde(rename = "connection")]
-    Connection { conn: Connection },
+    Connection {
+        conn: Connection,
+        #[serde(default)]
+        facts: Facts,
+    },
     #[serde(rename = "requestHeaders")]
-    RequestHeaders { ctx: Context, request: RequestHead },
+    RequestHeaders {
+        ctx: Context,
+        request: RequestHead,
+        #[serde(default)]
+        facts: Facts,
+    },
     #[serde(rename = "responseHeaders")]
-    ResponseHeaders { ctx: Context, request: RequestHead, response: ResponseHead },
+    ResponseHeaders {
+        ctx: Context,
+        request: RequestHead,
+        response: ResponseHead,
+        #[serde(default)]
+        facts: Facts,
+    },
+}
+
+impl PhaseInput {
+    pub fn facts(&self) -> &Facts {
+        match self {
+            PhaseInput::Connection { facts, .. } | PhaseInput::RequestHeaders { facts, .. } | PhaseInput::ResponseHeaders { facts, .. } => facts,
+        }
+    }
+}
+
+/// What request-phase filters asked of the host (`RequestDirectives`).
+#[derive(Serialize, Default, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Directives {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_try_timeout_ms: Option<u32>,
+}
+
+impl Directives {
+    pub fn is_empty(&self) -> bool {
+        self == &Directives::default()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -136,7 +194,11 @@ pub struct FilterFailure {
 #[derive(Serialize)]
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum PhaseResult {
-    Continue { ops: Vec<HeaderOp> },
+    Continue {
+        ops: Vec<HeaderOp>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        directives: Option<Directives>,
+    },
     Respond { response: LocalResponse, filter: String },
     Deny { reason: String, filter: String },
     Retry { retry: RetryRequest, filter: String },

@@ -123,8 +123,11 @@ export function engineTables(res: EngineResults): Table[] {
       'CPU µs/run: process CPU time (all threads) per chain run; less sensitive to other load than wall time.',
     ],
   };
+  const engineOrder: EngineKind[] = ['v8', 'wasmtime', 'wasmtime per-request'];
+  const sorted = res.rows.slice().sort((a, b) =>
+    a.variant.localeCompare(b.variant) || a.chain - b.chain || a.concurrency - b.concurrency || engineOrder.indexOf(a.engine) - engineOrder.indexOf(b.engine));
   let last = '';
-  for (const r of res.rows) {
+  for (const r of sorted) {
     const group = `${r.variant}/${r.chain}/${r.concurrency}`;
     if (last && group !== last) calls.rows.push([]);
     last = group;

@@ -42,6 +42,12 @@ process.stdout.write(`\n${renderReportText(results)}\n`);
 const written = await writeResults(opts.resultsDir, results);
 log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.md)} (${meta.durationSec.toFixed(0)} s)`);
 
+// The built-in filters: each one's call time, and the six-filter chain per phase.
+const { renderBuiltinBench, runBuiltinFilterBench, writeBuiltinBench } = await import('./builtins.js');
+const builtins = await runBuiltinFilterBench({ phases: opts.quick ? 600 : 3000, log });
+process.stdout.write(`\n${renderBuiltinBench(builtins)}\n`);
+await writeBuiltinBench(builtins);
+
 // Then the proxy: direct, L4, L7 without and with filters, nginx — side by side.
 const { runProxyBench } = await import('./proxy/index.js');
 await runProxyBench({ seconds: opts.quick ? 3 : undefined });

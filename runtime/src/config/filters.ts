@@ -46,7 +46,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
   const artifacts = new Map<string, Promise<{ artifact: FilterArtifact; location: string }>>();
   const filters = new Map<string, ResolvedFilter>();
   const wasmFiles = new Set<string>();
-  const entries = loaded.config.bindings.flatMap((b, i) => b.filters.map((f, j) => ({ f, pointer: `/bindings/${i}/filters/${j}` })));
+  const entries = loaded.config.bindings.flatMap((b, i) => b.filters.map((f, j) => ({ f, pointer: `/bindings/${i}/filters/${j}`, bindingName: b.name })));
   // Start every load, then report in file order.
   const pending = entries.map(({ f, pointer }) => {
     const key = `${f.ref}\0${f.sha256 ?? ''}`;
@@ -60,7 +60,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
   const results = await Promise.all(pending);
   const issues: ConfigIssue[] = [];
   for (let k = 0; k < entries.length; k++) {
-    const { f, pointer } = entries[k]!;
+    const { f, pointer, bindingName } = entries[k]!;
     const r = results[k]!;
     if (!r.ok) {
       if (r.e instanceof MeshConfigError) issues.push(...r.e.issues);
@@ -76,7 +76,9 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
       const binding = bindingFromArtifact(artifact, {
         name, config: f.config, failurePolicy: f.failurePolicy, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages, instances: f.instances,
       });
-      filters.set(pointer, { id: pointer, binding, artifact, location });
+      // Shared storage belongs to this filter of this (uniquely named) binding: two services'
+      // rate limits never share buckets by accident; a reload keeps them.
+      filters.set(pointer, { id: pointer, binding: { ...binding, sharedScope: `${bindingName}/${name}` }, artifact, location });
       wasmFiles.add(artifact.origin);
     } catch (e) {
       if (!(e instanceof AmbitError) || e.code !== 'AMBIT_ERR_CONFIG_INVALID') throw e;

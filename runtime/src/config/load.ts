@@ -324,6 +324,13 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
     if (dup !== undefined) error(`${at}/name`, `service ${key} is already defined at /services/${dup}`);
     else services.set(key, i);
 
+    const subsets = new Map<string, number>();
+    s.subsets?.forEach((sub, j) => {
+      const seen = subsets.get(sub.name);
+      if (seen !== undefined) error(`${at}/subsets/${j}/name`, `subset ${sub.name} is already defined at ${at}/subsets/${seen}; subset names must be unique within a service`);
+      else subsets.set(sub.name, j);
+    });
+
     const ports = new Map<number, number>();
     const names = new Map<string, number>();
     s.ports.forEach((p, j) => {

@@ -138,6 +138,11 @@ export const OutlierDetectionSchema = Obj({
   maxEjectionPercent: Type.Integer({ minimum: 0, maximum: 100, default: 50, description: 'Never eject more than this share of a service\'s endpoints. Default 50.' }),
 }, { default: {}, description: 'Passive health checking, with Envoy\'s semantics.' });
 
+export const SubsetSchema = Obj({
+  name: Type.String({ minLength: 1, maxLength: 63, pattern: '^[a-zA-Z0-9]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$', description: 'Subset name, unique within the service (e.g. `v1`, `canary`).' }),
+  labels: Labels('The subset is the service\'s endpoints whose workloads carry all of these labels.', { minProperties: 1 }),
+});
+
 export const ServiceSchema = Obj({
   name: Name('Service name, unique within its namespace.'),
   namespace: Namespace,
@@ -153,6 +158,9 @@ export const ServiceSchema = Obj({
   connectTimeoutMs: Type.Integer({ minimum: 1, default: 5000, description: 'Upstream connect timeout. Default 5 s (Envoy).' }),
   requestTimeoutMs: Millis(15_000, 'Per request to this service: time until the whole response has arrived, across retries; 0: none. Default 15 s (Envoy\'s route timeout).'),
   perTryTimeoutMs: Millis(0, 'Per attempt: time until response headers, then between body chunks; 0: none (only requestTimeoutMs applies). Default 0, like Envoy\'s per_try_timeout.'),
+  subsets: Type.Optional(Type.Array(SubsetSchema, {
+    description: 'Named subsets of the service\'s endpoints (an Istio DestinationRule\'s subsets): a filter with the `traffic` capability (e.g. traffic-split) routes a request to one by name.',
+  })),
 });
 
 const Sha256Pin = Type.String({
@@ -211,6 +219,7 @@ export type WorkloadConfig = Static<typeof WorkloadSchema>;
 export type ServiceConfig = Static<typeof ServiceSchema>;
 export type ServicePortConfig = Static<typeof ServicePortSchema>;
 export type EndpointConfig = Static<typeof EndpointSchema>;
+export type SubsetConfig = Static<typeof SubsetSchema>;
 export type OutlierDetectionConfig = Static<typeof OutlierDetectionSchema>;
 export type BindingConfig = Static<typeof BindingSchema>;
 export type BindingTarget = Static<typeof BindingTargetSchema>;

@@ -5,7 +5,7 @@
  * `test/conformance.ts`.
  */
 import type {
-  Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestHead, ResponseHead, RetryRequest,
+  AttemptFacts, Capability, Connection, Context, HeaderOp, LocalResponse, PhaseName, RequestDirectives, RequestHead, ResponseHead, RetryRequest,
 } from '@ambit/filter-sdk/host';
 
 export type FailurePolicy = 'fail-closed' | 'fail-open';
@@ -43,12 +43,26 @@ export interface FilterBinding {
   deadlineMs?: number;
   memoryMaxPages?: number;
   instances?: InstanceStrategy;
+  /**
+   * Which shared table (capability `shared`) the filter uses: bindings with the same
+   * scope share one. Default: `name`. The mesh config sets `<binding name>/<filter name>`.
+   */
+  sharedScope?: string;
 }
 
+/**
+ * One phase to run. `facts` are what the host knows about the attempt (why there is no
+ * upstream response), answered to `upstream-error`. `load` is the destination's live
+ * load counter (shared memory: `[0]` requests in flight, `[1]` of those retrying),
+ * answered to `upstream-load`; an engine adds 1 to `load[1]` when a response phase of
+ * a first attempt (`ctx.attempt === 1`) returns `retry`, before any other phase can
+ * read it, so a burst of retry decisions sees each other (the proxy subtracts it when
+ * the request ends).
+ */
 export type PhaseInput =
-  | { phase: 'connection'; conn: Connection }
-  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead }
-  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead };
+  | { phase: 'connection'; conn: Connection; facts?: AttemptFacts; load?: Int32Array }
+  | { phase: 'requestHeaders'; ctx: Context; request: RequestHead; facts?: AttemptFacts; load?: Int32Array }
+  | { phase: 'responseHeaders'; ctx: Context; request: RequestHead; response: ResponseHead; facts?: AttemptFacts; load?: Int32Array };
 
 /** Why a filter call did not return an action. */
 export type FailureKind = 'trap' | 'deadline' | 'unavailable';
@@ -73,7 +87,8 @@ export interface FilterCall {
  * every filter that ran, in order; the caller applies them once.
  */
 export type PhaseResult =
-  | { action: 'continue'; ops: HeaderOp[] }
+  /** `directives`: what request-phase filters asked of the host (delay, subset, per-try timeout), when any did. */
+  | { action: 'continue'; ops: HeaderOp[]; directives?: RequestDirectives }
   | { action: 'respond'; response: LocalResponse; filter: string }
   | { action: 'deny'; reason: string; filter: string }
   | { action: 'retry'; retry: RetryRequest; filter: string };
@@ -103,6 +118,10 @@ export interface FilterStats {
 
 export interface FilterEngine {
   readonly kind: string;
+  /**
+   * Shared storage (capability `shared`) is one table per binding name, shared by every
+   * instance and thread of the engine and kept across chains (config reloads).
+   */
   /** Loads, configures and warms every filter; rejects with a coded AmbitError on bad input. */
   createChain(bindings: FilterBinding[]): Promise<FilterChain>;
   /** Totals per filter name since start. */

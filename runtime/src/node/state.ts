@@ -7,8 +7,8 @@ import type { Direction } from '../deps.js';
 import type { LoadedMeshConfig, ResolvedFilters, ServiceConfig } from '../config/index.js';
 import { chainBindings } from '../config/index.js';
 import type { FilterChain, FilterEngine } from '../filters/engine.js';
-import { MeshIndex, serviceKeyOfHost, type Destination, type FilterPlan, type MeshEndpoint, type MeshWorkload } from '../mesh/index.js';
-import { DEFAULT_LIMITS, RetainCount, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
+import { MeshIndex, selectorMatches, serviceKeyOfHost, type Destination, type FilterPlan, type MeshEndpoint, type MeshWorkload } from '../mesh/index.js';
+import { DEFAULT_LIMITS, RetainCount, newServiceLoad, type ServiceLoadCounter, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
 import { Balancer } from '../upstream/balancer.js';
 import { Endpoint, endpointKey, type OutlierPolicy } from '../upstream/endpoint.js';
 
@@ -76,6 +76,25 @@ export async function buildState(
     if (!b) balancers.set(key, (b = new Balancer(policy)));
     return b;
   };
+  // Subsets (by service key): the service's endpoints whose workloads carry the subset's labels.
+  const subsetsOf = (dest: Extract<Destination<Endpoint>, { kind: 'service' }>): ReadonlyMap<string, Endpoint[]> | undefined => {
+    const defs = dest.service.subsets;
+    if (!defs || defs.length === 0) return undefined;
+    const out = new Map<string, Endpoint[]>();
+    for (const sub of defs) {
+      out.set(sub.name, (dest.endpoints as Endpoint[]).filter((e) => {
+        const w = e.workload ? mesh.workloads.get(`${e.workload.name}.${e.workload.namespace}`) : undefined;
+        return w !== undefined && selectorMatches(sub.labels, w.workload.labels);
+      }));
+    }
+    return out;
+  };
+  const loads = new Map<string, ServiceLoadCounter>();
+  const loadOf = (key: string): ServiceLoadCounter => {
+    let l = loads.get(key);
+    if (!l) loads.set(key, (l = newServiceLoad()));
+    return l;
+  };
   const routes = new Map<Destination<Endpoint>, Route>();
   const inboundRoutes = new Map<Destination<Endpoint>, Route>();
 
@@ -105,6 +124,8 @@ export async function buildState(
         protocol: dest.servicePort.protocol,
         connectTimeoutMs: s.connectTimeoutMs,
         requestTimeoutMs: s.perTryTimeoutMs > 0 ? s.perTryTimeoutMs : s.requestTimeoutMs,
+        subsets: subsetsOf(dest),
+        load: loadOf(dest.key),
       }, mesh.bindingsFor(direction, { service: dest.key }));
     } else {
       const w = dest.workload;
@@ -118,6 +139,7 @@ export async function buildState(
         protocol: 'auto',
         connectTimeoutMs: 5_000,
         requestTimeoutMs: 0,
+        load: loadOf(w.key),
       }, mesh.bindingsFor(direction, { workload: w.key }));
     }
     cache.set(dest, r);

@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { Transform, type Readable } from 'node:stream';
-import { applyRequestOps, applyResponseOps, type Headers, type LocalResponse, type RequestHead, type ResponseHead } from '../deps.js';
+import { applyRequestOps, applyResponseOps, type Headers, type LocalResponse, type RequestDirectives, type RequestHead, type ResponseHead } from '../deps.js';
 import type { PhaseOutcome } from '../filters/engine.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { recordResult } from '../upstream/outlier.js';
@@ -21,7 +21,7 @@ import type { Endpoint } from '../upstream/endpoint.js';
 import { connectionRoute, connOf, filterContext, peerRecord, type ConnInfo } from './context.js';
 import { fromRawHeaders, headerValue, toHeaderObject } from './headers.js';
 import { passthroughRoute } from './passthrough.js';
-import type { ProxyState, Route } from './state.js';
+import { newServiceLoad, type ProxyState, type Route } from './state.js';
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -57,6 +57,13 @@ function destroy(res: Res): void {
 }
 
 function sendLocal(res: Res, r: LocalResponse, log?: { bytesSent: number }): void {
+  if (r.body === '' && 'stream' in res && res.stream && headerValue(r.headers, 'grpc-status') !== undefined) {
+    // A local gRPC status (e.g. an injected fault): a trailers-only response, the status
+    // in the one HEADERS frame that ends the stream, as gRPC clients expect.
+    if (log) log.bytesSent = 0;
+    res.stream.respond({ ...toHeaderObject(r.headers), ':status': r.status }, { endStream: true });
+    return;
+  }
   const headers = toHeaderObject(r.headers);
   const body = Buffer.from(r.body);
   if (log) log.bytesSent = body.length;
@@ -136,10 +143,22 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
   res.once('close', finish);
   res.once('finish', finish);
 
+  // Requests (and retries) in flight to the service, for filters' retry budgets.
+  const load = route.load ??= newServiceLoad();
+  Atomics.add(load, 0, 1);
+  // Whether this request counts as retrying in `load[1]` (counted by the filter worker
+  // when the first retry is decided).
+  let retrying = false;
+  res.once('close', () => {
+    Atomics.sub(load, 0, 1);
+    if (retrying) Atomics.sub(load, 1, 1);
+  });
+
   // Request phase.
   const chain = route.chain;
+  let directives: RequestDirectives | undefined;
   if (chain && route.l7) {
-    const out = await chain.run({ phase: 'requestHeaders', ctx: ctx0, request: head });
+    const out = await chain.run({ phase: 'requestHeaders', ctx: ctx0, request: head, load });
     deps.telemetry.filterPhase('requestHeaders', out);
     if (out.action === 'respond') {
       log.localReply = { filter: out.filter, reason: localReason(out) };
@@ -148,8 +167,30 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
       sendLocal(res, out.response, log);
       return;
     }
-    if (out.action === 'continue') applyRequestOps(head, out.ops);
+    if (out.action === 'continue') {
+      applyRequestOps(head, out.ops);
+      directives = out.directives;
+    }
   }
+
+  // A subset a filter chose (traffic split): its endpoints instead of the whole service's.
+  let endpoints = route.endpoints;
+  if (directives?.subset !== undefined) {
+    const chosen = route.subsets?.get(directives.subset);
+    if (!chosen) {
+      const defined = route.subsets ? [...route.subsets.keys()].join(', ') : 'none';
+      const reason = `subset "${directives.subset}" is not defined for ${route.service ?? route.name} (defined: ${defined}); add it to the service's subsets in the mesh config`;
+      log.localReply = { filter: 'ambit', reason };
+      log.status = 503;
+      drain(req);
+      sendLocal(res, { status: 503, headers: [['content-type', 'text/plain'], ['x-ambit-upstream-error', 'no-subset']], body: `no healthy upstream: ${reason}\n` }, log);
+      return;
+    }
+    endpoints = chosen;
+  }
+  const perTryTimeoutMs = directives?.perTryTimeoutMs !== undefined && directives.perTryTimeoutMs > 0
+    ? (route.requestTimeoutMs > 0 ? Math.min(route.requestTimeoutMs, directives.perTryTimeoutMs) : directives.perTryTimeoutMs)
+    : route.requestTimeoutMs;
 
   // Body: buffered (so it can be sent again) when small and complete, streamed otherwise.
   const limits = state.limits;
@@ -179,11 +220,17 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
   let clientGone = false;
   res.once('close', () => { if (!res.writableFinished) clientGone = true; });
 
+  // A delay a filter asked for (fault injection), before anything goes upstream.
+  if (directives?.delayMs) {
+    await sleep(directives.delayMs);
+    if (clientGone) return;
+  }
+
   let attempt = 1;
   let excluded: Endpoint | undefined;
   for (;;) {
     log.attempts = attempt;
-    const tried = await tryUpstream(client, route, head, sendBody, excluded);
+    const tried = await tryUpstream(client, route, endpoints, perTryTimeoutMs, head, sendBody, excluded);
     if (clientGone) { tried.response?.body.destroy(); return; }
     const ctx = attempt === 1 ? ctx0 : { ...ctx0, attempt };
     log.upstream = tried.endpoint ? { address: tried.endpoint.address, port: tried.endpoint.port } : undefined;
@@ -192,9 +239,14 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
       ? { status: tried.response.status, headers: tried.response.headers }
       : { status: tried.local!.status, headers: tried.local!.headers.slice() };
     if (chain && route.l7) {
-      const out = await chain.run({ phase: 'responseHeaders', ctx, request: head, response: resHead });
+      const out = await chain.run({
+        phase: 'responseHeaders', ctx, request: head, response: resHead,
+        facts: { upstreamError: tried.error?.kind }, load,
+      });
       deps.telemetry.filterPhase('responseHeaders', out);
       if (out.action === 'retry') {
+        // The engine counted this request as retrying when its first retry was decided.
+        retrying = true;
         // Whether a method may be retried is the filter's call; the host only checks it can resend the body.
         const canRetry = retriable && attempt < limits.maxAttempts;
         if (canRetry) {
@@ -237,9 +289,9 @@ function localReason(out: PhaseOutcome): string {
 }
 
 async function tryUpstream(
-  client: UpstreamClient, route: Route, head: RequestHead, body: Buffer | Readable | null, exclude?: Endpoint,
+  client: UpstreamClient, route: Route, endpoints: Endpoint[], timeoutMs: number, head: RequestHead, body: Buffer | Readable | null, exclude?: Endpoint,
 ): Promise<Attempt> {
-  const ep = route.balancer.pick(route.endpoints, Date.now(), exclude);
+  const ep = route.balancer.pick(endpoints, Date.now(), exclude);
   if (!ep) {
     const error = new UpstreamError('no-healthy-upstream', `no endpoints for ${route.service ?? route.name}`);
     return { endpoint: undefined, response: undefined, error, local: upstreamFailure(error) };
@@ -248,9 +300,9 @@ async function tryUpstream(
   try {
     const response = await client.send(ep.address, ep.port, {
       method: head.method, path: head.path, authority: head.authority, scheme: head.scheme, headers: head.headers,
-      body, timeoutMs: route.requestTimeoutMs, connectTimeoutMs: route.connectTimeoutMs,
+      body, timeoutMs, connectTimeoutMs: route.connectTimeoutMs,
     });
-    recordResult(ep, response.status >= 500, route.endpoints, route.outlier);
+    recordResult(ep, response.status >= 500, endpoints, route.outlier);
     let released = false;
     const release = () => { if (!released) { released = true; ep.active--; } };
     response.body.once('end', release);
@@ -260,7 +312,7 @@ async function tryUpstream(
   } catch (e) {
     ep.active--;
     const error = e instanceof UpstreamError ? e : new UpstreamError('protocol-error', String(e));
-    recordResult(ep, true, route.endpoints, route.outlier);
+    recordResult(ep, true, endpoints, route.outlier);
     return { endpoint: ep, response: undefined, error, local: upstreamFailure(error) };
   }
 }

@@ -40,6 +40,26 @@ export interface Route {
   l7: boolean;
   /** The chain has a connection phase. */
   connectionPhase: boolean;
+  /**
+   * Named subsets of the service's endpoints (`services[].subsets`: a name and workload
+   * labels, like an Istio DestinationRule), for filters that route to one.
+   */
+  subsets?: ReadonlyMap<string, Endpoint[]>;
+  /** Requests in flight to the service through this proxy, and how many are retries (shared by its routes). */
+  load?: ServiceLoadCounter;
+}
+
+/**
+ * Live counts behind a filter's `upstream-load` (retry budgets), in shared memory so
+ * filter threads read them as they are when the filter asks: `[0]` requests in flight,
+ * `[1]` of those on a retry. The proxy counts requests; the filter worker counts a
+ * request as retrying the moment a filter decides its first retry (so decisions taken
+ * in a burst see each other).
+ */
+export type ServiceLoadCounter = Int32Array;
+
+export function newServiceLoad(): ServiceLoadCounter {
+  return new Int32Array(new SharedArrayBuffer(8));
 }
 
 export interface ProxyLimits {

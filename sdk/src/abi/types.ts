@@ -114,15 +114,62 @@ export interface Handler {
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
+/** `shared-entry`: a value of the shared table and its version (never 0). */
+export interface SharedEntry {
+  value: string;
+  version: number;
+}
+
+/** `service-load`: requests (and retries) in flight to the destination service. */
+export interface ServiceLoad {
+  activeRequests: number;
+  activeRetries: number;
+}
+
 /** The `host` interface a filter component imports. */
 export interface HostImports {
   log(level: LogLevel, message: string): void;
   counterAdd(name: string, delta: number): void;
   now(): number;
   monotonic(): number;
+  random(): number;
+  sharedGet(key: string): SharedEntry | undefined;
+  sharedSet(key: string, value: string, version: number): boolean;
+  sharedAdd(key: string, delta: number): number;
+  delayRequest(ms: number): void;
+  routeToSubset(subset: string): void;
+  setPerTryTimeout(ms: number): void;
+  upstreamError(): string | undefined;
+  upstreamLoad(): ServiceLoad;
   reportError(message: string): void;
 }
 
+/** Host functions, as named in the WIT world (kebab-case) → as named in `HostImports`. */
+export const HOST_FUNCTIONS = [
+  'log', 'counterAdd', 'now', 'monotonic', 'random', 'sharedGet', 'sharedSet', 'sharedAdd',
+  'delayRequest', 'routeToSubset', 'setPerTryTimeout', 'upstreamError', 'upstreamLoad', 'reportError',
+] as const satisfies ReadonlyArray<keyof HostImports>;
+
+/**
+ * What the request phase asked of the host besides header changes (`delay-request`,
+ * `route-to-subset`, `set-per-try-timeout`), combined over a chain.
+ */
+export interface RequestDirectives {
+  /** Total delay before the request goes upstream. */
+  delayMs?: number;
+  /** Subset of the destination service to send the request to. */
+  subset?: string;
+  /** Per-attempt timeout until response headers (0: none). */
+  perTryTimeoutMs?: number;
+}
+
+/** Facts of the current attempt the host offers the response phase (and `upstream-load` any phase). */
+export interface AttemptFacts {
+  /** Why there is no upstream response (a local 503/504 stands in), if so. */
+  upstreamError?: string;
+  load?: ServiceLoad;
+}
+
 /** Capabilities a filter package may declare; each unlocks part of `host`. */
-export type Capability = 'log' | 'counters' | 'clock';
-export const CAPABILITIES: readonly Capability[] = ['log', 'counters', 'clock'];
+export type Capability = 'log' | 'counters' | 'clock' | 'random' | 'shared' | 'traffic';
+export const CAPABILITIES: readonly Capability[] = ['log', 'counters', 'clock', 'random', 'shared', 'traffic'];

@@ -1,5 +1,5 @@
 import type * as abi from '../abi/types.js';
-import type { FilterDefinition, Respond } from './public-types.js';
+import type { FilterDefinition, Respond, ResponseContext } from './public-types.js';
 import { RequestView, ResponseView, readonlyRequest, toConnection, toContext } from './messages.js';
 
 const PROCEED_NONE: abi.RequestAction = { tag: 'proceed', val: [] };
@@ -20,8 +20,8 @@ function wrongVerdict(phase: string, v: unknown, allowed: string): Error {
  * @internal Adapts a {@link FilterDefinition} to the `handler` interface of the
  * `ambit:filter` world. The generated component entry calls it; filter authors don't.
  */
-export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string, host?: Pick<abi.HostImports, 'reportError'>): abi.Handler {
-  const handler = bindHandlers(def, fallbackName);
+export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string, host?: Pick<abi.HostImports, 'reportError' | 'upstreamError'>): abi.Handler {
+  const handler = bindHandlers(def, fallbackName, host);
   if (!host) return handler;
   // An uncaught exception traps the call; say why first, so the host can report it.
   const guard = <A extends unknown[], R>(fn: (...a: A) => R) => (...a: A): R => {
@@ -44,7 +44,7 @@ export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string, ho
   };
 }
 
-function bindHandlers<C>(def: FilterDefinition<C>, fallbackName: string): abi.Handler {
+function bindHandlers<C>(def: FilterDefinition<C>, fallbackName: string, host?: Pick<abi.HostImports, 'upstreamError'>): abi.Handler {
   let config = undefined as C;
   const info: abi.FilterInfo = {
     name: def.name ?? fallbackName,
@@ -84,7 +84,10 @@ function bindHandlers<C>(def: FilterDefinition<C>, fallbackName: string): abi.Ha
     onResponseHeaders(ctx, reqHead, head) {
       if (!def.onResponse) return PROCEED_NONE;
       const res = new ResponseView(head);
-      const v = def.onResponse(res, { ...toContext(ctx, config), request: readonlyRequest(reqHead) });
+      const rctx = { ...toContext(ctx, config), request: readonlyRequest(reqHead) } as ResponseContext<C>;
+      // Asked of the host only when read.
+      Object.defineProperty(rctx, 'upstreamError', { enumerable: true, get: () => host?.upstreamError?.() ?? undefined });
+      const v = def.onResponse(res, rctx);
       if (v === undefined || v === null) return { tag: 'proceed', val: res.ops };
       switch (verdictKind(v)) {
         case 'respond': return { tag: 'respond', val: localResponse(v as Respond) };

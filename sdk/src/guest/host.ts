@@ -33,3 +33,55 @@ export const clock = {
   /** Monotonic, fractional; for durations. */
   monotonic: (): number => need().monotonic(),
 };
+
+/** A number in [0, 1), uniformly distributed (not for secrets). Needs the `random` capability. */
+export function random(): number {
+  return need().random();
+}
+
+/** A value of the shared table and its version, for {@link shared.compareAndSet}. */
+export interface SharedValue {
+  value: string;
+  version: number;
+}
+
+/**
+ * A key-value table shared by every instance of this filter binding on the node proxy
+ * (all its filter threads), kept across config reloads. Keys up to 128 bytes, values
+ * up to 256. Needs the `shared` capability.
+ */
+export const shared = {
+  /** The value at `key` and its version, or undefined. */
+  get: (key: string): SharedValue | undefined => need().sharedGet(key) ?? undefined,
+  /** Stores `value` if the entry is still at `version` (0: only if absent). False: someone wrote first; read again. */
+  compareAndSet: (key: string, value: string, version: number): boolean => need().sharedSet(key, value, version >>> 0),
+  /** Atomically adds `delta` to the integer at `key` (absent: 0); returns the new value. */
+  add: (key: string, delta = 1): number => need().sharedAdd(key, delta),
+  /**
+   * Read-modify-write with compare-and-set, retried until it sticks: `fn` gets the
+   * current value (undefined when absent) and returns the new one, or undefined to
+   * leave it as it is. Returns what `fn` returned last.
+   */
+  update<T extends string | undefined>(key: string, fn: (current: string | undefined) => T, maxTries = 64): T {
+    const h = need();
+    for (let i = 0; ; i++) {
+      const cur = h.sharedGet(key) ?? undefined;
+      const next = fn(cur?.value);
+      if (next === undefined) return next;
+      if (h.sharedSet(key, next, cur?.version ?? 0)) return next;
+      if (i + 1 >= maxTries) throw new Error(`shared.update(${key}): still contended after ${maxTries} tries`);
+    }
+  },
+};
+
+/** What the proxy does with the request and what it knows about the upstream. */
+export const traffic = {
+  /** Request phase: hold the request `ms` before it goes upstream (delays of a chain add up). Needs `traffic`. */
+  delay: (ms: number): void => need().delayRequest(Math.max(0, Math.floor(ms))),
+  /** Request phase: send the request to this subset of the destination service. Needs `traffic`. */
+  routeToSubset: (subset: string): void => need().routeToSubset(subset),
+  /** Request phase: limit each upstream attempt to `ms` until response headers (0: none). Needs `traffic`. */
+  setPerTryTimeout: (ms: number): void => need().setPerTryTimeout(Math.max(0, Math.floor(ms))),
+  /** Requests (and retries) in flight to the destination service on this proxy. */
+  load: (): { activeRequests: number; activeRetries: number } => need().upstreamLoad(),
+};

@@ -35,6 +35,19 @@ export interface FilterContext<C> {
   config: C;
 }
 
+/** What the response phase knows besides the {@link FilterContext}. */
+export interface ResponseContext<C> extends FilterContext<C> {
+  /** The request as it was forwarded. */
+  request: ReadonlyRequest;
+  /**
+   * Why the proxy got no upstream response for this attempt — `connect-failure`,
+   * `connect-timeout`, `reset`, `timeout`, `protocol-error`, `no-healthy-upstream` —
+   * or undefined when the response is the upstream's. (The response is then a local
+   * 503, or 504 on timeout.) Only the proxy can say this: a header could be forged.
+   */
+  readonly upstreamError: string | undefined;
+}
+
 /** Connection-phase facts (L4): nothing of HTTP is known yet. */
 export interface ConnectionInfo {
   /** Undefined for plaintext connections. */
@@ -115,5 +128,5 @@ export interface FilterDefinition<C = unknown> {
   /** Request headers: change them, or answer locally with {@link respond}. */
   onRequest?(req: HttpRequest, ctx: FilterContext<C>): RequestVerdict;
   /** Response headers: change them, replace the response, or {@link retry}. */
-  onResponse?(res: HttpResponse, ctx: FilterContext<C> & { request: ReadonlyRequest }): ResponseVerdict;
+  onResponse?(res: HttpResponse, ctx: ResponseContext<C>): ResponseVerdict;
 }

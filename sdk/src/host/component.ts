@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { AmbitError, errorMessage } from './errors.js';
 import { capMemory } from './memory.js';
-import { HANDLER_INTERFACE, HOST_INTERFACE, type Handler, type HostImports } from '../abi/types.js';
+import { HANDLER_INTERFACE, HOST_FUNCTIONS, HOST_INTERFACE, type Handler, type HostImports } from '../abi/types.js';
 
 // QuickJS components use extended-const initialisers, behind a flag on Node 20.
 // The flag is process-wide and must be set before the first compile.
@@ -169,7 +169,8 @@ export function loadGlue(gluePath: string): Promise<Instantiate> {
 
 /** Creates one instance and returns its `handler` export. Synchronous, so it can run between calls. */
 export function instantiateHandler(instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter'): Handler {
-  const hostImport = { log: host.log, counterAdd: host.counterAdd, now: host.now, monotonic: host.monotonic, reportError: host.reportError };
+  const hostImport: Record<string, unknown> = {};
+  for (const fn of HOST_FUNCTIONS) hostImport[fn] = host[fn];
   try {
     const exports = instantiate(
       (name) => {

@@ -17,6 +17,8 @@ export type AmbitErrorCode =
   | 'AMBIT_ERR_ENGINE_CLOSED'
   /** The filter engine the config asks for cannot run here (e.g. the wasmtime addon is not built). */
   | 'AMBIT_ERR_ENGINE_UNAVAILABLE'
+  /** A filter called a host function wrongly (wrong phase, oversized key or value): the call traps. */
+  | 'AMBIT_ERR_HOST_CALL'
   /** The node proxy's mesh config (mesh.yaml) is unreadable or invalid; the message names file, JSON path and line. */
   | 'AMBIT_ERR_MESH_CONFIG';
 

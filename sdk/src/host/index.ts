@@ -10,6 +10,7 @@ export {
   prepareComponent, compileCore, loadGlue, instantiateHandler, checkComponentBinary, sha256Hex, defaultCacheDir,
   type PreparedComponent, type CoreModules,
 } from './component.js';
-export { createHostImports, MAX_LOG_LINE, type HostSink } from './imports.js';
+export { createHostImports, newCallScope, MAX_LOG_LINE, MAX_REQUEST_DELAY_MS, type HostSink, type HostExtras, type CallScope } from './imports.js';
+export { SharedTable, DEFAULT_SHARED_ENTRIES, MAX_SHARED_KEY_BYTES, MAX_SHARED_VALUE_BYTES } from './shared.js';
 export { validateConfig, formatSchemaErrors } from './config.js';
 export { loadFilterArtifact, checkCapabilities, type FilterArtifact, type FilterManifest, type PackageField } from './package.js';

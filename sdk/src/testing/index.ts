@@ -13,7 +13,8 @@ import type * as abi from '../abi/types.js';
 import { compileCore, instantiateHandler, loadGlue, prepareComponent } from '../host/component.js';
 import { validateConfig } from '../host/config.js';
 import { AmbitError, errorMessage } from '../host/errors.js';
-import { createHostImports } from '../host/imports.js';
+import { createHostImports, newCallScope } from '../host/imports.js';
+import { SharedTable } from '../host/shared.js';
 import { loadFilterArtifact, type FilterManifest } from '../host/package.js';
 
 export interface PeerInput {
@@ -32,6 +33,10 @@ export interface ContextInput {
   route?: string;
   requestId?: string;
   attempt?: number;
+  /** Response phase: why the proxy had no upstream response (`connect-failure`, `reset`, `timeout`, …). */
+  upstreamError?: string;
+  /** What `traffic.load()` answers (default: nothing in flight). */
+  load?: { activeRequests: number; activeRetries: number };
 }
 
 export type HeadersInput = Record<string, string | string[]> | Array<[string, string]>;
@@ -56,7 +61,7 @@ export interface ConnectionInput extends ContextInput {
 export type ConnectionResult = { action: 'allow' } | { action: 'deny'; reason: string };
 
 export type RequestResult =
-  | { action: 'continue'; request: abi.RequestHead; ops: abi.HeaderOp[] }
+  | { action: 'continue'; request: abi.RequestHead; ops: abi.HeaderOp[]; directives: abi.RequestDirectives }
   | { action: 'respond'; response: abi.LocalResponse };
 
 export type ResponseResult =
@@ -69,6 +74,13 @@ export interface LoadOptions {
   config?: unknown;
   /** Memory cap in 64 KiB pages (default 1024 = 64 MiB). */
   memoryMaxPages?: number;
+  /**
+   * The shared table (capability `shared`). Default: a new one per loaded filter; pass
+   * the same table to several loads to see them share state as the proxy's threads do.
+   */
+  shared?: SharedTable;
+  /** What `random()` returns (a generator): makes percentages deterministic. Default Math.random. */
+  random?: () => number;
 }
 
 export interface TestFilter {
@@ -79,6 +91,8 @@ export interface TestFilter {
   readonly logs: Array<{ level: abi.LogLevel; message: string }>;
   /** Counter totals the filter added to. */
   readonly counters: Map<string, number>;
+  /** The filter's shared table. */
+  readonly shared: SharedTable;
   connection(input?: ConnectionInput): ConnectionResult;
   request(request?: RequestInput, ctx?: ContextInput): RequestResult;
   /** `request` is the forwarded request the response answers. */
@@ -106,6 +120,8 @@ function peer(p: PeerInput | undefined, port: number): abi.Peer {
 }
 
 let seq = 0;
+export { SharedTable };
+
 export function toContext(c: ContextInput = {}): abi.Context {
   return {
     direction: c.direction ?? 'inbound',
@@ -132,11 +148,18 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
   const logs: TestFilter['logs'] = [];
   const counters = new Map<string, number>();
   let reported: string | undefined;
+  const shared = options.shared ?? SharedTable.create();
+  const scope = newCallScope();
   const host = createHostImports(artifact.name, artifact.capabilities, {
     log: (_f, level, message) => logs.push({ level, message }),
     counter: (_f, name, delta) => counters.set(name, (counters.get(name) ?? 0) + delta),
     reportError: (_f, message) => { reported = message; },
-  });
+  }, { shared, scope, random: options.random });
+  const enter = (phase: abi.PhaseName, ctx: ContextInput | undefined) => {
+    scope.phase = phase;
+    scope.directives = {};
+    scope.facts = { upstreamError: ctx?.upstreamError, load: ctx?.load };
+  };
   const configJson = JSON.stringify(config);
   let phases: abi.Phases | undefined;
   const fresh = (): abi.Handler => {
@@ -163,7 +186,9 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     get phases() { return phases!; },
     logs,
     counters,
+    shared,
     connection(input = {}) {
+      enter('connection', input);
       const conn: abi.Connection = {
         context: toContext(input),
         tls: input.tls ? { version: input.tls.version ?? 'TLSv1.3', cipher: input.tls.cipher ?? 'TLS_AES_128_GCM_SHA256', sni: input.tls.sni } : undefined,
@@ -173,13 +198,15 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     },
     request(request, ctx) {
       const head = toRequest(request);
+      enter('requestHeaders', ctx);
       const r = call('onRequest', (h) => h.onRequestHeaders(toContext(ctx), structuredClone(head)));
       if (r.tag === 'respond') return { action: 'respond', response: r.val };
       applyRequestOps(head, r.val);
-      return { action: 'continue', request: head, ops: r.val };
+      return { action: 'continue', request: head, ops: r.val, directives: scope.directives };
     },
     response(response, request, ctx) {
       const head: abi.ResponseHead = { status: response?.status ?? 200, headers: toHeaders(response?.headers) };
+      enter('responseHeaders', ctx);
       const r = call('onResponse', (h) => h.onResponseHeaders(toContext(ctx), toRequest(request), structuredClone(head)));
       if (r.tag === 'respond') return { action: 'respond', response: r.val };
       if (r.tag === 'retry') return { action: 'retry', delayMs: r.val.delayMs, reason: r.val.reason };

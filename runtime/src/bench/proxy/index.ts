@@ -2,7 +2,8 @@
  * Proxy throughput and latency, side by side in one run (`npm run bench`, after the
  * filter benchmarks): direct to the upstream, Ambit L4 splice, Ambit L7 without
  * filters, Ambit L7 with a chain of 3 filters (on V8, and on wasmtime with pooled and with
- * per-request instances), and nginx `proxy_pass` when installed.
+ * per-request instances), with the six built-in filters (on V8 and wasmtime), and nginx
+ * `proxy_pass` when installed.
  *
  * The proxy under test (Ambit with one worker, or nginx with one worker) is pinned to
  * core 0; the load generator (wrk, HTTP/1.1 keep-alive, 50 connections) and the upstream
@@ -17,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNative } from '../../filters/wasmtime/native.js';
+import { BUILTIN_CHAIN } from '../builtins.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -115,17 +117,23 @@ http { access_log off; keepalive_requests 1000000;
 
 type Engine = 'v8' | 'wasmtime' | 'wasmtime-per-request';
 
-function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number; engine: Engine }): string {
-  const filters = Array.from({ length: o.filters }, (_, i) => `      - ref: ${path.join(REPO, 'examples/filters/hello')}
-        name: hello-${i + 1}
-        config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }${o.engine === 'wasmtime-per-request' ? '\n        instances: per-request' : ''}`).join('\n');
+/** The node and proxy part of a bench mesh config: listeners and engine. */
+function proxyYaml(o: { listen: number; inbound: number; admin: number; engine: Engine }): string {
   return `node: bench
 proxy:
   outbound: { address: 127.0.0.1, port: ${o.listen}, target: "10.96.0.1:80" }
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
   engine: ${o.engine === 'v8' ? 'v8' : 'wasmtime'}
-  wasmtime: { threads: 1 }
+  wasmtime: { threads: 1 }`;
+}
+
+function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number | 'builtins'; engine: Engine }): string {
+  if (o.filters === 'builtins') return builtinsConfig(o);
+  const filters = Array.from({ length: o.filters }, (_, i) => `      - ref: ${path.join(REPO, 'examples/filters/hello')}
+        name: hello-${i + 1}
+        config: { header: x-bench-${i + 1}, denyPathPrefixes: [/admin], retryOn: [] }${o.engine === 'wasmtime-per-request' ? '\n        instances: per-request' : ''}`).join('\n');
+  return `${proxyYaml(o)}
 services:
   - name: up
     namespace: bench
@@ -141,7 +149,34 @@ ${filters}` : ''}
 `;
 }
 
-async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number, seconds: number, engine: Engine = 'v8'): Promise<Result> {
+/**
+ * The six built-in filters in chain order (see ../builtins.ts), on a service whose one
+ * endpoint is a workload (wrk's address, 127.0.0.1, so requests carry its identity) with
+ * two subsets for traffic-split.
+ */
+function builtinsConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; engine: Engine }): string {
+  const filters = BUILTIN_CHAIN.map((f) => `      - ref: ${path.join(REPO, 'filters', f.name)}
+        config: ${JSON.stringify(f.config)}`).join('\n');
+  return `${proxyYaml(o)}
+workloads:
+  - { name: up-1, namespace: bench, serviceAccount: client, address: 127.0.0.1, labels: { app: up, version: v1 } }
+services:
+  - name: up
+    namespace: bench
+    vip: 10.96.0.1
+    ports: [{ port: 80, targetPort: ${o.upstream}, protocol: ${o.protocol} }]
+    selector: { app: up }
+    subsets: [{ name: v1, labels: { version: v1 } }, { name: v2, labels: { app: up } }]
+bindings:
+  - name: builtins
+    target: { service: up.bench }
+    direction: outbound
+    filters:
+${filters}
+`;
+}
+
+async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number | 'builtins', seconds: number, engine: Engine = 'v8'): Promise<Result> {
   const listen = await freePort();
   const admin = await freePort();
   const inbound = await freePort();
@@ -208,10 +243,12 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3, DURATION_S));
+    results.push(await ambit(dir, 'Ambit L7, 6 built-in filters (V8)', up.port, 'http', 'builtins', DURATION_S));
     const native = loadNative();
     if (native.ok) {
       results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, pooled)', up.port, 'http', 3, DURATION_S, 'wasmtime'));
       results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, per-request)', up.port, 'http', 3, DURATION_S, 'wasmtime-per-request'));
+      results.push(await ambit(dir, 'Ambit L7, 6 built-in filters (wasmtime)', up.port, 'http', 'builtins', DURATION_S, 'wasmtime'));
     } else {
       process.stdout.write(`wasmtime rows skipped: ${native.reason}\n`);
     }

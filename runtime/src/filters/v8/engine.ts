@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import {
-  AmbitError, compileCore, prepareComponent, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
+  AmbitError, compileCore, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
@@ -105,6 +105,8 @@ export class V8Engine implements FilterEngine {
   private readonly chains = new Map<number, V8Chain>();
   private readonly compiled = new Map<string, Promise<{ gluePath: string; modules: CoreModules }>>();
   private readonly totals = new Map<string, FilterStats>();
+  /** Shared tables by scope (binding name by default): every worker and every chain (reload) of a binding uses the same one. */
+  private readonly sharedTables = new Map<string, SharedTable>();
   private nextJob = 1;
   private nextChain = 1;
   private closed = false;
@@ -264,7 +266,11 @@ export class V8Engine implements FilterEngine {
 
   private replace(slot: Slot): void {
     slot.stopped = true;
-    void slot.worker.terminate();
+    // A worker stopped mid-call may hold a shared-table lock: release it once it is gone.
+    const thread = slot.worker.threadId;
+    void slot.worker.terminate().then(() => {
+      for (const t of this.sharedTables.values()) t.releaseLocksOf(thread);
+    });
     const i = this.slots.indexOf(slot);
     if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
   }
@@ -295,11 +301,14 @@ export class V8Engine implements FilterEngine {
         if (!(deadlineMs > 0)) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `filter ${b.name}: deadlineMs must be > 0, got ${deadlineMs}`);
         const config = JSON.stringify(b.config ?? {});
         const instances = b.instances ?? BINDING_DEFAULTS.instances;
-        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${config}\0${instances}`).digest('hex');
+        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${b.sharedScope ?? ''}\0${config}\0${instances}`).digest('hex');
         let loaded = this.filters.get(key);
         if (!loaded) {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
-          const msg: LoadFilter = { type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities, instances };
+          const msg: LoadFilter = {
+            type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities, instances,
+            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name).buffer : undefined,
+          };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
           if (bad?.error) {
@@ -324,6 +333,13 @@ export class V8Engine implements FilterEngine {
     this.chains.set(chain.id, chain);
     for (const s of this.slots) this.send(s, defineChain(chain));
     return chain;
+  }
+
+  /** The shared table of a scope (capability `shared`), created on first use. */
+  sharedTable(name: string): SharedTable {
+    let t = this.sharedTables.get(name);
+    if (!t) this.sharedTables.set(name, (t = SharedTable.create()));
+    return t;
   }
 
   dropChain(chain: V8Chain): void {

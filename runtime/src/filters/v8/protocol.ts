@@ -12,6 +12,8 @@ export interface LoadFilter {
   capabilities: Capability[];
   /** `per-request`: a fresh instance for every call. */
   instances: InstanceStrategy;
+  /** The binding's shared table (capability `shared`), the same buffer in every worker. */
+  shared?: SharedArrayBuffer;
 }
 
 export interface DefineChain {

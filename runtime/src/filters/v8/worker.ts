@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  AmbitError, createHostImports, errorMessage, instantiateHandler, loadGlue,
+  AmbitError, createHostImports, errorMessage, instantiateHandler, loadGlue, newCallScope, SharedTable,
   type Handler, type HeaderOp, type HostImports, type PhaseName,
 } from '../../deps.js';
 import { runPhase, type ActionOf, type ChainMember } from '../chain.js';
@@ -35,6 +35,8 @@ const progress = new Uint8Array(shared.progress);
 const encoder = new TextEncoder();
 
 const slots = new Map<string, Slot>();
+/** The call in progress: its phase and facts, and the directives request-phase filters give. */
+const scope = newCallScope();
 const chains = new Map<number, WorkerChain>();
 let logs: LogLine[] = [];
 let counters: CounterAdd[] = [];
@@ -53,7 +55,9 @@ function post(msg: FromWorker): void {
 async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
   try {
     const instantiate = await loadGlue(msg.gluePath);
-    const host: HostImports = createHostImports(msg.name, msg.capabilities, sink);
+    const host: HostImports = createHostImports(msg.name, msg.capabilities, sink, {
+      scope, shared: msg.shared ? new SharedTable(msg.shared) : undefined,
+    });
     let phases: PhaseName[] = [];
     const create = (): Handler => {
       const h = instantiateHandler(instantiate, msg.modules, host, msg.name);
@@ -110,7 +114,11 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   const chain = chains.get(msg.chain);
   if (!chain) throw new Error(`chain ${msg.chain} unknown to the worker`);
   Atomics.store(ctrl, CTRL.JOB, msg.job);
-  const outcome = runPhase(chain.members, msg.input, (i, input) => callMember(chain, i, input), {
+  scope.phase = msg.input.phase;
+  scope.facts = msg.input.facts ?? {};
+  scope.loadCells = msg.input.load;
+  scope.directives = {};
+  let outcome = runPhase(chain.members, msg.input, (i, input) => callMember(chain, i, input), {
     startAt: msg.startAt,
     priorOps: msg.priorOps,
     onEnter(position, member) {
@@ -122,6 +130,15 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
     onProgress: chain.failOpen ? (position, ops) => writeProgress(msg.job, position, ops) : undefined,
   });
   Atomics.store(ctrl, CTRL.JOB, 0);
+  scope.phase = undefined;
+  scope.loadCells = undefined;
+  // A first retry decided: the request counts as retrying from now on (see PhaseInput).
+  if (outcome.action === 'retry' && msg.input.phase === 'responseHeaders' && msg.input.ctx.attempt === 1 && msg.input.load) {
+    Atomics.add(msg.input.load, 1, 1);
+  }
+  if (outcome.action === 'continue' && msg.input.phase === 'requestHeaders' && hasDirectives(scope.directives)) {
+    outcome = { ...outcome, directives: scope.directives };
+  }
   post({ type: 'result', job: msg.job, outcome, logs, counters });
   logs = [];
   counters = [];
@@ -129,6 +146,10 @@ function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   for (const slot of slots.values()) {
     if (!slot.handler && !slot.perRequest) setImmediate(() => { try { slot.handler ??= slot.create(); } catch { /* retried on the next call */ } });
   }
+}
+
+function hasDirectives(d: typeof scope.directives): boolean {
+  return d.delayMs !== undefined || d.subset !== undefined || d.perTryTimeoutMs !== undefined;
 }
 
 let queue = Promise.resolve();

@@ -184,6 +184,7 @@ export class WasmtimeEngine implements FilterEngine {
         deadlineMs,
         failurePolicy: b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy,
         instances: b.instances ?? BINDING_DEFAULTS.instances,
+        sharedScope: b.sharedScope,
       };
       try {
         this.native.loadFilter(job, handle, Buffer.from(b.wasm.buffer, b.wasm.byteOffset, b.wasm.byteLength), JSON.stringify(spec));
@@ -206,7 +207,9 @@ export class WasmtimeEngine implements FilterEngine {
       return closedOutcome(input, failure, [], [failure]);
     }
     const [job, answer] = this.job();
-    this.native.run(job, chain.id, JSON.stringify(input));
+    // The live load counters are shared memory, handed over as they are; the rest as JSON.
+    const { load, ...rest } = input;
+    this.native.run(job, chain.id, JSON.stringify(rest), load);
     const out = JSON.parse(await answer) as NativeOutcome | { error: { code: string; message: string } };
     if ('error' in out) {
       const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: out.error.message, policy: 'fail-closed' };
@@ -273,5 +276,6 @@ function bindingKey(b: FilterBinding): string {
   return createHash('sha256').update(JSON.stringify([
     b.sha256, b.name, b.capabilities, b.config ?? {}, b.memoryMaxPages ?? BINDING_DEFAULTS.memoryMaxPages,
     b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs, b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy, b.instances ?? BINDING_DEFAULTS.instances,
+    b.sharedScope ?? b.name,
   ])).digest('hex');
 }

@@ -11,7 +11,7 @@ export interface NativeEngineHandle {
   unloadFilter(handle: number): void;
   defineChain(id: number, handles: number[]): void;
   dropChain(id: number): void;
-  run(job: number, chain: number, input: string): void;
+  run(job: number, chain: number, input: string, load?: Int32Array | null): void;
   info(): string;
   probeInstances(handle: number, count: number): string;
   close(): void;
