@@ -16,8 +16,8 @@ export interface ConnInfo {
   source: { address: string; port: number; workload?: WorkloadInfo; identity?: string };
   /** The original destination: what the client asked for. */
   destination: { address: string; port: number };
-  /** How the original destination was learned. */
-  destinationFrom: 'so_original_dst' | 'listener-target';
+  /** How the original destination was learned (`hbone`: the CONNECT authority of a tunnel from another node). */
+  destinationFrom: 'so_original_dst' | 'listener-target' | 'hbone';
 }
 
 /** Where a socket's ConnInfo hangs (readable through the HTTP/2 session's socket proxy too). */

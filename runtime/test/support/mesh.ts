@@ -1,0 +1,72 @@
+/** Helpers for the mTLS mesh tests: HTTP from a given source address, an echo workload, log capture. */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Telemetry } from '@ambit/runtime';
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One request on a fresh connection from `localAddress` (a workload's address). */
+export function requestFrom(localAddress: string, port: number, path: string, options: { host?: string; method?: string; body?: string; agent?: http.Agent } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({
+      host: options.host ?? '127.0.0.1', port, path, method: options.method ?? 'GET', localAddress,
+      agent: options.agent ?? false, headers: options.body ? { 'content-length': Buffer.byteLength(options.body) } : {},
+    }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error(`request to ${port}${path} timed out`)));
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export interface EchoWorkload {
+  port: number;
+  /** Peers the workload saw (the node proxy's delivering connection). */
+  close(): Promise<void>;
+}
+
+/** An HTTP server on `address` answering JSON with the request's method, path, headers and body. */
+export async function echoWorkload(address: string, name: string): Promise<EchoWorkload> {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const out = JSON.stringify({ workload: name, method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+      res.end(out);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, address, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** Keeps the operational messages a running node logs (still passing them on). */
+export function captureLogs(t: Telemetry): Array<{ level: string; msg: string }> {
+  const seen: Array<{ level: string; msg: string }> = [];
+  for (const level of ['info', 'warn', 'error'] as const) {
+    const original = t[level].bind(t);
+    t[level] = (msg: string, fields?: Record<string, unknown>) => {
+      seen.push({ level, msg });
+      original(msg, fields);
+    };
+  }
+  return seen;
+}
