@@ -131,6 +131,7 @@ describe('mesh config: parsing and defaults', () => {
         outbound: { address: '127.0.0.1', port: 15001 },
         inbound: { address: '127.0.0.1', port: 15006 },
         admin: { address: '127.0.0.1', port: 15000 },
+        hbone: { address: '0.0.0.0', port: 15008, connectTimeoutMs: 10_000 },
         engine: 'auto',
         filterThreads: 2,
         limits: {
@@ -138,6 +139,7 @@ describe('mesh config: parsing and defaults', () => {
           retryBufferBytes: 65536, maxAttempts: 5, sniffTimeoutMs: 5000, drainTimeoutMs: 25_000,
         },
       },
+      nodes: [],
       workloads: [],
       services: [],
       bindings: [],
