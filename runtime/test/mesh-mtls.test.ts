@@ -17,7 +17,7 @@ import { Registry } from 'prom-client';
 import { buildFilter } from '@ambit/filter-sdk/build';
 import { CertificateAuthority, hbone, runNode, type RunningNode } from '@ambit/runtime';
 import { REPO } from './fixtures.js';
-import { captureLogs, echoWorkload, requestFrom, type EchoWorkload } from './support/mesh.js';
+import { captureLogs, echoWorkload, echoWorkloadH2, requestFrom, type EchoWorkload } from './support/mesh.js';
 import { until } from './support/telemetry.js';
 
 const PEER_DIR = path.join(REPO, 'runtime/test/fixtures/peer');
@@ -27,7 +27,7 @@ const CLIENT = { name: 'client', address: '127.0.1.1', identity: `spiffe://${TD}
 const SERVER = { name: 'server', address: '127.0.2.1', identity: `spiffe://${TD}/ns/test/sa/server-sa` };
 const NODE_IDENTITY = `spiffe://${TD}/ns/ambit-system/sa/ambit-node`;
 
-function meshYaml(o: { node: string; serverPort: number; node2Hbone?: number }): string {
+function meshYaml(o: { node: string; serverPort: number; h2Port: number; node2Hbone?: number }): string {
   return `
 node: ${o.node}
 trustDomain: ${TD}
@@ -51,6 +51,10 @@ services:
     ports:
       - { port: 80, targetPort: ${o.serverPort}, protocol: http, name: http }
       - { port: 81, targetPort: ${o.serverPort}, protocol: tcp, name: raw }
+  - name: server-h2
+    namespace: test
+    selector: { app: server }
+    ports: [{ port: 80, targetPort: ${o.h2Port}, protocol: http2 }]
 bindings:
   - name: server-inbound
     target: { workload: server.test }
@@ -67,6 +71,7 @@ interface Echo { workload: string; headers: Record<string, string> }
 describe('mTLS between two node proxies (HBONE on loopback)', () => {
   let dir: string;
   let server: EchoWorkload;
+  let serverH2: EchoWorkload;
   let node1: RunningNode;
   let node2: RunningNode;
   let registry2: Registry;
@@ -80,14 +85,15 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     await buildFilter({ dir: MTLS_DIR });
     dir = await mkdtemp(path.join(os.tmpdir(), 'amb5-mesh-'));
     server = await echoWorkload(SERVER.address, 'server');
+    serverH2 = await echoWorkloadH2(SERVER.address, 'server-h2');
     const ports = { outbound: 0, inbound: 0, admin: 0, hbone: 0 };
     // node-2 first: it generates the CA in ./ca; node-1 loads it from there.
-    await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', serverPort: server.port }));
+    await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', serverPort: server.port, h2Port: serverH2.port }));
     registry2 = new Registry();
     node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'warn' });
     logs2 = captureLogs(node2.telemetry);
     hbone2 = node2.proxy.addresses().hbone!;
-    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', serverPort: server.port, node2Hbone: hbone2.port }));
+    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', serverPort: server.port, h2Port: serverH2.port, node2Hbone: hbone2.port }));
     node1 = await runNode({ config: path.join(dir, 'node-1.yaml'), accessLog: 'off', watch: false, ports, logLevel: 'warn' });
     outbound1 = node1.proxy.addresses().outbound!.port;
     ca = await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
@@ -97,6 +103,7 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     await node1?.close();
     await node2?.close();
     await server?.close();
+    await serverH2?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
@@ -133,6 +140,15 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     expect(counters).toMatch(/filter="mtls",name="allowed_mtls"\} [1-9]/);
     expect(node1.proxy.tunnels!.stats().client.tunnelsTotal).toBeGreaterThan(0);
     expect(node2.proxy.tunnels!.stats().server.connectionsTotal).toBeGreaterThan(0);
+  });
+
+  it('HTTP/2 to a workload on node 2 goes through the tunnel as HTTP/2 (Host routing to an http2 service)', async () => {
+    const r = await requestFrom(CLIENT.address, outbound1, '/h2', { headers: { host: 'server-h2.test' } });
+    expect(r.status, r.body).toBe(200);
+    const echo = JSON.parse(r.body) as Echo & { httpVersion: string };
+    expect(echo.workload).toBe('server-h2');
+    expect(echo.httpVersion).toBe('2.0');
+    expect(echo.headers['x-peer-identity']).toBe(CLIENT.identity);
   });
 
   it('many requests share one HBONE connection per (source identity, node)', async () => {
@@ -246,6 +262,19 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
       const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity });
       expect(await tryTunnel(materialOf(cert, ca.certPem), { forwarded: `for=${CLIENT.address}` })).toBe('opened');
     });
+  });
+
+  it('a reload that adds a local workload issues its certificate; one that removes it drops it', async () => {
+    const file = path.join(dir, 'node-1.yaml');
+    const original = await readFile(file, 'utf8');
+    const extra = `spiffe://${TD}/ns/test/sa/batch-sa`;
+    await writeFile(file, original.replace('workloads:\n', 'workloads:\n  - { name: batch, namespace: test, serviceAccount: batch-sa, address: 127.0.1.2, node: node-1 }\n'));
+    expect(await node1.reload()).toBe(true);
+    expect(node1.identity!.store.identities()).toContain(extra);
+    await writeFile(file, original);
+    expect(await node1.reload()).toBe(true);
+    expect(node1.identity!.store.identities()).not.toContain(extra);
+    expect(node1.identity!.store.identities()).toContain(CLIENT.identity);
   });
 
   it('rotation under load loses no request', async () => {

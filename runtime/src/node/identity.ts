@@ -43,7 +43,8 @@ export function localIdentities(config: MeshConfig, nodeIdentity: string): strin
   return [...ids].sort();
 }
 
-async function loadCa(identity: IdentityConfig, trustDomain: string, configDir: string): Promise<{ ca: CertificateAuthority; source: string }> {
+/** Loads the mesh CA the config names, generating it first when `ca.dir` holds none yet. */
+export async function loadCa(identity: IdentityConfig, trustDomain: string, configDir: string): Promise<{ ca: CertificateAuthority; source: string }> {
   const at = (f: string) => path.resolve(configDir, f);
   const c = identity.ca;
   if (c.dir !== undefined) {

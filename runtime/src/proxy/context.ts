@@ -26,7 +26,10 @@ export const kConn: unique symbol = Symbol('ambit.conn');
 export type SocketWithConn = { [kConn]?: ConnInfo };
 
 export function connOf(socket: unknown): ConnInfo | undefined {
-  return (socket as SocketWithConn | null)?.[kConn];
+  const s = socket as (SocketWithConn & { stream?: SocketWithConn }) | null;
+  // HTTP/2 served over a stream that is not a socket (an HBONE tunnel) runs on a socket
+  // Node wraps around it, whose `stream` is the tunnel.
+  return s?.[kConn] ?? s?.stream?.[kConn];
 }
 
 export function sourcePeer(c: ConnInfo): Peer {

@@ -1,5 +1,6 @@
 /** Helpers for the mTLS mesh tests: HTTP from a given source address, an echo workload, log capture. */
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import type { Telemetry } from '@ambit/runtime';
 
@@ -10,11 +11,11 @@ export interface Reply {
 }
 
 /** One request on a fresh connection from `localAddress` (a workload's address). */
-export function requestFrom(localAddress: string, port: number, path: string, options: { host?: string; method?: string; body?: string; agent?: http.Agent } = {}): Promise<Reply> {
+export function requestFrom(localAddress: string, port: number, path: string, options: { host?: string; method?: string; body?: string; agent?: http.Agent; headers?: Record<string, string> } = {}): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: options.host ?? '127.0.0.1', port, path, method: options.method ?? 'GET', localAddress,
-      agent: options.agent ?? false, headers: options.body ? { 'content-length': Buffer.byteLength(options.body) } : {},
+      agent: options.agent ?? false, headers: { ...options.headers, ...(options.body ? { 'content-length': String(Buffer.byteLength(options.body)) } : {}) },
     }, (res) => {
       let body = '';
       res.setEncoding('utf8');
@@ -53,6 +54,32 @@ export async function echoWorkload(address: string, name: string): Promise<EchoW
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => {
       server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+/** An HTTP/2 cleartext (prior knowledge) server on `address` answering like `echoWorkload`. */
+export async function echoWorkloadH2(address: string, name: string): Promise<EchoWorkload> {
+  const server = http2.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const out = JSON.stringify({ workload: name, httpVersion: req.httpVersion, method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(out);
+    });
+  });
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => { sessions.add(s); s.once('close', () => sessions.delete(s)); });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, address, () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise((resolve) => {
+      for (const s of sessions) s.destroy();
       server.close(() => resolve());
     }),
   };
