@@ -31,47 +31,26 @@ export function requestFrom(localAddress: string, port: number, path: string, op
 
 export interface EchoWorkload {
   port: number;
-  /** Peers the workload saw (the node proxy's delivering connection). */
   close(): Promise<void>;
 }
 
-/** An HTTP server on `address` answering JSON with the request's method, path, headers and body. */
-export async function echoWorkload(address: string, name: string): Promise<EchoWorkload> {
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const out = JSON.stringify({ workload: name, method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
-      res.end(out);
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, address, () => resolve());
-  });
-  return {
-    port: (server.address() as AddressInfo).port,
-    close: () => new Promise((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
-  };
-}
+type EchoRequest = http.IncomingMessage | http2.Http2ServerRequest;
+type EchoResponse = http.ServerResponse | http2.Http2ServerResponse;
 
-/** An HTTP/2 cleartext (prior knowledge) server on `address` answering like `echoWorkload`. */
-export async function echoWorkloadH2(address: string, name: string): Promise<EchoWorkload> {
-  const server = http2.createServer((req, res) => {
+/** Answers JSON with the request's HTTP version, method, path, headers and body. */
+function echo(name: string) {
+  return (req: EchoRequest, res: EchoResponse): void => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const out = JSON.stringify({ workload: name, httpVersion: req.httpVersion, method: req.method, path: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() });
-      res.writeHead(200, { 'content-type': 'application/json' });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(out)) });
       res.end(out);
     });
-  });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s) => { sessions.add(s); s.once('close', () => sessions.delete(s)); });
+  };
+}
+
+async function listenOn(server: http.Server | http2.Http2Server, address: string, closeAll: () => void): Promise<EchoWorkload> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, address, () => resolve());
@@ -79,10 +58,24 @@ export async function echoWorkloadH2(address: string, name: string): Promise<Ech
   return {
     port: (server.address() as AddressInfo).port,
     close: () => new Promise((resolve) => {
-      for (const s of sessions) s.destroy();
+      closeAll();
       server.close(() => resolve());
     }),
   };
+}
+
+/** An HTTP/1.1 server on `address` that echoes each request as JSON. */
+export function echoWorkload(address: string, name: string): Promise<EchoWorkload> {
+  const server = http.createServer(echo(name));
+  return listenOn(server, address, () => server.closeAllConnections());
+}
+
+/** The same over HTTP/2 cleartext (prior knowledge). */
+export function echoWorkloadH2(address: string, name: string): Promise<EchoWorkload> {
+  const server = http2.createServer(echo(name));
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s) => { sessions.add(s); s.once('close', () => sessions.delete(s)); });
+  return listenOn(server, address, () => { for (const s of sessions) s.destroy(); });
 }
 
 /** Keeps the operational messages a running node logs (still passing them on). */
