@@ -8,6 +8,7 @@
 // HBONE listener (unknown CA, expired, wrong SPIFFE ID, TLS 1.2 only) and rotation under load.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
@@ -81,8 +82,10 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
   let ca: CertificateAuthority;
 
   beforeAll(async () => {
-    await buildFilter({ dir: PEER_DIR });
-    await buildFilter({ dir: MTLS_DIR });
+    // Built once per checkout, like the other test filters (AMBIT_TEST_REBUILD=1 forces it).
+    for (const d of [PEER_DIR, MTLS_DIR]) {
+      if (!existsSync(path.join(d, 'dist/manifest.json')) || process.env.AMBIT_TEST_REBUILD) await buildFilter({ dir: d });
+    }
     dir = await mkdtemp(path.join(os.tmpdir(), 'amb5-mesh-'));
     server = await echoWorkload(SERVER.address, 'server');
     serverH2 = await echoWorkloadH2(SERVER.address, 'server-h2');
