@@ -224,6 +224,9 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
       expect(msg).not.toBe('opened');
       await until(() => refusedSince(n).length > 0, 'the refusal in the log');
       expect(refusedSince(n)[0]).toContain('expired (CERT_HAS_EXPIRED)');
+      // Also in the access log, as a denied inbound connection.
+      const conns = await registry2.getSingleMetricAsString('ambit_connections_total');
+      expect(conns).toMatch(/denied="hbone",direction="inbound"|direction="inbound"[^}]*denied="hbone"/);
     });
 
     it('a SPIFFE ID that is not the source workload\'s', async () => {

@@ -17,7 +17,7 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { ServerHttp2Stream } from 'node:http2';
 import { applyRequestOps, type Connection, type Direction, type RequestHead } from '../deps.js';
-import type { HboneServerEvent, TunnelDecision, TunnelRequest } from '../hbone/index.js';
+import { parseAuthority, type HboneServerEvent, type TunnelDecision, type TunnelRequest } from '../hbone/index.js';
 import type { Dialer } from '../upstream/dialer.js';
 import type { Endpoint } from '../upstream/endpoint.js';
 import type { Telemetry } from '../telemetry/types.js';
@@ -33,6 +33,11 @@ import { sniff, SniffTimeout } from './sniff.js';
 import type { ProxyState, Route } from './state.js';
 import { upgradeUpstream } from './websocket.js';
 import { MeshTunnels, parseForwardedFor, type MeshTlsOptions } from './tunnels.js';
+
+/** `10.0.0.1:80` / `[fd00::1]:80` as address and port (port 0 when it is not one, e.g. `unknown`). */
+function splitEndpoint(text: string): { address: string; port: number } {
+  return parseAuthority(text) ?? { address: text, port: 0 };
+}
 
 /** TLS facts of the connection, for the connection phase (absent: plaintext). */
 type TlsInfo = NonNullable<Connection['tls']>;
@@ -321,10 +326,25 @@ export class NodeProxy {
     };
   }
 
+  /** Refused HBONE connections and tunnels: logged, and in the access log as denied inbound connections. */
   private onHboneEvent(e: HboneServerEvent): void {
+    if (e.type !== 'connection-refused' && e.type !== 'tunnel-refused') return;
     const t = this.options.telemetry;
-    if (e.type === 'connection-refused') t.warn(`hbone: refused connection from ${e.remote}: ${e.reason}`);
-    else if (e.type === 'tunnel-refused') t.warn(`hbone: refused tunnel from ${e.peerIdentity} (${e.remote}) to ${e.authority}: ${e.status} ${e.reason}`);
+    const listener = this.tunnels?.address() ?? { address: '', port: 0 };
+    const source = splitEndpoint(e.remote);
+    if (e.type === 'connection-refused') {
+      t.warn(`hbone: refused connection from ${e.remote}: ${e.reason}`);
+      t.connection({
+        direction: 'inbound', mode: 'l4', source, destination: listener, bytesReceived: 0, bytesSent: 0, durationMs: 0,
+        denied: { filter: 'hbone', reason: e.reason },
+      });
+    } else {
+      t.warn(`hbone: refused tunnel from ${e.peerIdentity} (${e.remote}) to ${e.authority}: ${e.status} ${e.reason}`);
+      t.connection({
+        direction: 'inbound', mode: 'l4', source: { ...source, identity: e.peerIdentity }, destination: splitEndpoint(e.authority),
+        bytesReceived: 0, bytesSent: 0, durationMs: 0, denied: { filter: 'hbone', reason: `${e.status} ${e.reason}` },
+      });
+    }
   }
 
   private async spliceTo(
