@@ -43,6 +43,8 @@ export function splice(
   client: Duplex, address: string, port: number, connectTimeoutMs: number, prelude?: Buffer, dial?: Dialer,
 ): Promise<SpliceResult> {
   return new Promise((resolve) => {
+    // A TCP client counts its own bytes; a tunnel stream is counted here.
+    const tcpClient = client instanceof net.Socket ? client : undefined;
     let bytesReceived = 0;
     let bytesSent = 0;
     let error: string | undefined;
@@ -53,7 +55,7 @@ export function splice(
       if (settled) return;
       if (!client.destroyed || (upstream && !upstream.destroyed)) return;
       settled = true;
-      resolve({ bytesReceived, bytesSent, error, connectFailed });
+      resolve({ bytesReceived: tcpClient?.bytesRead ?? bytesReceived, bytesSent: tcpClient?.bytesWritten ?? bytesSent, error, connectFailed });
     };
     client.on('error', (e: Error) => {
       error ??= `client: ${e.message}`;
@@ -81,8 +83,10 @@ export function splice(
       });
       up.once('close', () => { client.destroy(); finish(false); });
       if (prelude && prelude.length > 0) up.write(prelude);
-      client.on('data', (c: Buffer) => { bytesReceived += c.length; });
-      up.on('data', (c: Buffer) => { bytesSent += c.length; });
+      if (!tcpClient) {
+        client.on('data', (c: Buffer) => { bytesReceived += c.length; });
+        up.on('data', (c: Buffer) => { bytesSent += c.length; });
+      }
       client.pipe(up);
       up.pipe(client);
       client.resume();

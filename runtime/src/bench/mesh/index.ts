@@ -22,6 +22,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../../identity/ca.js';
+import { sampleOtherCores } from '../machine-load.js';
+import { BUSY_CORES } from '../meta.js';
 import { freePort, has, pinned, startUpstream, stop, waitHttp, wrk, type Result } from '../proxy/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -145,12 +147,15 @@ function mdTable(head: string[], rows: string[][]): string {
 /** `seconds`: load per path (default 8, or AMBIT_BENCH_MESH_SECONDS). */
 export async function runMeshBench(options: { seconds?: number } = {}): Promise<void> {
   const seconds = options.seconds ?? Number(process.env.AMBIT_BENCH_MESH_SECONDS ?? 8);
+  // Other load skews everything here (two proxies share one core): the report says how much there was.
+  const otherCoresBefore = await sampleOtherCores(1000);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ambit-bench-mesh-'));
   const caDir = path.join(dir, 'ca');
   await CertificateAuthority.loadOrCreate(caDir, { trustDomain: TD });
   const up = await startUpstream(dir, SERVER);
   const withWrk = has('wrk');
   process.stdout.write(`\nMesh (mTLS) benchmark: two node proxies pinned to core 0; load and upstream (${up.kind} on ${SERVER}) on core 1; ${seconds} s per run\n`);
+  if (otherCoresBefore > BUSY_CORES) process.stdout.write(`  warning: other processes were using ${otherCoresBefore.toFixed(1)} of ${os.availableParallelism()} cores before the run; they skew these numbers\n`);
   if (!withWrk) process.stdout.write('  wrk is not installed (apt-get install -y wrk): the throughput table is skipped; the fixed-rate and handshake runs do not need it\n');
   const paths: Path[] = [];
   try {
@@ -189,7 +194,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
     process.stdout.write(`${md}\n`);
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });
-    const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, seconds, rate: RATE, upstream: up.kind };
+    const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), seconds, rate: RATE, upstream: up.kind, otherCoresBefore: Number(otherCoresBefore.toFixed(2)), loadAverageEnd: os.loadavg().map((l) => Number(l.toFixed(2))) };
     await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, handshakes: hs }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'mesh-latest.md'), `# Mesh (mTLS) benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
   } finally {
