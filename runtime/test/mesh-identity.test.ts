@@ -5,18 +5,20 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { CertificateAuthority, hbone, runNode, type RunningNode } from '@ambit/runtime';
 import { echoWorkload, type EchoWorkload } from './support/mesh.js';
 
 const TD = 'mesh.test';
 const SERVER = { address: '127.0.3.1', identity: `spiffe://${TD}/ns/test/sa/server-sa` };
 
-function yaml(ca: string, serverPort: number): string {
+function yaml(ca: string, serverPort: number, certTtlMs = 86_400_000): string {
   return `
 node: node-i
 trustDomain: ${TD}
 identity:
   ca: ${ca}
+  certTtlMs: ${certTtlMs}
 proxy:
   outbound: { address: 127.0.0.1 }
   inbound: { address: 127.0.0.1 }
@@ -45,7 +47,8 @@ describe('the mesh CA from files, with an intermediate', () => {
     await writeFile(path.join(dir, 'root-cert.pem'), root.certPem);
     await writeFile(path.join(dir, 'other-key.pem'), CertificateAuthority.generateRoot({ trustDomain: TD }).exportPem().keyPem, { mode: 0o600 });
     server = await echoWorkload(SERVER.address, 'server');
-    await writeFile(path.join(dir, 'mesh.yaml'), yaml('{ certFile: int-cert.pem, keyFile: int-key.pem, rootFile: root-cert.pem }', server.port));
+    // Certificates of 3 s rotate on their own about every 1.5 s.
+    await writeFile(path.join(dir, 'mesh.yaml'), yaml('{ certFile: int-cert.pem, keyFile: int-key.pem, rootFile: root-cert.pem }', server.port, 3_000));
     node = await runNode({ config: path.join(dir, 'mesh.yaml'), accessLog: 'off', watch: false, ports: { outbound: 0, inbound: 0, admin: 0, hbone: 0 }, logLevel: 'warn' });
   });
 
@@ -89,6 +92,41 @@ describe('the mesh CA from files, with an intermediate', () => {
     } finally {
       await client.close();
     }
+  });
+
+  it('rotates certificates on its own before they expire; new handshakes get the new one', async () => {
+    const store = node.identity!.store;
+    const nodeId = `spiffe://${TD}/ns/ambit-system/sa/ambit-node`;
+    const first = store.certificate(nodeId)!;
+    // Every certificate the node identity has had since (it rotates on while we look).
+    const seen = new Set<string>();
+    const record = (e: { identity: string; current: { fingerprint256: string } }) => { if (e.identity === nodeId) seen.add(e.current.fingerprint256); };
+    store.on('rotated', record);
+    const rotated = await new Promise<{ identity: string; current: { fingerprint256: string; notAfter: Date } }>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no rotation within 10 s')), 10_000);
+      const on = (e: { identity: string; current: { fingerprint256: string; notAfter: Date } }) => {
+        if (e.identity !== nodeId) return;
+        clearTimeout(timer);
+        store.off('rotated', on);
+        resolve(e);
+      };
+      store.on('rotated', on);
+    });
+    // Before the old one expired.
+    expect(Date.now()).toBeLessThan(first.notAfter.getTime());
+    expect(rotated.current.fingerprint256).not.toBe(first.fingerprint256);
+    const peer = intermediate.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/client-sa` });
+    const presented = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({
+        ...node.proxy.addresses().hbone!, host: node.proxy.addresses().hbone!.address, ALPNProtocols: ['h2'], ca: root.certPem, checkServerIdentity: () => undefined,
+        key: peer.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: peer.certChainPem,
+      });
+      s.once('secureConnect', () => { resolve(s.getPeerX509Certificate()!.fingerprint256); s.destroy(); });
+      s.once('error', reject);
+    });
+    store.off('rotated', record);
+    expect(seen.has(presented)).toBe(true);
+    expect(presented).not.toBe(first.fingerprint256);
   });
 
   it('a CA key that does not match its certificate stops the node at start, saying so', async () => {
