@@ -48,7 +48,8 @@ const NODE2 = '10.205.0.2';
 const CLIENT = { address: '10.205.1.1', identity: `spiffe://${TD}/ns/test/sa/client-sa` };
 const SERVER = { address: '10.205.2.1', port: 8080 };
 const LEGACY = { address: '10.205.2.2', port: 8080 };
-const VIP = { http: '10.96.5.1', raw: '10.96.5.2' };
+const SERVER6 = { address: 'fd05::21', port: 8080 };
+const VIP = { http: '10.96.5.1', raw: '10.96.5.2', v6: '10.96.5.3' };
 
 function meshYaml(node: 'node-1' | 'node-2', caDir: string): string {
   const listeners = node === 'node-1'
@@ -77,6 +78,7 @@ workloads:
   - { name: client, namespace: test, serviceAccount: client-sa, address: ${CLIENT.address}, node: node-1 }
   - { name: server, namespace: test, serviceAccount: server-sa, address: ${SERVER.address}, node: node-2, labels: { app: server } }
   - { name: legacy, namespace: test, serviceAccount: legacy-sa, address: ${LEGACY.address}, node: node-2, labels: { app: legacy } }
+  - { name: server6, namespace: test, serviceAccount: server-sa, address: "${SERVER6.address}", node: node-2, labels: { app: server6 } }
 services:
   - name: server
     namespace: test
@@ -88,6 +90,11 @@ services:
     vip: ${VIP.raw}
     selector: { app: server }
     ports: [{ port: 80, targetPort: ${SERVER.port}, protocol: tcp }]
+  - name: server6
+    namespace: test
+    vip: ${VIP.v6}
+    selector: { app: server6 }
+    ports: [{ port: 80, targetPort: ${SERVER6.port}, protocol: http }]
 bindings:
   - name: inbound-policy
     target: { namespace: test }
@@ -158,6 +165,7 @@ describe.skipIf(skip !== undefined)(
         await lab.ip('-n', ns1, 'addr', 'add', `${CLIENT.address}/32`, 'dev', 'lo');
         await lab.ip('-n', ns2, 'addr', 'add', `${SERVER.address}/32`, 'dev', 'lo');
         await lab.ip('-n', ns2, 'addr', 'add', `${LEGACY.address}/32`, 'dev', 'lo');
+        await lab.ip('-n', ns2, 'addr', 'add', `${SERVER6.address}/128`, 'dev', 'lo', 'nodad');
         await lab.ip('-n', ns1, 'route', 'add', '10.205.2.0/24', 'via', NODE2);
         await lab.ip('-n', ns2, 'route', 'add', '10.205.1.0/24', 'via', NODE1);
         // Service VIPs are local in ns1, with the client's address as source.
@@ -167,7 +175,7 @@ describe.skipIf(skip !== undefined)(
         await lab.exec(ns2, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain in {\n  type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.205.2.0/24 tcp dport 8080 redirect to :15006\n }\n}\n` });
 
         const up = lab.start(ns2, 'upstreams', process.execPath, [UPSTREAMS_JS], {
-          AMBIT_UPSTREAMS: `server=${SERVER.address}:${SERVER.port},legacy=${LEGACY.address}:${LEGACY.port}`,
+          AMBIT_UPSTREAMS: `server=${SERVER.address}:${SERVER.port},legacy=${LEGACY.address}:${LEGACY.port},server6=${SERVER6.address}:${SERVER6.port}`,
         });
         await up.waitFor('READY\n');
         for (const [n, ns] of [['node-2', ns2], ['node-1', ns1]] as const) {
@@ -241,6 +249,16 @@ describe.skipIf(skip !== undefined)(
       const { results, raw } = await captured('plaintext', [{ url: `http://${LEGACY.address}:${LEGACY.port}/control/${marker}`, headers: { 'x-marker': marker } }]);
       expect(results[0]!.status).toBe(200);
       expect(raw.includes(marker)).toBe(true);
+    });
+
+    it('an IPv6 workload on node 2 is reached through the tunnel (CONNECT [fd05::21]:8080)', async () => {
+      const [r] = await client([{ url: `http://${VIP.v6}/v6` }]) as [Result];
+      expect(r.status, JSON.stringify(r)).toBe(200);
+      const echo = r.body as Echo & { peer: string };
+      expect(echo.upstream).toBe('server6');
+      expect(echo.headers['x-peer-identity']).toBe(CLIENT.identity);
+      // Delivered by node-2 on its own IPv6 loopback route.
+      expect(echo.peer).toMatch(/^fd05::21:\d+$/);
     });
 
     it('STRICT refuses plaintext to node 2\'s workload with the reason; PERMISSIVE lets it in without an identity', async () => {
