@@ -32,7 +32,7 @@ import { passthroughRoute } from './passthrough.js';
 import { sniff, SniffTimeout } from './sniff.js';
 import type { ProxyState, Route } from './state.js';
 import { upgradeUpstream } from './websocket.js';
-import { MeshTunnels, parseForwardedFor, type MeshTlsOptions } from './tunnels.js';
+import { admitTunnel, MeshTunnels, type MeshTlsOptions } from './tunnels.js';
 
 /** `10.0.0.1:80` / `[fd00::1]:80` as address and port (port 0 when it is not one, e.g. `unknown`). */
 function splitEndpoint(text: string): { address: string; port: number } {
@@ -285,40 +285,17 @@ export class NodeProxy {
     return this.tunnels.dialer({ address: conn.source.address, identity: conn.source.identity }, { address: ep.address, port: ep.port }, node);
   }
 
-  /**
-   * A CONNECT from another node: allowed to a workload of this node only. The source is
-   * the peer's certificate's identity; the source workload is named by the `forwarded`
-   * address only when that workload has that identity.
-   */
+  /** A CONNECT from another node: admitted (./tunnels.ts `admitTunnel`), then served like an accepted connection. */
   private onTunnel(req: TunnelRequest): TunnelDecision {
     if (this.closing) return { allow: false, status: 503, reason: 'the node proxy is shutting down' };
-    const state = this.current;
-    const to = `${req.authority.address}:${req.authority.port}`;
-    const target = state.workloadByAddress(req.authority.address);
-    if (!target || target.local === false) {
-      return { allow: false, status: 404, reason: `${to} is not a workload on this node; the source node's mesh config does not match this one's` };
-    }
-    const claimed = parseForwardedFor(req.headers.forwarded);
-    const sourceWorkload = claimed ? state.workloadByAddress(claimed) : undefined;
-    if (sourceWorkload && sourceWorkload.identity !== req.peerIdentity) {
-      return {
-        allow: false, status: 403,
-        reason: `wrong SPIFFE ID: the tunnel's source ${claimed} is workload ${sourceWorkload.namespace}/${sourceWorkload.name} (${sourceWorkload.identity}), but the peer's certificate is ${req.peerIdentity}`,
-      };
-    }
-    const conn: ConnInfo = {
-      direction: 'inbound',
-      source: { address: claimed ?? req.source.address, port: 0, workload: sourceWorkload, identity: req.peerIdentity },
-      destination: { address: req.authority.address, port: req.authority.port },
-      destinationFrom: 'hbone',
-    };
-    const tls: TlsInfo = { version: req.tls.version, cipher: req.tls.cipher, ...(req.tls.sni ? { sni: req.tls.sni } : {}) };
+    const admitted = admitTunnel(this.current, req);
+    if (!admitted.ok) return { allow: false, status: admitted.status, reason: admitted.reason };
     return {
       allow: true,
       serve: (stream: ServerHttp2Stream) => {
         const started = performance.now();
         stream.on('error', () => { /* reported by whoever handles the stream */ });
-        this.serve(stream, conn, this.current, started, tls).catch((e: unknown) => {
+        this.serve(stream, admitted.conn, this.current, started, admitted.tls).catch((e: unknown) => {
           this.options.telemetry.error('serving an HBONE tunnel failed', { error: String(e) });
           stream.destroy();
         });

@@ -17,8 +17,10 @@ import {
   expectSpiffeId, HboneClient, HboneError, HboneServer,
   type HboneServerEvent, type TunnelDecision, type TunnelRequest, type SocketAddress,
 } from '../hbone/index.js';
+import type { Connection } from '../deps.js';
 import { DialError, type Dialer } from '../upstream/dialer.js';
-import type { TunnelNode } from './state.js';
+import type { ConnInfo } from './context.js';
+import type { ProxyState, TunnelNode } from './state.js';
 
 /** The stable code of a refusal to tunnel traffic that has no local source workload. */
 export const NO_SOURCE_IDENTITY = 'AMBIT_ERR_NO_SOURCE_IDENTITY';
@@ -50,6 +52,42 @@ export function parseForwardedFor(value: string | string[] | undefined): string 
   const m = text ? /(?:^|[;,\s])for=("?)\[?([0-9a-fA-F:.]+)\]?\1/i.exec(text) : null;
   const ip = m?.[2];
   return ip && net.isIP(ip) !== 0 ? ip : undefined;
+}
+
+export type TunnelAdmission =
+  | { ok: true; conn: ConnInfo; tls: NonNullable<Connection['tls']> }
+  | { ok: false; status: number; reason: string };
+
+/**
+ * Whether a CONNECT from another node may go on, and as what: only to a workload of this
+ * node; its source is the peer certificate's identity, and the source workload is the one
+ * the `forwarded` address names only when that workload has that identity (otherwise
+ * the tunnel is refused: a wrong SPIFFE ID for that source).
+ */
+export function admitTunnel(state: ProxyState, req: TunnelRequest): TunnelAdmission {
+  const to = `${req.authority.address}:${req.authority.port}`;
+  const target = state.workloadByAddress(req.authority.address);
+  if (!target || target.local === false) {
+    return { ok: false, status: 404, reason: `${to} is not a workload on this node; the source node's mesh config does not match this one's` };
+  }
+  const claimed = parseForwardedFor(req.headers.forwarded);
+  const sourceWorkload = claimed ? state.workloadByAddress(claimed) : undefined;
+  if (sourceWorkload && sourceWorkload.identity !== req.peerIdentity) {
+    return {
+      ok: false, status: 403,
+      reason: `wrong SPIFFE ID: the tunnel's source ${claimed} is workload ${sourceWorkload.namespace}/${sourceWorkload.name} (${sourceWorkload.identity}), but the peer's certificate is ${req.peerIdentity}`,
+    };
+  }
+  return {
+    ok: true,
+    conn: {
+      direction: 'inbound',
+      source: { address: claimed ?? req.source.address, port: 0, workload: sourceWorkload, identity: req.peerIdentity },
+      destination: { address: req.authority.address, port: req.authority.port },
+      destinationFrom: 'hbone',
+    },
+    tls: { version: req.tls.version, cipher: req.tls.cipher, ...(req.tls.sni ? { sni: req.tls.sni } : {}) },
+  };
 }
 
 export class MeshTunnels {
