@@ -11,6 +11,7 @@ import { X509Certificate } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -152,6 +153,23 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     expect(echo.workload).toBe('server-h2');
     expect(echo.httpVersion).toBe('2.0');
     expect(echo.headers['x-peer-identity']).toBe(CLIENT.identity);
+  });
+
+  it('an HTTP upgrade goes through the tunnel, then bytes flow both ways', async () => {
+    const socket = net.connect({ host: '127.0.0.1', port: outbound1, localAddress: CLIENT.address });
+    socket.setEncoding('latin1');
+    let got = '';
+    socket.on('data', (d: string) => { got += d; });
+    await new Promise<void>((resolve, reject) => { socket.once('connect', () => resolve()); socket.once('error', reject); });
+    socket.write('GET /chat HTTP/1.1\r\nhost: server.test\r\nconnection: upgrade\r\nupgrade: echo-protocol\r\n\r\n');
+    await until(() => got.includes('\r\n\r\n'), 'the 101');
+    expect(got).toMatch(/^HTTP\/1\.1 101/);
+    // node-2's inbound filters saw the client's identity on the upgrade request too.
+    expect(got).toContain(`x-peer-identity: ${CLIENT.identity}`);
+    got = '';
+    socket.write('ping over the tunnel');
+    await until(() => got === 'ping over the tunnel', 'the echo');
+    socket.destroy();
   });
 
   it('many requests share one HBONE connection per (source identity, node)', async () => {

@@ -64,10 +64,24 @@ async function listenOn(server: http.Server | http2.Http2Server, address: string
   };
 }
 
-/** An HTTP/1.1 server on `address` that echoes each request as JSON. */
+/**
+ * An HTTP/1.1 server on `address` that echoes each request as JSON; an `Upgrade` request
+ * is answered `101` with `x-peer-identity` echoed, then every byte is sent back.
+ */
 export function echoWorkload(address: string, name: string): Promise<EchoWorkload> {
   const server = http.createServer(echo(name));
-  return listenOn(server, address, () => server.closeAllConnections());
+  const upgraded = new Set<import('node:net').Socket>();
+  server.on('upgrade', (req: http.IncomingMessage, socket: import('node:net').Socket, head: Buffer) => {
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${req.headers.upgrade ?? ''}\r\nx-peer-identity: ${String(req.headers['x-peer-identity'] ?? 'none')}\r\n\r\n`);
+    if (head.length > 0) socket.write(head);
+    socket.pipe(socket);
+  });
+  return listenOn(server, address, () => {
+    server.closeAllConnections();
+    for (const s of upgraded) s.destroy();
+  });
 }
 
 /** The same over HTTP/2 cleartext (prior knowledge). */
