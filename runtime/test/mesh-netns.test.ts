@@ -101,11 +101,13 @@ bindings:
     direction: inbound
     filters:
       - ref: ${JSON.stringify(MTLS_DIR)}
+        deadlineMs: 5000  # generous: a loaded test machine must not turn into filter timeouts
         config:
           mode: STRICT
           overrides: [{ namespace: test, workload: legacy, mode: PERMISSIVE }]
           allowedTrustDomains: [${TD}]
       - ref: ${JSON.stringify(PEER_DIR)}
+        deadlineMs: 5000
 `;
 }
 

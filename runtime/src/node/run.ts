@@ -19,6 +19,7 @@ import { createTelemetry, type AccessLogDestination, type AmbitTelemetry } from 
 import { buildState, EndpointRegistry, type BuiltState } from './state.js';
 import { configDump } from './config-dump.js';
 import { startIdentity, type NodeIdentity } from './identity.js';
+import { registerMeshMetrics } from '../telemetry/mesh-metrics.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML). */
@@ -111,6 +112,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     identity?.close();
     throw e;
   }
+  if (identity && proxy.tunnels) registerMeshMetrics(registry, proxy.tunnels, identity.store);
 
   let admin: AdminServer | undefined;
   if (options.admin !== false) {
