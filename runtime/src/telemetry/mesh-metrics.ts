@@ -42,33 +42,24 @@ export function registerMeshMetrics(registry: Registry, tunnels: MeshMetricsSour
       this.set({ side: 'outbound' }, s.client.sessions);
     },
   });
-  const opened = new Counter({
-    name: 'ambit_hbone_connections_opened_total', help: 'HBONE connections accepted (inbound) and sessions made (outbound).',
-    labelNames: ['side'], registers: [registry], aggregator: 'sum',
-    collect() {
-      const s = tunnels.stats();
-      advance(opened, { side: 'inbound' }, s.server.connectionsTotal);
-      advance(opened, { side: 'outbound' }, s.client.sessionsTotal);
-    },
-  });
-  const tunnelsOpened = new Counter({
-    name: 'ambit_hbone_tunnels_opened_total', help: 'HBONE tunnels (CONNECT streams) served (inbound) and opened (outbound).',
-    labelNames: ['side'], registers: [registry], aggregator: 'sum',
-    collect() {
-      const s = tunnels.stats();
-      advance(tunnelsOpened, { side: 'inbound' }, s.server.tunnelsTotal - s.server.tunnelsRefused);
-      advance(tunnelsOpened, { side: 'outbound' }, s.client.tunnelsTotal);
-    },
-  });
-  const refused = new Counter({
-    name: 'ambit_hbone_refused_total', help: 'HBONE connections refused (TLS version, certificate, SPIFFE ID) and tunnels refused (destination, source identity).',
-    labelNames: ['what'], registers: [registry], aggregator: 'sum',
-    collect() {
-      const s = tunnels.stats();
-      advance(refused, { what: 'connection' }, s.server.connectionsRefused);
-      advance(refused, { what: 'tunnel' }, s.server.tunnelsRefused);
-    },
-  });
+  type Stats = ReturnType<MeshMetricsSource['stats']>;
+  /** Counters whose totals the HBONE side keeps: name, help, label, and the totals by label value. */
+  const totals: Array<[string, string, string, (s: Stats) => Array<[string, number]>]> = [
+    ['ambit_hbone_connections_opened_total', 'HBONE connections accepted (inbound) and sessions made (outbound).', 'side',
+      (s) => [['inbound', s.server.connectionsTotal], ['outbound', s.client.sessionsTotal]]],
+    ['ambit_hbone_tunnels_opened_total', 'HBONE tunnels (CONNECT streams) served (inbound) and opened (outbound).', 'side',
+      (s) => [['inbound', s.server.tunnelsTotal - s.server.tunnelsRefused], ['outbound', s.client.tunnelsTotal]]],
+    ['ambit_hbone_refused_total', 'HBONE connections refused (TLS version, certificate, SPIFFE ID) and tunnels refused (destination, source identity).', 'what',
+      (s) => [['connection', s.server.connectionsRefused], ['tunnel', s.server.tunnelsRefused]]],
+  ];
+  for (const [name, help, label, read] of totals) {
+    const counter: Counter<string> = new Counter({
+      name, help, labelNames: [label], registers: [registry], aggregator: 'sum',
+      collect() {
+        for (const [value, total] of read(tunnels.stats())) advance(counter, { [label]: value }, total);
+      },
+    });
+  }
   new Gauge({
     name: 'ambit_certificate_expiry_timestamp_seconds', help: 'When each certificate this node holds expires (Unix seconds).',
     labelNames: ['identity'], registers: [registry], aggregator: 'min',
