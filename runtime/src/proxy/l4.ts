@@ -81,7 +81,12 @@ export function splice(
         client.destroy();
         up.destroy();
       });
-      up.once('close', () => { client.destroy(); finish(false); });
+      up.once('close', () => {
+        // A clean close (both directions ended) leaves the client to flush what it still
+        // has to write (destroySoon below); any other close ends the client too.
+        if (!up.readableEnded || !up.writableFinished) client.destroy();
+        finish(false);
+      });
       if (prelude && prelude.length > 0) up.write(prelude);
       if (!tcpClient) {
         client.on('data', (c: Buffer) => { bytesReceived += c.length; });
