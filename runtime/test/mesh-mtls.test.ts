@@ -29,7 +29,7 @@ const CLIENT = { name: 'client', address: '127.0.1.1', identity: `spiffe://${TD}
 const SERVER = { name: 'server', address: '127.0.2.1', identity: `spiffe://${TD}/ns/test/sa/server-sa` };
 const NODE_IDENTITY = `spiffe://${TD}/ns/ambit-system/sa/ambit-node`;
 
-function meshYaml(o: { node: string; serverPort: number; h2Port: number; node2Hbone?: number }): string {
+function meshYaml(o: { node: string; serverPort: number; h2Port: number; node2Hbone?: number; rogueHbone?: number }): string {
   return `
 node: ${o.node}
 trustDomain: ${TD}
@@ -43,17 +43,20 @@ proxy:
   filterThreads: 1
 nodes:
   - { name: node-2, address: 127.0.0.1, hbonePort: ${o.node2Hbone ?? 15008} }
-workloads:
+${o.rogueHbone ? `  - { name: node-3, address: 127.0.0.1, hbonePort: ${o.rogueHbone} }
+` : ''}workloads:
   - { name: client, namespace: test, serviceAccount: client-sa, address: ${CLIENT.address}, node: node-1 }
   - { name: server, namespace: test, serviceAccount: server-sa, address: ${SERVER.address}, node: node-2, labels: { app: server } }
-services:
+${o.rogueHbone ? `  - { name: elsewhere, namespace: test, serviceAccount: elsewhere-sa, address: 127.0.4.1, node: node-3, labels: { app: elsewhere } }
+` : ''}services:
   - name: server
     namespace: test
     selector: { app: server }
     ports:
       - { port: 80, targetPort: ${o.serverPort}, protocol: http, name: http }
       - { port: 81, targetPort: ${o.serverPort}, protocol: tcp, name: raw }
-  - name: server-h2
+${o.rogueHbone ? `  - { name: elsewhere, namespace: test, selector: { app: elsewhere }, ports: [{ port: 80, targetPort: ${o.serverPort}, protocol: http }] }
+` : ''}  - name: server-h2
     namespace: test
     selector: { app: server }
     ports: [{ port: 80, targetPort: ${o.h2Port}, protocol: http2 }]
@@ -83,6 +86,7 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
   let outbound1: number;
   let hbone2: { address: string; port: number };
   let ca: CertificateAuthority;
+  let rogue: hbone.HboneServer;
 
   beforeAll(async () => {
     // Built once per checkout, like the other test filters (AMBIT_TEST_REBUILD=1 forces it).
@@ -99,15 +103,24 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'warn' });
     logs2 = captureLogs(node2.telemetry);
     hbone2 = node2.proxy.addresses().hbone!;
-    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', serverPort: server.port, h2Port: serverH2.port, node2Hbone: hbone2.port }));
+    ca = await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
+    // node-3 is an impostor: a valid certificate of the mesh CA, but a workload's, not a node's.
+    const impostor = ca.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/impostor` });
+    rogue = new hbone.HboneServer({
+      credentials: () => ({ key: impostor.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: impostor.certChainPem, ca: ca.certPem }),
+      onTunnel: () => ({ allow: true }),
+      onEvent: () => undefined,
+    });
+    const rogueAddress = await rogue.listen({ host: '127.0.0.1', port: 0 });
+    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', serverPort: server.port, h2Port: serverH2.port, node2Hbone: hbone2.port, rogueHbone: rogueAddress.port }));
     node1 = await runNode({ config: path.join(dir, 'node-1.yaml'), accessLog: 'off', watch: false, ports, logLevel: 'warn' });
     outbound1 = node1.proxy.addresses().outbound!.port;
-    ca = await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
   });
 
   afterAll(async () => {
     await node1?.close();
     await node2?.close();
+    await rogue?.close();
     await server?.close();
     await serverH2?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
@@ -188,6 +201,15 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     expect(replies.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body}`)).toEqual([]);
     expect(node1.proxy.tunnels!.stats().client.sessionsTotal).toBe(before);
     expect(node1.proxy.tunnels!.stats().client.sessions).toBe(1);
+  });
+
+  it('a node that presents a certificate that is not the node identity is not trusted with the traffic: 503 saying why', async () => {
+    const r = await requestFrom(CLIENT.address, outbound1, '/to-impostor', { headers: { host: 'elsewhere.test' } });
+    expect(r.status).toBe(503);
+    expect(r.headers['x-ambit-upstream-error']).toBe('connect-failure');
+    expect(r.body).toContain(`presented spiffe://${TD}/ns/test/sa/impostor, which is not the server identity expected`);
+    // The impostor accepted the TLS session but never got a tunnel.
+    expect(rogue.stats().tunnelsTotal).toBe(0);
   });
 
   it('a client that is not a workload of node 1 is not tunnelled (no certificate to present): 503 with the reason', async () => {
