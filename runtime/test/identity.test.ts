@@ -3,7 +3,7 @@
  * peer verification, over real mutual TLS 1.3 on loopback. No mocks; every wait bounded.
  */
 import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -304,6 +304,13 @@ describe('mesh CA', () => {
       expect(statSync(join(dir, 'ca', 'ca-key.pem')).mode & 0o777).toBe(0o600);
       const again = await CertificateAuthority.loadOrCreate(join(dir, 'ca'), { trustDomain: TD });
       expect(again.certificate.fingerprint256).toBe(created.certificate.fingerprint256);
+      // Several starting at once on an empty folder: one generates, the others load it.
+      const racing = await Promise.all([1, 2, 3].map(() => CertificateAuthority.loadOrCreate(join(dir, 'race'), { trustDomain: TD })));
+      expect(new Set(racing.map((c) => c.certificate.fingerprint256)).size).toBe(1);
+      // A key without its certificate (an interrupted generation) is reported, not overwritten.
+      mkdirSync(join(dir, 'broken'));
+      writeFileSync(join(dir, 'broken', 'ca-key.pem'), 'not a key');
+      await expectIdentityError(() => CertificateAuthority.loadOrCreate(join(dir, 'broken'), { trustDomain: TD, waitMs: 200 }), 'invalid-ca', /a CA generation was interrupted/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

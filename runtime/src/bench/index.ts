@@ -51,3 +51,7 @@ await writeBuiltinBench(builtins);
 // Then the proxy: direct, L4, L7 without and with filters, nginx — side by side.
 const { runProxyBench } = await import('./proxy/index.js');
 await runProxyBench({ seconds: opts.quick ? 3 : undefined });
+
+// Then mTLS between two node proxies: HBONE against plaintext, handshakes.
+const { runMeshBench } = await import('./mesh/index.js');
+await runMeshBench({ seconds: opts.quick ? 3 : undefined });

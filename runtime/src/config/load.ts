@@ -298,6 +298,11 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
   checkListener('/proxy/outbound', config.proxy.outbound);
   checkListener('/proxy/inbound', config.proxy.inbound);
   checkListener('/proxy/admin', config.proxy.admin);
+  if (config.identity) {
+    checkListener('/proxy/hbone', config.proxy.hbone);
+    checkIdentity(config, error);
+  }
+  const nodeNames = checkNodes(config, error);
 
   const workloads = new Map<string, number>();
   const workloadByIp = new Map<string, string>();
@@ -314,6 +319,13 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
     if (other) error(`${at}/address`, `${ip} is already the address of workload ${other}; workload addresses must be unique`);
     else workloadByIp.set(ip, key);
   });
+
+  if (config.identity) {
+    const unreachable = new Set(config.workloads.map((w) => w.node ?? config.node).filter((n) => n !== config.node && !nodeNames.has(n)));
+    for (const n of unreachable) {
+      warn('/nodes', `node ${n} has workloads but no entry in nodes (its HBONE address): traffic to its workloads goes in plaintext, straight to the workload`);
+    }
+  }
 
   const services = new Map<string, number>();
   const vipPorts = new Map<string, string>();
@@ -419,4 +431,27 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
       }
     });
   });
+}
+
+/** `identity.ca`: a folder, or a certificate and key file. */
+function checkIdentity(config: MeshConfig, error: Report): void {
+  const ca = config.identity!.ca;
+  const files = ca.certFile !== undefined || ca.keyFile !== undefined || ca.chainFile !== undefined || ca.rootFile !== undefined;
+  if (ca.dir !== undefined && files) {
+    error('/identity/ca', 'give either dir, or certFile and keyFile (with chainFile, rootFile), not both');
+  } else if (ca.dir === undefined && (ca.certFile === undefined || ca.keyFile === undefined)) {
+    error('/identity/ca', 'needs dir (a folder to load the CA from, or to generate one in on first start), or certFile and keyFile');
+  }
+}
+
+/** `nodes`: unique names, IP addresses. Returns the names. */
+function checkNodes(config: MeshConfig, error: Report): Set<string> {
+  const names = new Map<string, number>();
+  config.nodes.forEach((n, i) => {
+    const dup = names.get(n.name);
+    if (dup !== undefined) error(`/nodes/${i}/name`, `node ${n.name} is already listed at /nodes/${dup}`);
+    else names.set(n.name, i);
+    if (!canonicalIp(n.address)) error(`/nodes/${i}/address`, `must be an IPv4 or IPv6 address, got ${JSON.stringify(n.address)}`);
+  });
+  return new Set(names.keys());
 }

@@ -84,8 +84,13 @@ export const ProxySchema = Obj({
   outbound: OutboundListenerSchema,
   inbound: Obj({
     address: Ip('Address to listen on. Default 127.0.0.1; set 0.0.0.0 (or the node address) to take traffic from other nodes.', { default: '127.0.0.1' }),
-    port: Port({ default: 15006, description: 'Default 15006. Plaintext for now; mTLS (HBONE, :15008) comes later.' }),
+    port: Port({ default: 15006, description: 'Default 15006. Plaintext: what arrives here carries no peer identity (mTLS traffic from other nodes arrives on proxy.hbone).' }),
   }, { default: {}, description: 'The listener for connections to local workloads.' }),
+  hbone: Obj({
+    address: Ip('Address to listen on. Default 0.0.0.0: other nodes must reach it.', { default: '0.0.0.0' }),
+    port: Port({ default: 15008, description: 'Default 15008 (the HBONE port of Istio ambient).' }),
+    connectTimeoutMs: Type.Integer({ minimum: 1, default: 10_000, description: 'Outbound: time to open a tunnel to another node (TCP, TLS, HTTP/2 and the CONNECT\'s answer). Default 10 s.' }),
+  }, { default: {}, description: 'HBONE: mTLS (TLS 1.3) HTTP/2 CONNECT tunnels between node proxies. The listener runs only when `identity` is set.' }),
   admin: Obj({
     address: Ip('Default 127.0.0.1.', { default: '127.0.0.1' }),
     port: Port({ default: 15000, description: 'Default 15000.' }),
@@ -202,11 +207,43 @@ export const BindingSchema = Obj({
   filters: Type.Array(FilterRefSchema, { minItems: 1, description: 'Filters, in chain order.' }),
 });
 
+export const NodeSchema = Obj({
+  name: Type.String({ minLength: 1, description: 'The node\'s name, as workloads\' `node` says it.' }),
+  address: Ip('Address other node proxies reach this node\'s HBONE listener on.'),
+  hbonePort: Port({ default: 15008, description: 'Port of its HBONE listener. Default 15008.' }),
+});
+
+export const CaSchema = Obj({
+  dir: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'A folder (relative to this file) holding the CA: ca-cert.pem, ca-key.pem, and optionally cert-chain.pem and root-cert.pem (Istio\'s plug-in CA layout). When ca-cert.pem is absent, a root CA (ECDSA P-256, 10 years) is generated there on first start, the key written 0600.',
+  })),
+  certFile: Type.Optional(Type.String({ minLength: 1, description: 'The signing CA\'s certificate (a root or an intermediate), PEM. With keyFile; instead of dir.' })),
+  keyFile: Type.Optional(Type.String({ minLength: 1, description: 'Its private key, PEM.' })),
+  chainFile: Type.Optional(Type.String({ minLength: 1, description: 'Certificates between the CA and the root, PEM.' })),
+  rootFile: Type.Optional(Type.String({ minLength: 1, description: 'The trust anchor(s), PEM. Required when certFile is an intermediate.' })),
+}, { description: 'Where the mesh CA comes from: `dir` (load, or generate on first start), or `certFile` + `keyFile` (+ `chainFile`, `rootFile`).' });
+
+export const IdentitySchema = Obj({
+  ca: CaSchema,
+  certTtlMs: Type.Integer({
+    minimum: 1000, default: 86_400_000,
+    description: 'Lifetime of a workload certificate. Default 24 h (Istio\'s default). Certificates are rotated at half their lifetime (minus up to 10 % at random), without dropping connections.',
+  }),
+  nodeNamespace: Type.String({ minLength: 1, default: 'ambit-system', description: 'Namespace of the node proxy\'s own identity. Default ambit-system.' }),
+  nodeServiceAccount: Type.String({
+    minLength: 1, default: 'ambit-node',
+    description: 'Service account of the node proxy\'s own identity, spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>: the certificate its HBONE listener presents, and the one a node expects from the node it tunnels to. Default ambit-node.',
+  }),
+}, { description: 'mTLS between node proxies. Set: this node holds certificates for its local workloads (issued by the mesh CA, rotated), listens for HBONE (proxy.hbone) and sends traffic for workloads on other nodes listed in `nodes` through HBONE with the source workload\'s certificate. Unset: no mTLS; traffic to other nodes goes in plaintext.' });
+
 export const MeshConfigSchema = Obj({
   $schema: Type.Optional(Type.String({ description: 'For editors.' })),
   trustDomain: Type.String({ minLength: 1, default: 'cluster.local', description: 'SPIFFE trust domain. Default cluster.local.' }),
   node: Type.String({ minLength: 1, description: 'This node\'s name: workloads with this node (or none) are local.' }),
   proxy: ProxySchema,
+  identity: Type.Optional(IdentitySchema),
+  nodes: Type.Array(NodeSchema, { default: [], description: 'Node proxies of the mesh and where their HBONE listeners are. Traffic to a workload on a node listed here goes through HBONE (when `identity` is set).' }),
   workloads: Type.Array(WorkloadSchema, { default: [], description: 'Workloads (pods) of the mesh.' }),
   services: Type.Array(ServiceSchema, { default: [], description: 'Services: VIPs and names mapped to endpoints.' }),
   bindings: Type.Array(BindingSchema, { default: [], description: 'Filter bindings: which filters run on which traffic.' }),
@@ -216,6 +253,9 @@ export type MeshConfig = Static<typeof MeshConfigSchema>;
 export type ProxyConfig = Static<typeof ProxySchema>;
 export type LimitsConfig = Static<typeof LimitsSchema>;
 export type WorkloadConfig = Static<typeof WorkloadSchema>;
+export type NodeConfig = Static<typeof NodeSchema>;
+export type IdentityConfig = Static<typeof IdentitySchema>;
+export type HboneListenerConfig = Static<typeof ProxySchema>['hbone'];
 export type ServiceConfig = Static<typeof ServiceSchema>;
 export type ServicePortConfig = Static<typeof ServicePortSchema>;
 export type EndpointConfig = Static<typeof EndpointSchema>;

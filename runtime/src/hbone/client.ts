@@ -44,6 +44,8 @@ export interface OpenOptions {
   headers?: Record<string, string>;
   /** Overrides the client's `connectTimeoutMs` for this call. */
   timeoutMs?: number;
+  /** SNI sent when a new session to `node` is made (e.g. the node's name); none by default. */
+  servername?: string;
 }
 
 /** A tunnel: a duplex byte stream to the target, with what was learnt opening it. */
@@ -157,7 +159,7 @@ export class HboneClient {
     for (let tries = 1; ; tries++) {
       if (this.closed) throw new HboneError('closed', 'the HBONE client is closed');
       if (state.timedOut) throw new HboneError('connect-timeout', 'timed out');
-      const pooled = this.sessionFor(o.sourceIdentity, o.node, material);
+      const pooled = this.sessionFor(o.sourceIdentity, o.node, material, o.servername);
       const ready = await pooled.ready;
       if (o.expectServer && !o.expectServer(ready.serverIdentity)) {
         throw new HboneError('server-identity', `${node} presented ${ready.serverIdentity}, which is not the server identity expected for ${target}`);
@@ -227,7 +229,7 @@ export class HboneClient {
     });
   }
 
-  private sessionFor(sourceIdentity: string, node: SocketAddress, material: TlsMaterial): Pooled {
+  private sessionFor(sourceIdentity: string, node: SocketAddress, material: TlsMaterial, servername?: string): Pooled {
     const key = `${sourceIdentity}\u0000${formatAuthority(node)}`;
     const digest = materialDigest(material);
     const existing = this.pool.get(key);
@@ -237,7 +239,7 @@ export class HboneClient {
       this.drain(existing);
     }
     const pooled: Pooled = { key, digest, active: 0, closed: false, ready: undefined as unknown as Promise<Ready> };
-    pooled.ready = this.connect(pooled, sourceIdentity, node, material);
+    pooled.ready = this.connect(pooled, sourceIdentity, node, material, servername);
     pooled.ready.catch(() => undefined);
     this.pool.set(key, pooled);
     this.all.add(pooled);
@@ -293,7 +295,7 @@ export class HboneClient {
     p.idleTimer.unref();
   }
 
-  private connect(p: Pooled, sourceIdentity: string, nodeAddr: SocketAddress, material: TlsMaterial): Promise<Ready> {
+  private connect(p: Pooled, sourceIdentity: string, nodeAddr: SocketAddress, material: TlsMaterial, servername?: string): Promise<Ready> {
     const node = formatAuthority(nodeAddr);
     const timeoutMs = this.options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     return new Promise<Ready>((resolve, reject) => {
@@ -324,6 +326,7 @@ export class HboneClient {
           ca: material.ca,
           minVersion: HBONE_TLS_VERSION,
           ALPNProtocols: [HBONE_ALPN],
+          ...(servername ? { servername } : {}),
           rejectUnauthorized: true,
           // The server is authenticated by its SPIFFE ID (below), not by a host name.
           checkServerIdentity: () => undefined,

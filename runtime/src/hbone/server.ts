@@ -76,13 +76,19 @@ export type TunnelDecision =
   /** Refused: answered with `status` (default 403) and `reason` in the `ambit-reason` header. */
   | { allow: false; status?: number; reason: string }
   /** Allowed: `connect` gives the upstream (default: TCP to the authority); a failure answers 503. */
-  | { allow: true; connect?: () => Promise<Duplex> };
+  | { allow: true; connect?: () => Promise<Duplex>; serve?: undefined }
+  /**
+   * Allowed, and the caller takes the stream: it is answered 200 and handed to `serve`,
+   * which owns it from then on (the node proxy feeds it to its inbound pipeline).
+   */
+  | { allow: true; serve: (stream: ServerHttp2Stream) => void };
 
 export type HboneServerEvent =
   | { type: 'connection-refused'; remote: string; reason: string }
   | { type: 'connection-open'; remote: string; peerIdentity: string; tls: TlsFacts }
   | { type: 'connection-closed'; remote: string; peerIdentity: string; tunnels: number }
   | { type: 'tunnel-refused'; remote: string; peerIdentity: string; authority: string; status: number; reason: string }
+  | { type: 'tunnel-served'; remote: string; peerIdentity: string; authority: string }
   | {
     type: 'tunnel-closed'; remote: string; peerIdentity: string; authority: string;
     bytesFromPeer: number; bytesToPeer: number; durationMs: number; error?: string;
@@ -506,6 +512,12 @@ export class HboneServer {
     if (stream.destroyed || stream.closed) return;
     if (!decision.allow) {
       this.refuseTunnel(stream, conn, target, decision.status ?? 403, decision.reason);
+      return;
+    }
+    if (decision.serve) {
+      stream.respond({ ':status': 200 });
+      this.onEvent({ type: 'tunnel-served', remote: conn.remote, peerIdentity: conn.peer.id, authority: target });
+      decision.serve(stream);
       return;
     }
     let upstream: Duplex;

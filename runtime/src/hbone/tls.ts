@@ -28,11 +28,17 @@ export interface TlsFacts {
   version: string;
   /** The IANA name, e.g. `TLS_AES_256_GCM_SHA384`. */
   cipher: string;
+  /** The server name the client asked for (SNI), when it sent one. */
+  sni?: string;
 }
 
 export function tlsFacts(socket: TLSSocket): TlsFacts {
   const cipher = socket.getCipher();
-  return { version: socket.getProtocol() ?? 'unknown', cipher: cipher?.standardName ?? cipher?.name ?? 'unknown' };
+  const facts: TlsFacts = { version: socket.getProtocol() ?? 'unknown', cipher: cipher?.standardName ?? cipher?.name ?? 'unknown' };
+  // `servername` is the SNI on the server side, and what was asked for on the client side.
+  const sni = (socket as TLSSocket & { servername?: string | false }).servername;
+  if (typeof sni === 'string' && sni !== '') facts.sni = sni;
+  return facts;
 }
 
 function pemParts(v: string | Buffer | Array<string | Buffer>): Array<string | Buffer> {

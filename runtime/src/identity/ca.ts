@@ -20,8 +20,8 @@
  * Private keys stay in `KeyObject`s (which serialise to nothing); the only way to read a
  * CA key as PEM is `exportPem()`, for persisting it.
  */
-import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { IdentityError } from './errors.js';
 import { parseSpiffeId, validateTrustDomain } from './spiffe.js';
@@ -293,26 +293,42 @@ export class CertificateAuthority implements CertificateIssuer {
   /**
    * Loads the CA from `dir` (ca-cert.pem, ca-key.pem, optional cert-chain.pem and
    * root-cert.pem), or, when ca-cert.pem is absent, generates a root there (the key file
-   * mode 0600).
+   * mode 0600). Safe when several processes start on the same empty folder: the one that
+   * creates ca-key.pem generates, writing ca-cert.pem last and whole (rename); the others
+   * wait for it (up to `waitMs`, default 10 s) and load it.
    */
-  static async loadOrCreate(dir: string, opts: GenerateRootOptions): Promise<CertificateAuthority> {
+  static async loadOrCreate(dir: string, opts: GenerateRootOptions & { waitMs?: number }): Promise<CertificateAuthority> {
     const exists = async (f: string): Promise<boolean> => readFile(join(dir, f)).then(() => true, () => false);
-    if (await exists(CA_FILES.cert)) {
-      return CertificateAuthority.fromFiles({
-        trustDomain: opts.trustDomain,
-        certFile: join(dir, CA_FILES.cert),
-        keyFile: join(dir, CA_FILES.key),
-        ...((await exists(CA_FILES.chain)) ? { chainFile: join(dir, CA_FILES.chain) } : {}),
-        ...((await exists(CA_FILES.root)) ? { rootFile: join(dir, CA_FILES.root) } : {}),
-      });
-    }
+    const load = async () => CertificateAuthority.fromFiles({
+      trustDomain: opts.trustDomain,
+      certFile: join(dir, CA_FILES.cert),
+      keyFile: join(dir, CA_FILES.key),
+      ...((await exists(CA_FILES.chain)) ? { chainFile: join(dir, CA_FILES.chain) } : {}),
+      ...((await exists(CA_FILES.root)) ? { rootFile: join(dir, CA_FILES.root) } : {}),
+    });
+    if (await exists(CA_FILES.cert)) return load();
     const ca = CertificateAuthority.generateRoot(opts);
     const pem = ca.exportPem();
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFile(join(dir, CA_FILES.key), pem.keyPem, { mode: 0o600, flag: 'wx' });
-    await writeFile(join(dir, CA_FILES.cert), pem.certPem, { mode: 0o644 });
+    try {
+      await writeFile(join(dir, CA_FILES.key), pem.keyPem, { mode: 0o600, flag: 'wx' });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // Another process is generating the CA here: wait for its certificate.
+      const waitMs = opts.waitMs ?? 10_000;
+      for (const end = Date.now() + waitMs; !(await exists(CA_FILES.cert));) {
+        if (Date.now() > end) {
+          throw new IdentityError('invalid-ca', `${join(dir, CA_FILES.key)} exists but ${CA_FILES.cert} did not appear within ${waitMs} ms: a CA generation was interrupted? Remove the key file to generate a new CA, or add its certificate`);
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return load();
+    }
     await writeFile(join(dir, CA_FILES.chain), pem.chainPem, { mode: 0o644 });
     await writeFile(join(dir, CA_FILES.root), pem.rootPem, { mode: 0o644 });
+    const partial = join(dir, `.${CA_FILES.cert}.${process.pid}.${randomBytes(4).toString('hex')}`);
+    await writeFile(partial, pem.certPem, { mode: 0o644 });
+    await rename(partial, join(dir, CA_FILES.cert));
     return ca;
   }
 

@@ -5,12 +5,15 @@
  * watches the files, and tells the workers to reload once a change has validated.
  */
 import cluster, { type Worker } from 'node:cluster';
+import path from 'node:path';
 import { Registry } from 'prom-client';
 import { clusterMetrics, clusterWorkerMetrics, startAdminServer } from '../admin/index.js';
 import { loadMeshConfig, resolveFilters, watchMeshConfig, type LoadedMeshConfig, type ResolvedFilters } from '../config/index.js';
 import { errorMessage } from '../deps.js';
 import { createTelemetry } from '../telemetry/index.js';
 import { runNode, type RunOptions } from './run.js';
+import { loadCa } from './identity.js';
+import { summarizeCertificate } from '../identity/ca.js';
 
 type ToWorker = { ambit: 'reload' } | { ambit: 'shutdown' };
 type FromWorker = { ambit: 'ready' } | { ambit: 'reloaded'; ok: boolean } | { ambit: 'failed'; error: string };
@@ -47,6 +50,9 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   let loaded: LoadedMeshConfig = await loadMeshConfig(options.config);
   let resolved: ResolvedFilters = await resolveFilters(loaded);
   for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}` : ''}: ${w.pointer}: ${w.message}`);
+
+  // The CA is generated (on first start) here, once, before the workers load it.
+  const identityCa = loaded.config.identity ? await loadCa(loaded.config.identity, loaded.config.trustDomain, path.dirname(loaded.path)) : undefined;
 
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const ready = new Set<Worker>();
@@ -89,6 +95,9 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     configDump: () => ({
       file: loaded.path, workers: options.workers, config: loaded.config,
       filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256 })),
+      identity: identityCa
+        ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
+        : { mtls: 'off: the config sets no identity' },
     }),
     metrics: clusterMetrics(),
   });

@@ -1,13 +1,15 @@
 /**
  * `/config_dump`: the effective configuration (defaults filled in), each filter with
  * the sha256 of the component actually loaded, the chains built from them, and the
- * listeners. No component bytes, no keys.
+ * listeners, and (with mTLS) the CA and every certificate: SPIFFE ID, fingerprint,
+ * serial and expiry. No component bytes, no keys.
  */
 import type { FilterEngine } from '../filters/engine.js';
 import type { NodeProxy } from '../proxy/proxy.js';
 import type { BuiltState } from './state.js';
+import type { NodeIdentity } from './identity.js';
 
-export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined): unknown {
+export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, identity?: NodeIdentity): unknown {
   return {
     version: state.version,
     file: state.loaded.path,
@@ -33,5 +35,7 @@ export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeP
     })),
     chains: [...state.chains.entries()].map(([plan, chain]) => ({ plan, filters: chain.filters })),
     stats: Object.fromEntries(engine.stats()),
+    // Certificates by fingerprint, SPIFFE ID and expiry; the store never hands out keys here.
+    identity: identity ? { ...identity.describe(), hbone: proxy.tunnels?.stats() } : { mtls: 'off: the config sets no identity' },
   };
 }

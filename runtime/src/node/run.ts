@@ -18,6 +18,8 @@ import { originalDstSupport } from '../proxy/original-dst.js';
 import { createTelemetry, type AccessLogDestination, type AmbitTelemetry } from '../telemetry/index.js';
 import { buildState, EndpointRegistry, type BuiltState } from './state.js';
 import { configDump } from './config-dump.js';
+import { startIdentity, type NodeIdentity } from './identity.js';
+import { registerMeshMetrics } from '../telemetry/mesh-metrics.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML). */
@@ -29,7 +31,7 @@ export interface RunOptions {
   /** Watch the config and filter files and reload on change. Default true. */
   watch?: boolean;
   /** Overrides for tests: listen on these ports instead of the config's (0: any free port). */
-  ports?: { outbound?: number; inbound?: number; admin?: number };
+  ports?: { outbound?: number; inbound?: number; admin?: number; hbone?: number };
   /** Share a registry (cluster workers hand theirs to the primary). */
   registry?: Registry;
 }
@@ -40,6 +42,8 @@ export interface RunningNode {
   readonly admin: AdminServer | undefined;
   readonly state: BuiltState;
   readonly engine: FilterEngine;
+  /** The CA and certificate store, when the config sets `identity` (mTLS between nodes). */
+  readonly identity: NodeIdentity | undefined;
   /** Loads the config again and swaps it in; false (and the old state kept) when it fails. */
   reload(): Promise<boolean>;
   close(): Promise<void>;
@@ -81,8 +85,31 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     },
     { name: 'inbound', direction: 'inbound', address: config.proxy.inbound.address, port: options.ports?.inbound ?? config.proxy.inbound.port },
   ];
-  const proxy = new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader });
-  await proxy.start();
+  let identity: NodeIdentity | undefined;
+  if (config.identity) {
+    try {
+      identity = await startIdentity(config, loaded.path, telemetry);
+    } catch (e) {
+      await state.close(0);
+      await engine.close();
+      await telemetry.flush();
+      throw e;
+    }
+  }
+  const mtls = identity && config.identity ? {
+    store: identity.store,
+    nodeIdentity: identity.nodeIdentity,
+    listen: { address: config.proxy.hbone.address, port: options.ports?.hbone ?? config.proxy.hbone.port },
+    connectTimeoutMs: config.proxy.hbone.connectTimeoutMs,
+  } : undefined;
+  const proxy = new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
+  try {
+    await proxy.start();
+  } catch (e) {
+    identity?.close();
+    throw e;
+  }
+  if (identity && proxy.tunnels) registerMeshMetrics(registry, proxy.tunnels, identity.store);
 
   let admin: AdminServer | undefined;
   if (options.admin !== false) {
@@ -90,7 +117,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       address: config.proxy.admin.address,
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
-      configDump: () => configDump(state, engine, proxy, odst.unavailable),
+      configDump: () => configDump(state, engine, proxy, odst.unavailable, identity),
       metrics: registryMetrics(registry),
     });
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
@@ -103,6 +130,15 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       const nextLoaded = await loadMeshConfig(options.config);
       const nextResolved = await resolveFilters(nextLoaded);
       const next = await buildState(nextLoaded, nextResolved, engine, endpoints, ++version);
+      if (identity) {
+        if (JSON.stringify(nextLoaded.config.identity) !== JSON.stringify(config.identity)) {
+          telemetry.warn('config reload: changes to identity (CA, certificate lifetime) take effect at the next start');
+        }
+        await identity.update(nextLoaded.config).catch(async (e: unknown) => {
+          await next.close(0);
+          throw e;
+        });
+      }
       const old = state;
       state = next;
       watcher?.update([nextLoaded.path, ...nextResolved.wasmFiles]);
@@ -131,7 +167,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   }
 
   return {
-    telemetry, proxy, admin, engine,
+    telemetry, proxy, admin, engine, identity,
     get state() { return state; },
     reload,
     async close() {
@@ -139,6 +175,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       await reloading.catch(() => undefined);
       await admin?.close();
       await proxy.close(config.proxy.limits.drainTimeoutMs);
+      identity?.close();
       await engine.close();
       await telemetry.flush();
       await telemetry.close();

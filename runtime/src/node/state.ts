@@ -8,7 +8,8 @@ import type { LoadedMeshConfig, ResolvedFilters, ServiceConfig } from '../config
 import { chainBindings } from '../config/index.js';
 import type { FilterChain, FilterEngine } from '../filters/engine.js';
 import { MeshIndex, selectorMatches, serviceKeyOfHost, type Destination, type FilterPlan, type MeshEndpoint, type MeshWorkload } from '../mesh/index.js';
-import { DEFAULT_LIMITS, RetainCount, newServiceLoad, type ServiceLoadCounter, type ProxyLimits, type ProxyState, type Route, type WorkloadInfo } from '../proxy/state.js';
+import { DEFAULT_LIMITS, RetainCount, newServiceLoad, type ServiceLoadCounter, type ProxyLimits, type ProxyState, type Route, type TunnelNode, type WorkloadInfo } from '../proxy/state.js';
+import { canonicalIp } from '../mesh/address.js';
 import { Balancer } from '../upstream/balancer.js';
 import { Endpoint, endpointKey, type OutlierPolicy } from '../upstream/endpoint.js';
 
@@ -36,7 +37,7 @@ export interface BuiltState extends ProxyState {
 }
 
 function workloadInfo(w: MeshWorkload): WorkloadInfo {
-  return { name: w.workload.name, namespace: w.workload.namespace, serviceAccount: w.workload.serviceAccount, address: w.workload.address, identity: w.identity };
+  return { name: w.workload.name, namespace: w.workload.namespace, serviceAccount: w.workload.serviceAccount, address: w.workload.address, identity: w.identity, local: w.local };
 }
 
 function outlierOf(s: ServiceConfig): OutlierPolicy {
@@ -146,6 +147,15 @@ export async function buildState(
     return r;
   };
 
+  // Workloads on other nodes that have an HBONE address: their traffic is tunnelled.
+  const nodes = new Map(config.nodes.map((n) => [n.name, { name: n.name, address: canonicalIp(n.address) ?? n.address, port: n.hbonePort }]));
+  const tunnelNodes = new Map<string, TunnelNode>();
+  for (const w of mesh.workloads.values()) {
+    const node = w.local ? undefined : nodes.get(w.workload.node ?? config.node);
+    const ip = canonicalIp(w.workload.address);
+    if (node && ip) tunnelNodes.set(ip, node);
+  }
+
   let closed: Promise<void> | undefined;
   const users = new RetainCount();
   return {
@@ -172,6 +182,9 @@ export async function buildState(
     workloadByAddress(address) {
       const w = mesh.workloadByAddress(address);
       return w ? workloadInfo(w) : undefined;
+    },
+    tunnelNode(address) {
+      return tunnelNodes.get(canonicalIp(address) ?? address);
     },
     retain: () => users.retain(),
     close(drainMs = limits.drainTimeoutMs) {

@@ -16,8 +16,8 @@ export interface ConnInfo {
   source: { address: string; port: number; workload?: WorkloadInfo; identity?: string };
   /** The original destination: what the client asked for. */
   destination: { address: string; port: number };
-  /** How the original destination was learned. */
-  destinationFrom: 'so_original_dst' | 'listener-target';
+  /** How the original destination was learned (`hbone`: the CONNECT authority of a tunnel from another node). */
+  destinationFrom: 'so_original_dst' | 'listener-target' | 'hbone';
 }
 
 /** Where a socket's ConnInfo hangs (readable through the HTTP/2 session's socket proxy too). */
@@ -26,7 +26,10 @@ export const kConn: unique symbol = Symbol('ambit.conn');
 export type SocketWithConn = { [kConn]?: ConnInfo };
 
 export function connOf(socket: unknown): ConnInfo | undefined {
-  return (socket as SocketWithConn | null)?.[kConn];
+  const s = socket as (SocketWithConn & { stream?: SocketWithConn }) | null;
+  // HTTP/2 served over a stream that is not a socket (an HBONE tunnel) runs on a socket
+  // Node wraps around it, whose `stream` is the tunnel.
+  return s?.[kConn] ?? s?.stream?.[kConn];
 }
 
 export function sourcePeer(c: ConnInfo): Peer {

@@ -18,6 +18,7 @@ import type { Telemetry } from '../telemetry/types.js';
 import { recordResult } from '../upstream/outlier.js';
 import { UpstreamError, type UpstreamClient, type UpstreamResponse } from '../upstream/types.js';
 import type { Endpoint } from '../upstream/endpoint.js';
+import type { Dialer } from '../upstream/dialer.js';
 import { connectionRoute, connOf, filterContext, peerRecord, type ConnInfo } from './context.js';
 import { fromRawHeaders, headerValue, toHeaderObject } from './headers.js';
 import { passthroughRoute } from './passthrough.js';
@@ -31,6 +32,8 @@ export interface HttpPipelineDeps {
   telemetry: Telemetry;
   http1: UpstreamClient;
   http2: UpstreamClient;
+  /** How upstream connections to an endpoint are made for a connection (an HBONE tunnel), if not by TCP. */
+  dialer?(conn: ConnInfo, endpoint: Endpoint): Dialer | undefined;
 }
 
 interface Attempt {
@@ -230,7 +233,7 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
   let excluded: Endpoint | undefined;
   for (;;) {
     log.attempts = attempt;
-    const tried = await tryUpstream(client, route, endpoints, perTryTimeoutMs, head, sendBody, excluded);
+    const tried = await tryUpstream(client, route, endpoints, perTryTimeoutMs, head, sendBody, excluded, deps.dialer ? (ep) => deps.dialer!(conn, ep) : undefined);
     if (clientGone) { tried.response?.body.destroy(); return; }
     const ctx = attempt === 1 ? ctx0 : { ...ctx0, attempt };
     log.upstream = tried.endpoint ? { address: tried.endpoint.address, port: tried.endpoint.port } : undefined;
@@ -290,6 +293,7 @@ function localReason(out: PhaseOutcome): string {
 
 async function tryUpstream(
   client: UpstreamClient, route: Route, endpoints: Endpoint[], timeoutMs: number, head: RequestHead, body: Buffer | Readable | null, exclude?: Endpoint,
+  dialerFor?: (ep: Endpoint) => Dialer | undefined,
 ): Promise<Attempt> {
   const ep = route.balancer.pick(endpoints, Date.now(), exclude);
   if (!ep) {
@@ -300,7 +304,7 @@ async function tryUpstream(
   try {
     const response = await client.send(ep.address, ep.port, {
       method: head.method, path: head.path, authority: head.authority, scheme: head.scheme, headers: head.headers,
-      body, timeoutMs, connectTimeoutMs: route.connectTimeoutMs,
+      body, timeoutMs, connectTimeoutMs: route.connectTimeoutMs, dial: dialerFor?.(ep),
     });
     recordResult(ep, response.status >= 500, endpoints, route.outlier);
     let released = false;

@@ -4,13 +4,22 @@
  *
  *   accept → original destination → source workload → route → connection phase
  *   → (L7 bound? sniff: HTTP/1.1 | HTTP/2 → L7 pipeline) | L4 splice
+ *
+ * With mTLS (`mtls`), tunnels from other nodes arrive on the HBONE listener and join the
+ * same path at "route", as inbound connections whose source identity is the peer's
+ * certificate's; and upstream connections to workloads on other nodes go through HBONE
+ * tunnels (./tunnels.ts) instead of plain TCP.
  */
 import http, { type IncomingMessage } from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { applyRequestOps, type Direction, type RequestHead } from '../deps.js';
+import type { ServerHttp2Stream } from 'node:http2';
+import { applyRequestOps, type Connection, type Direction, type RequestHead } from '../deps.js';
+import { parseAuthority, type HboneServerEvent, type TunnelDecision, type TunnelRequest } from '../hbone/index.js';
+import type { Dialer } from '../upstream/dialer.js';
+import type { Endpoint } from '../upstream/endpoint.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { Http1Client } from '../upstream/http1.js';
 import { Http2Client } from '../upstream/http2.js';
@@ -23,6 +32,15 @@ import { passthroughRoute } from './passthrough.js';
 import { sniff, SniffTimeout } from './sniff.js';
 import type { ProxyState, Route } from './state.js';
 import { upgradeUpstream } from './websocket.js';
+import { admitTunnel, MeshTunnels, type MeshTlsOptions } from './tunnels.js';
+
+/** `10.0.0.1:80` / `[fd00::1]:80` as address and port (port 0 when it is not one, e.g. `unknown`). */
+function splitEndpoint(text: string): { address: string; port: number } {
+  return parseAuthority(text) ?? { address: text, port: 0 };
+}
+
+/** TLS facts of the connection, for the connection phase (absent: plaintext). */
+type TlsInfo = NonNullable<Connection['tls']>;
 
 export interface ListenerSpec {
   name: string;
@@ -42,6 +60,8 @@ export interface NodeProxyOptions {
   state: ProxyState;
   telemetry: Telemetry;
   originalDst?: OriginalDstReader;
+  /** mTLS between nodes: the HBONE listener and tunnels to other nodes. Without it, no mTLS. */
+  mtls?: MeshTlsOptions;
 }
 
 interface BoundListener {
@@ -59,11 +79,22 @@ export class NodeProxy {
   private readonly sockets = new Set<Socket>();
   private closing = false;
   private readonly handler: ReturnType<typeof createRequestHandler>;
+  /** HBONE in and out, when mTLS is on. */
+  readonly tunnels: MeshTunnels | undefined;
 
   constructor(private readonly options: NodeProxyOptions) {
     this.current = options.state;
     const limits = this.current.limits;
-    const handler = createRequestHandler({ state: () => this.current, telemetry: options.telemetry, http1: this.http1, http2: this.http2 });
+    if (options.mtls) {
+      this.tunnels = new MeshTunnels(options.mtls, {
+        onTunnel: (t) => this.onTunnel(t),
+        onEvent: (e) => this.onHboneEvent(e),
+      });
+    }
+    const handler = createRequestHandler({
+      state: () => this.current, telemetry: options.telemetry, http1: this.http1, http2: this.http2,
+      dialer: (conn, ep) => this.dialerFor(conn, ep),
+    });
     this.handler = handler;
     this.http1Server = http.createServer({
       maxHeaderSize: limits.maxHeaderBytes,
@@ -107,6 +138,10 @@ export class NodeProxy {
       const a = server.address() as AddressInfo;
       this.options.telemetry.info(`listening: ${spec.name} (${spec.direction}) on ${a.address}:${a.port}`);
     }
+    if (this.tunnels) {
+      const a = await this.tunnels.listen();
+      this.options.telemetry.info(`listening: hbone (inbound, mTLS as ${this.tunnels.nodeIdentity}) on ${a.address}:${a.port}`);
+    }
   }
 
   /** Where each listener ended up (port 0 → the real port). */
@@ -116,6 +151,8 @@ export class NodeProxy {
       const a = b.server.address() as AddressInfo;
       out[b.spec.name] = { address: a.address, port: a.port };
     }
+    const h = this.tunnels?.address();
+    if (h) out.hbone = h;
     return out;
   }
 
@@ -133,13 +170,14 @@ export class NodeProxy {
   async close(drainMs = 5_000): Promise<void> {
     this.closing = true;
     await Promise.all(this.bound.map((b) => new Promise<void>((r) => b.server.close(() => r()))));
+    const tunnelsClosed = this.tunnels?.close(drainMs);
     this.http1Server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
     while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     for (const s of this.sockets) s.destroy();
     this.http1Server.close();
     this.http2Server.close();
-    await Promise.all([this.http1.close(), this.http2.close()]);
+    await Promise.all([this.http1.close(), this.http2.close(), tunnelsClosed]);
     await this.current.close();
   }
 
@@ -178,17 +216,29 @@ export class NodeProxy {
       source: {
         address: sourceAddress, port: socket.remotePort ?? 0, workload,
         // Outbound traffic comes from a local workload: the proxy acts with its identity.
+        // Plaintext inbound traffic carries none.
         identity: spec.direction === 'outbound' ? workload?.identity : undefined,
       },
       destination: { address: destination.address, port: destination.port },
       destinationFrom: redirected ? 'so_original_dst' : 'listener-target',
     };
+    await this.serve(socket, conn, state, started, undefined);
+  }
+
+  /**
+   * Everything after the connection's facts are known, for a TCP connection and an HBONE
+   * tunnel stream alike: route → connection phase → L7 pipeline or L4 splice.
+   */
+  private async serve(socket: Duplex, conn: ConnInfo, state: ProxyState, started: number, tls: TlsInfo | undefined): Promise<void> {
+    const t = this.options.telemetry;
+    const spec = { direction: conn.direction };
+    const counts = socket as Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
     (socket as SocketWithConn)[kConn] = conn;
     const route = connectionRoute(state, conn);
     const ctx = filterContext(conn, route, randomUUID(), 1);
     const record = (mode: 'l4' | 'l7', extra: { bytesReceived?: number; bytesSent?: number; error?: string; denied?: { filter: string; reason: string }; upstream?: { address: string; port: number } }) => t.connection({
       direction: spec.direction, mode, source: peerRecord(ctx.source), destination: peerRecord(ctx.destination), service: route?.service,
-      bytesReceived: extra.bytesReceived ?? socket.bytesRead, bytesSent: extra.bytesSent ?? socket.bytesWritten,
+      bytesReceived: extra.bytesReceived ?? counts.bytesRead ?? 0, bytesSent: extra.bytesSent ?? counts.bytesWritten ?? 0,
       durationMs: performance.now() - started, denied: extra.denied, error: extra.error, upstream: extra.upstream,
     });
 
@@ -196,7 +246,7 @@ export class NodeProxy {
       // The phase runs on the snapshot it started on, even if a reload swaps it meanwhile
       // (HTTP requests retain theirs per request).
       const release = state.retain();
-      const out = await route.chain.run({ phase: 'connection', conn: { context: ctx, tls: undefined } }).finally(release);
+      const out = await route.chain.run({ phase: 'connection', conn: { context: ctx, tls } }).finally(release);
       t.filterPhase('connection', out);
       if (out.action === 'deny') {
         socket.destroy();
@@ -224,11 +274,58 @@ export class NodeProxy {
         return;
       }
     }
-    await this.spliceTo(socket, route ?? passthroughRoute(conn), record);
+    await this.spliceTo(socket, conn, route ?? passthroughRoute(conn), record);
+  }
+
+  /** How an upstream connection to `ep` is made for `conn`: through HBONE when the endpoint's workload is on another node. */
+  private dialerFor(conn: ConnInfo, ep: Endpoint): Dialer | undefined {
+    if (!this.tunnels || conn.direction !== 'outbound') return undefined;
+    const node = this.current.tunnelNode?.(ep.address);
+    if (!node) return undefined;
+    return this.tunnels.dialer({ address: conn.source.address, identity: conn.source.identity }, { address: ep.address, port: ep.port }, node);
+  }
+
+  /** A CONNECT from another node: admitted (./tunnels.ts `admitTunnel`), then served like an accepted connection. */
+  private onTunnel(req: TunnelRequest): TunnelDecision {
+    if (this.closing) return { allow: false, status: 503, reason: 'the node proxy is shutting down' };
+    const admitted = admitTunnel(this.current, req);
+    if (!admitted.ok) return { allow: false, status: admitted.status, reason: admitted.reason };
+    return {
+      allow: true,
+      serve: (stream: ServerHttp2Stream) => {
+        const started = performance.now();
+        stream.on('error', () => { /* reported by whoever handles the stream */ });
+        this.serve(stream, admitted.conn, this.current, started, admitted.tls).catch((e: unknown) => {
+          this.options.telemetry.error('serving an HBONE tunnel failed', { error: String(e) });
+          stream.destroy();
+        });
+      },
+    };
+  }
+
+  /** Refused HBONE connections and tunnels: logged, and in the access log as denied inbound connections. */
+  private onHboneEvent(e: HboneServerEvent): void {
+    if (e.type !== 'connection-refused' && e.type !== 'tunnel-refused') return;
+    const t = this.options.telemetry;
+    const listener = this.tunnels?.address() ?? { address: '', port: 0 };
+    const source = splitEndpoint(e.remote);
+    if (e.type === 'connection-refused') {
+      t.warn(`hbone: refused connection from ${e.remote}: ${e.reason}`);
+      t.connection({
+        direction: 'inbound', mode: 'l4', source, destination: listener, bytesReceived: 0, bytesSent: 0, durationMs: 0,
+        denied: { filter: 'hbone', reason: e.reason },
+      });
+    } else {
+      t.warn(`hbone: refused tunnel from ${e.peerIdentity} (${e.remote}) to ${e.authority}: ${e.status} ${e.reason}`);
+      t.connection({
+        direction: 'inbound', mode: 'l4', source: { ...source, identity: e.peerIdentity }, destination: splitEndpoint(e.authority),
+        bytesReceived: 0, bytesSent: 0, durationMs: 0, denied: { filter: 'hbone', reason: `${e.status} ${e.reason}` },
+      });
+    }
   }
 
   private async spliceTo(
-    socket: Socket, route: Route,
+    socket: Duplex, conn: ConnInfo, route: Route,
     record: (mode: 'l4', extra: { bytesReceived?: number; bytesSent?: number; error?: string; upstream?: { address: string; port: number } }) => void,
   ): Promise<void> {
     const ep = route.balancer.pick(route.endpoints);
@@ -238,7 +335,7 @@ export class NodeProxy {
       return;
     }
     ep.active++;
-    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs);
+    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs, undefined, this.dialerFor(conn, ep));
     ep.active--;
     recordResult(ep, r.connectFailed, route.endpoints, route.outlier);
     record('l4', { bytesReceived: r.bytesReceived, bytesSent: r.bytesSent, error: r.error, upstream: { address: ep.address, port: ep.port } });
@@ -294,7 +391,7 @@ export class NodeProxy {
       return;
     }
     ep.active++;
-    const r = await upgradeUpstream(req, head, socket, firstBytes, ep.address, ep.port, route.connectTimeoutMs);
+    const r = await upgradeUpstream(req, head, socket, firstBytes, ep.address, ep.port, route.connectTimeoutMs, this.dialerFor(conn, ep));
     ep.active--;
     this.options.telemetry.request({
       ...base, status: 101, durationMs: performance.now() - started, bytesReceived: r.bytesReceived, bytesSent: r.bytesSent,

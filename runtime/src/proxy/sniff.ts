@@ -3,7 +3,7 @@
  * HTTP/2 connection preface, an HTTP/1.x request line, or anything else (opaque).
  * The bytes read are pushed back onto the socket for whoever handles it next.
  */
-import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 
 export type SniffedProtocol = 'http1' | 'http2' | 'opaque';
 
@@ -40,7 +40,7 @@ export class SniffTimeout extends Error {}
  * Reads until the protocol is known, then pauses the socket with the bytes put back.
  * Rejects with SniffTimeout when the client sends too little within `timeoutMs`.
  */
-export function sniff(socket: Socket, timeoutMs: number): Promise<SniffedProtocol> {
+export function sniff(socket: Duplex, timeoutMs: number): Promise<SniffedProtocol> {
   return new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0);
     const done = (err: Error | undefined, p?: SniffedProtocol) => {

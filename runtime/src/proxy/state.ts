@@ -15,6 +15,15 @@ export interface WorkloadInfo {
   address: string;
   /** `spiffe://<trust-domain>/ns/<namespace>/sa/<serviceAccount>` */
   identity: string;
+  /** Runs on this node (undefined: not known, treated as local). */
+  local?: boolean;
+}
+
+/** Another node's HBONE listener, where traffic to its workloads is tunnelled. */
+export interface TunnelNode {
+  name: string;
+  address: string;
+  port: number;
 }
 
 export type PortProtocol = 'auto' | 'http' | 'http2' | 'tcp';
@@ -101,6 +110,12 @@ export interface ProxyState {
    */
   routeByHost?(direction: Direction, authority: string, defaultPort: number): Route | undefined;
   workloadByAddress(address: string): WorkloadInfo | undefined;
+  /**
+   * The node a workload address runs on, when it is another node listed with its HBONE
+   * address: traffic to it goes through an mTLS tunnel. Undefined: local, unknown or
+   * unreachable by HBONE (sent directly).
+   */
+  tunnelNode?(address: string): TunnelNode | undefined;
   /**
    * Marks a request or connection as using this snapshot until the returned function is
    * called: `close()` waits for them, so a request that started on a snapshot finishes

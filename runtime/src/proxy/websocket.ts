@@ -6,15 +6,16 @@
 import type { Socket } from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { RequestHead } from '../deps.js';
+import type { Dialer } from '../upstream/dialer.js';
 import { splice, type SpliceResult } from './l4.js';
 
 export function upgradeUpstream(
-  req: IncomingMessage, head: RequestHead, client: Socket, firstBytes: Buffer, address: string, port: number, connectTimeoutMs: number,
+  req: IncomingMessage, head: RequestHead, client: Socket, firstBytes: Buffer, address: string, port: number, connectTimeoutMs: number, dial?: Dialer,
 ): Promise<SpliceResult> {
   const lines = [`${head.method} ${head.path} HTTP/1.1`, `host: ${head.authority}`];
   for (const [k, v] of head.headers) lines.push(`${k}: ${v}`);
   // Restore the hop-by-hop headers the upgrade needs.
   lines.push('connection: upgrade', `upgrade: ${req.headers.upgrade ?? ''}`);
   const prelude = Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), firstBytes]);
-  return splice(client, address, port, connectTimeoutMs, prelude);
+  return splice(client, address, port, connectTimeoutMs, prelude, dial);
 }

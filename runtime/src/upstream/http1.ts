@@ -1,5 +1,8 @@
 /** HTTP/1.1 to upstreams through undici connection pools, one pool per endpoint, kept across reloads. */
-import { Pool, errors as undiciErrors } from 'undici';
+import type { Socket } from 'node:net';
+import { Pool, errors as undiciErrors, type buildConnector } from 'undici';
+import type { Duplex } from 'node:stream';
+import { DialError, type Dialer } from './dialer.js';
 import { endpointKey } from './endpoint.js';
 import { fromHeaderObject, toHeaderObject } from '../proxy/headers.js';
 import { UpstreamError, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './types.js';
@@ -15,13 +18,13 @@ export class Http1Client implements UpstreamClient {
 
   constructor(private readonly options: Http1ClientOptions = {}) {}
 
-  private pool(address: string, port: number, connectTimeoutMs: number): Pool {
-    const key = `${endpointKey(address, port)}/${connectTimeoutMs}`;
+  private pool(address: string, port: number, connectTimeoutMs: number, dial: Dialer | undefined): Pool {
+    const key = `${endpointKey(address, port)}/${connectTimeoutMs}${dial ? `/${dial.key}` : ''}`;
     let p = this.pools.get(key);
     if (!p) {
       const host = address.includes(':') ? `[${address}]` : address;
       p = new Pool(`http://${host}:${port}`, {
-        connect: { timeout: connectTimeoutMs },
+        connect: dial ? dialConnector(dial, connectTimeoutMs) : { timeout: connectTimeoutMs },
         keepAliveTimeout: this.options.keepAliveTimeoutMs ?? 30_000,
         pipelining: 1,
         // Timeouts are set per request.
@@ -37,7 +40,7 @@ export class Http1Client implements UpstreamClient {
     const headers = toHeaderObject(req.headers);
     headers.host = req.authority;
     try {
-      const res = await this.pool(address, port, req.connectTimeoutMs).request({
+      const res = await this.pool(address, port, req.connectTimeoutMs, req.dial).request({
         method: req.method as 'GET',
         path: req.path,
         headers,
@@ -63,8 +66,20 @@ export class Http1Client implements UpstreamClient {
   }
 }
 
+/**
+ * An undici connector over a dialer. undici drives any duplex stream as its socket; it
+ * only asks sockets for `ref`/`unref` when they have them.
+ */
+function dialConnector(dial: Dialer, timeoutMs: number): buildConnector.connector {
+  return (_opts, callback) => {
+    // Typed as a Socket by undici; it uses only the stream side (and ref/unref if present).
+    dial.open(timeoutMs).then((s: Duplex) => callback(null, s as Socket), (e: Error) => callback(e, null));
+  };
+}
+
 function classify(e: unknown): UpstreamError {
   if (e instanceof UpstreamError) return e;
+  if (e instanceof DialError) return new UpstreamError(e.kind, e.message, { cause: e });
   const err = e as { code?: string; message?: string };
   const msg = err.message ?? String(e);
   if (e instanceof undiciErrors.ConnectTimeoutError || err.code === 'UND_ERR_CONNECT_TIMEOUT') return new UpstreamError('connect-timeout', msg, { cause: e });

@@ -3,6 +3,7 @@
  * multiplexed session per endpoint, re-established when it closes or sends GOAWAY.
  */
 import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
+import { DialError, type Dialer } from './dialer.js';
 import { endpointKey } from './endpoint.js';
 import { fromHeaderObject } from '../proxy/headers.js';
 import { UpstreamError, type UpstreamClient, type UpstreamRequest, type UpstreamResponse } from './types.js';
@@ -11,13 +12,13 @@ import type { Headers } from '../deps.js';
 export class Http2Client implements UpstreamClient {
   private readonly sessions = new Map<string, Promise<ClientHttp2Session>>();
 
-  private session(address: string, port: number, connectTimeoutMs: number): Promise<ClientHttp2Session> {
-    const key = endpointKey(address, port);
+  private session(address: string, port: number, connectTimeoutMs: number, dial: Dialer | undefined): Promise<ClientHttp2Session> {
+    const key = dial ? `${endpointKey(address, port)}/${dial.key}` : endpointKey(address, port);
     const existing = this.sessions.get(key);
     if (existing) return existing;
-    const p = new Promise<ClientHttp2Session>((resolve, reject) => {
+    const p = (dial ? dial.open(connectTimeoutMs) : Promise.resolve(undefined)).then((tunnel) => new Promise<ClientHttp2Session>((resolve, reject) => {
       const host = address.includes(':') ? `[${address}]` : address;
-      const s = http2.connect(`http://${host}:${port}`);
+      const s = tunnel ? http2.connect(`http://${host}:${port}`, { createConnection: () => tunnel }) : http2.connect(`http://${host}:${port}`);
       const timer = connectTimeoutMs > 0
         ? setTimeout(() => {
           s.destroy();
@@ -34,6 +35,9 @@ export class Http2Client implements UpstreamClient {
       s.once('goaway', forget);
       s.once('close', forget);
       s.setTimeout(60_000, () => s.close());
+    }), (e: unknown) => {
+      if (this.sessions.get(key) === p) this.sessions.delete(key);
+      throw e instanceof DialError ? new UpstreamError(e.kind, e.message, { cause: e }) : e;
     });
     p.catch(() => undefined);
     this.sessions.set(key, p);
@@ -41,7 +45,7 @@ export class Http2Client implements UpstreamClient {
   }
 
   async send(address: string, port: number, req: UpstreamRequest): Promise<UpstreamResponse> {
-    const session = await this.session(address, port, req.connectTimeoutMs);
+    const session = await this.session(address, port, req.connectTimeoutMs, req.dial);
     const headers: Record<string, string | string[]> = {
       ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': req.scheme,
     };

@@ -1,5 +1,6 @@
 import type { Readable } from 'node:stream';
 import type { Headers } from '../deps.js';
+import type { Dialer } from './dialer.js';
 
 export interface UpstreamRequest {
   method: string;
@@ -13,6 +14,8 @@ export interface UpstreamRequest {
   timeoutMs: number;
   connectTimeoutMs: number;
   signal?: AbortSignal;
+  /** Connections are made by this instead of a TCP connect (an HBONE tunnel). */
+  dial?: Dialer;
 }
 
 export interface UpstreamResponse {

@@ -25,7 +25,7 @@ const REPO = path.resolve(here, '../../../..');
 const CLI = path.join(REPO, 'runtime/dist/cli.js');
 const CONNECTIONS = 50;
 
-interface Result {
+export interface Result {
   name: string;
   rps: number;
   p50ms: number;
@@ -33,7 +33,7 @@ interface Result {
   errors: number;
 }
 
-function has(cmd: string): boolean {
+export function has(cmd: string): boolean {
   try {
     execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
     return true;
@@ -42,7 +42,7 @@ function has(cmd: string): boolean {
   }
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
   const p = (s.address() as AddressInfo).port;
@@ -50,24 +50,24 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-function pinned(core: number, cmd: string, args: string[]): ChildProcess {
+export function pinned(core: number, cmd: string, args: string[]): ChildProcess {
   const canPin = os.availableParallelism() > 1 && has('taskset');
   return canPin ? spawn('taskset', ['-c', String(core), cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'] }) : spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
 }
 
-async function waitHttp(port: number, p = '/', ms = 30_000): Promise<void> {
+export async function waitHttp(port: number, p = '/', ms = 30_000, host = '127.0.0.1'): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {
-      http.get({ host: '127.0.0.1', port, path: p, agent: false }, (res) => { res.resume(); resolve((res.statusCode ?? 0) < 500); }).on('error', () => resolve(false));
+      http.get({ host, port, path: p, agent: false }, (res) => { res.resume(); resolve((res.statusCode ?? 0) < 500); }).on('error', () => resolve(false));
     });
     if (ok) return;
-    if (Date.now() > end) throw new Error(`nothing answered on 127.0.0.1:${port}${p} within ${ms} ms`);
+    if (Date.now() > end) throw new Error(`nothing answered on ${host}:${port}${p} within ${ms} ms`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
 
-function stop(p: ChildProcess): Promise<void> {
+export function stop(p: ChildProcess): Promise<void> {
   if (p.exitCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     const t = setTimeout(() => p.kill('SIGKILL'), 5_000);
@@ -83,8 +83,8 @@ function unitMs(v: string): number {
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n;
 }
 
-function wrk(name: string, port: number, DURATION_S: number): Result {
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`];
+export function wrk(name: string, port: number, DURATION_S: number, host = '127.0.0.1'): Result {
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${DURATION_S}s`, '--latency', `http://${host}:${port}/`];
   const canPin = os.availableParallelism() > 1 && has('taskset');
   const out = execFileSync(canPin ? 'taskset' : 'wrk', canPin ? ['-c', '1', 'wrk', ...args] : args, { encoding: 'utf8', timeout: (DURATION_S + 30) * 1000 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? Number.NaN);
@@ -96,22 +96,22 @@ function wrk(name: string, port: number, DURATION_S: number): Result {
   return { name, rps, p50ms: p50, p99ms: p99, errors };
 }
 
-async function startUpstream(dir: string): Promise<{ port: number; proc: ChildProcess; kind: string }> {
+export async function startUpstream(dir: string, host = '127.0.0.1'): Promise<{ port: number; proc: ChildProcess; kind: string }> {
   const port = await freePort();
   if (has('nginx')) {
     const conf = path.join(dir, 'upstream.conf');
     await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/upstream.pid; error_log ${dir}/upstream-error.log;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:${port}; location / { return 200 "hello from upstream\\n"; } } }
+  server { listen ${host}:${port}; location / { return 200 "hello from upstream\\n"; } } }
 `);
     const proc = pinned(1, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/upstream-error.log`]);
-    await waitHttp(port);
+    await waitHttp(port, '/', 30_000, host);
     return { port, proc, kind: 'nginx return 200' };
   }
-  const script = `require('http').createServer((q, s) => { s.writeHead(200, { 'content-length': 20 }); s.end('hello from upstream\\n'); }).listen(${port}, '127.0.0.1');`;
+  const script = `require('http').createServer((q, s) => { s.writeHead(200, { 'content-length': 20 }); s.end('hello from upstream\\n'); }).listen(${port}, '${host}');`;
   const proc = pinned(1, process.execPath, ['-e', script]);
-  await waitHttp(port);
+  await waitHttp(port, '/', 30_000, host);
   return { port, proc, kind: 'node:http hello' };
 }
 

@@ -1,0 +1,103 @@
+/**
+ * The node's identity material, from the mesh config's `identity`: the mesh CA (loaded,
+ * or generated on first start), and a certificate store holding certificates for this
+ * node's workloads only (plus the node proxy's own identity, which its HBONE listener
+ * presents), issued at start and rotated before expiry. A reload updates which
+ * workloads are local; the CA and lifetimes are read once, at start.
+ */
+import path from 'node:path';
+import type { IdentityConfig, MeshConfig } from '../config/index.js';
+import { CertificateAuthority } from '../identity/ca.js';
+import { CertificateStore, type CertificateStoreDump } from '../identity/store.js';
+import { summarizeCertificate, type CertificateSummary } from '../identity/ca.js';
+import { workloadId } from '../identity/spiffe.js';
+import type { Telemetry } from '../telemetry/types.js';
+
+export interface NodeIdentity {
+  readonly ca: CertificateAuthority;
+  readonly store: CertificateStore;
+  /** `spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>`. */
+  readonly nodeIdentity: string;
+  /** Where the CA came from, for /config_dump. */
+  readonly caSource: string;
+  /** Names the local workloads of a (re)loaded config, and issues what they lack. */
+  update(config: MeshConfig): Promise<void>;
+  /** For /config_dump: certificates, SPIFFE IDs, fingerprints and expiry; never keys. */
+  describe(): IdentityDump;
+  close(): void;
+}
+
+export interface IdentityDump {
+  nodeIdentity: string;
+  ca: { source: string; certificate: CertificateSummary; intermediates: CertificateSummary[]; roots: CertificateSummary[] };
+  certTtlMs: number;
+  store: CertificateStoreDump;
+}
+
+/** The SPIFFE IDs this node holds certificates for: its workloads' and its own. */
+export function localIdentities(config: MeshConfig, nodeIdentity: string): string[] {
+  const ids = new Set<string>([nodeIdentity]);
+  for (const w of config.workloads) {
+    if ((w.node ?? config.node) === config.node) ids.add(workloadId(config.trustDomain, w.namespace, w.serviceAccount));
+  }
+  return [...ids].sort();
+}
+
+/** Loads the mesh CA the config names, generating it first when `ca.dir` holds none yet. */
+export async function loadCa(identity: IdentityConfig, trustDomain: string, configDir: string): Promise<{ ca: CertificateAuthority; source: string }> {
+  const at = (f: string) => path.resolve(configDir, f);
+  const c = identity.ca;
+  if (c.dir !== undefined) {
+    const dir = at(c.dir);
+    return { ca: await CertificateAuthority.loadOrCreate(dir, { trustDomain }), source: `dir ${dir}` };
+  }
+  const certFile = at(c.certFile!);
+  const ca = await CertificateAuthority.fromFiles({
+    trustDomain,
+    certFile,
+    keyFile: at(c.keyFile!),
+    ...(c.chainFile ? { chainFile: at(c.chainFile) } : {}),
+    ...(c.rootFile ? { rootFile: at(c.rootFile) } : {}),
+  });
+  return { ca, source: `files ${certFile}` };
+}
+
+export async function startIdentity(config: MeshConfig, configPath: string, telemetry: Telemetry): Promise<NodeIdentity> {
+  const identity = config.identity!;
+  const { ca, source } = await loadCa(identity, config.trustDomain, path.dirname(configPath));
+  const nodeIdentity = workloadId(config.trustDomain, identity.nodeNamespace, identity.nodeServiceAccount);
+  const store = new CertificateStore({ issuer: ca, ttlMs: identity.certTtlMs, localIdentities: localIdentities(config, nodeIdentity) });
+  store.on('rotated', (e) => telemetry.info(`certificate of ${e.identity} rotated`, {
+    fingerprint256: e.current.fingerprint256, notAfter: e.current.notAfter.toISOString(), previousFingerprint256: e.previous.fingerprint256,
+  }));
+  store.on('rotationFailed', (e) => telemetry.warn(`rotating the certificate of ${e.identity} failed; the current one keeps serving, retry in ${e.retryInMs} ms: ${e.error.message}`));
+  const issueAll = async (ids: string[]) => {
+    await Promise.all(ids.map((id) => store.acquire(id)));
+  };
+  await issueAll(localIdentities(config, nodeIdentity));
+  telemetry.info(`identity: CA ${ca.certificate.subject.replace(/\n/g, ', ')} (${source}); ${store.identities().length} certificates, lifetime ${identity.certTtlMs} ms`);
+  return {
+    ca, store, nodeIdentity, caSource: source,
+    async update(next) {
+      const ids = localIdentities(next, nodeIdentity);
+      store.setLocalIdentities(ids);
+      await issueAll(ids);
+    },
+    describe() {
+      return {
+        nodeIdentity,
+        ca: {
+          source,
+          certificate: summarizeCertificate(ca.certificate),
+          intermediates: ca.intermediates.map(summarizeCertificate),
+          roots: ca.roots.map(summarizeCertificate),
+        },
+        certTtlMs: identity.certTtlMs,
+        store: store.describe(),
+      };
+    },
+    close() {
+      store.close();
+    },
+  };
+}
