@@ -33,8 +33,7 @@ struct ambit_config {
   __u16 flags;              /* AMBIT_CFG_* */
   __u32 pad0;
   __u32 pad1;
-  __u32 pad2;
-  __u64 proxy_cgroup_id;    /* the proxy's own cgroup: its connects are never redirected */
+  __u64 proxy_cgroup_id;    /* offset 32 (struct size 48: runtime/src/capture/layout.ts) */    /* the proxy's own cgroup: its connects are never redirected */
   __u64 proxy_netns_cookie; /* the proxy's network namespace: part of every ambit_tuple key */
 };
 
@@ -92,6 +91,7 @@ struct {
 } ambit_orig_by_cookie SEC(".maps");
 
 /* A redirected connection as the proxy's accepted socket sees it. */
+/* 56 bytes: netns 0, family 8, client_ip 12, proxy_ip 28, client_port 44, proxy_port 48. */
 struct ambit_tuple {
   __u64 netns_cookie; /* the proxy's network namespace (the tuple is unique only within it) */
   __u32 family;

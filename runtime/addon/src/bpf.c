@@ -10,6 +10,7 @@
  *   mapKeys(mapFd, keySize)        -> Buffer[]
  *   possibleCpus()                 -> number
  *   mountBpffs(path)               -> undefined
+ *   currentNetnsCookie()           -> bigint       (this network namespace's cookie)
  *
  * A link is always pinned (0600) at its pin path; when the pin already exists, the pinned link
  * is switched to the new program (bpf_link_update) instead of attaching a second time, so a
@@ -33,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -400,6 +402,26 @@ static napi_value possible_cpus(napi_env env, napi_callback_info info) {
   return make_int(env, n);
 }
 
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+/* The cookie of the calling thread's network namespace (what bpf_get_netns_cookie() returns for
+   sockets there), read from a throwaway socket. */
+static napi_value current_netns_cookie(napi_env env, napi_callback_info info) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, errno, "socket", "currentNetnsCookie");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  int rc = getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len);
+  int err = errno;
+  close(fd);
+  if (rc) return throw_errno(env, err, "getsockopt", "currentNetnsCookie (SO_NETNS_COOKIE needs kernel 5.14)");
+  napi_value v;
+  napi_create_bigint_uint64(env, cookie, &v);
+  return v;
+}
+
 static napi_value mount_bpffs(napi_env env, napi_callback_info info) {
   ARGS(1);
   char path[4096];
@@ -423,6 +445,7 @@ NAPI_MODULE_INIT() {
       {"mapLookup", NULL, map_lookup, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapKeys", NULL, map_keys, NULL, NULL, NULL, napi_enumerable, NULL},
       {"possibleCpus", NULL, possible_cpus, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"currentNetnsCookie", NULL, current_netns_cookie, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mountBpffs", NULL, mount_bpffs, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

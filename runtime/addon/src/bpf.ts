@@ -47,6 +47,7 @@ interface NativeBpf {
   mapKeys(mapFd: number, keyBytes: number): Buffer[];
   possibleCpus(): number;
   mountBpffs(path: string): void;
+  currentNetnsCookie(): bigint;
 }
 
 /** Absolute path of the compiled loader addon. */
@@ -141,4 +142,9 @@ export function possibleCpus(): number {
 /** Mounts a bpffs (mode 0700) at `path`. */
 export function mountBpffs(path: string): void {
   native().mountBpffs(path);
+}
+
+/** The cookie of this process's network namespace, as eBPF's bpf_get_netns_cookie() sees it. */
+export function currentNetnsCookie(): bigint {
+  return native().currentNetnsCookie();
 }

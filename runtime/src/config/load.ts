@@ -10,6 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { AmbitError, errorMessage } from '../deps.js';
@@ -314,6 +315,14 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
     if (other) error(`${at}/address`, `${ip} is already the address of workload ${other}; workload addresses must be unique`);
     else workloadByIp.set(ip, key);
   });
+
+  for (const field of ['redirectAddress', 'redirectAddress6'] as const) {
+    const value = config.capture[field];
+    if (value === undefined) continue;
+    const ip = canonicalIp(value);
+    const family = field === 'redirectAddress' ? 4 : 6;
+    if (!ip || isIP(ip) !== family) error(`/capture/${field}`, `must be an IPv${family} address, got ${JSON.stringify(value)}`);
+  }
 
   const services = new Map<string, number>();
   const vipPorts = new Map<string, string>();

@@ -3,18 +3,22 @@
  * the sha256 of the component actually loaded, the chains built from them, and the
  * listeners. No component bytes, no keys.
  */
+import type { CaptureStatus } from '../capture/index.js';
 import type { FilterEngine } from '../filters/engine.js';
 import type { NodeProxy } from '../proxy/proxy.js';
 import type { BuiltState } from './state.js';
 
-export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined): unknown {
+export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, capture?: CaptureStatus): unknown {
   return {
     version: state.version,
     file: state.loaded.path,
     engine: engine.kind,
-    capture: originalDstUnavailable
-      ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
-      : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' },
+    capture: {
+      ...(originalDstUnavailable
+        ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
+        : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' }),
+      ...(capture ?? {}),
+    },
     listeners: proxy.addresses(),
     config: state.loaded.config,
     filters: [...state.resolved.filters.values()].map((f) => ({

@@ -18,6 +18,7 @@ import { originalDstSupport } from '../proxy/original-dst.js';
 import { createTelemetry, type AccessLogDestination, type AmbitTelemetry } from '../telemetry/index.js';
 import { buildState, EndpointRegistry, type BuiltState } from './state.js';
 import { configDump } from './config-dump.js';
+import { startCapture, type Capture } from '../capture/index.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML). */
@@ -32,6 +33,8 @@ export interface RunOptions {
   ports?: { outbound?: number; inbound?: number; admin?: number };
   /** Share a registry (cluster workers hand theirs to the primary). */
   registry?: Registry;
+  /** Install and follow traffic capture (eBPF or nftables) from the config. Default: where the admin API runs. */
+  capture?: boolean;
 }
 
 export interface RunningNode {
@@ -40,6 +43,7 @@ export interface RunningNode {
   readonly admin: AdminServer | undefined;
   readonly state: BuiltState;
   readonly engine: FilterEngine;
+  readonly capture: Capture | undefined;
   /** Loads the config again and swaps it in; false (and the old state kept) when it fails. */
   reload(): Promise<boolean>;
   close(): Promise<void>;
@@ -86,6 +90,10 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   ];
   const proxy = new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader });
   await proxy.start();
+  // Capture once the listener is up: a captured connect must find it.
+  const capture = (options.capture ?? options.admin !== false)
+    ? await startCapture(config, (level, message) => telemetry[level](message))
+    : undefined;
 
   let admin: AdminServer | undefined;
   if (options.admin !== false) {
@@ -93,7 +101,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       address: config.proxy.admin.address,
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
-      configDump: () => configDump(state, engine, proxy, odst.unavailable),
+      configDump: () => configDump(state, engine, proxy, odst.unavailable, capture?.status()),
       metrics: registryMetrics(registry),
     });
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
@@ -115,6 +123,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       });
       void old;
       await proxy.swap(next);
+      await capture?.update(nextLoaded.config);
       return true;
     } catch (e) {
       telemetry.reloadResult(false);
@@ -134,13 +143,14 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   }
 
   return {
-    telemetry, proxy, admin, engine,
+    telemetry, proxy, admin, engine, capture,
     get state() { return state; },
     reload,
     async close() {
       watcher?.close();
       await reloading.catch(() => undefined);
       await admin?.close();
+      await capture?.close();
       await proxy.close(config.proxy.limits.drainTimeoutMs);
       await engine.close();
       await telemetry.flush();

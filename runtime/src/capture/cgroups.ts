@@ -1,0 +1,26 @@
+/** cgroup (v2) paths and ids: the enrolled pods', and the proxy's own. */
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+/** An absolute cgroup directory: `p` when absolute, else `p` under the cgroup2 mount. */
+export function resolveCgroup(mount: string, p: string): string {
+  return path.isAbsolute(p) ? path.normalize(p) : path.join(mount, p);
+}
+
+/** The cgroup2 path of this process (`0::/…` in /proc/self/cgroup), relative to the mount. */
+export function ownCgroup(): string {
+  const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+  if (!line) throw new Error('this process has no cgroup2 entry in /proc/self/cgroup (cgroup2 is not mounted?)');
+  return line.slice(3).replace(/^\//, '');
+}
+
+/** The cgroup's id (its inode on cgroup2: what bpf_get_current_cgroup_id() returns). */
+export function cgroupId(dir: string): bigint {
+  return statSync(dir, { bigint: true }).ino;
+}
+
+/** Path components of `dir` below the cgroup2 mount: its level in the hierarchy. */
+export function cgroupLevel(mount: string, dir: string): number {
+  const rel = path.relative(mount, dir);
+  return rel === '' ? 0 : rel.split(path.sep).length;
+}
