@@ -33,7 +33,7 @@ const PING_JS = path.join(REPO, 'runtime/dist/bench/capture/ping-client.js');
 const BPFTOOL = findTool('bpftool');
 const NFT = findTool('nft');
 
-const VIP = { beta: '10.206.100.1', alpha: '10.206.100.2', echo: '10.206.100.3' } as const;
+const VIP = { beta: '10.206.100.1', alpha: '10.206.100.2', echo: '10.206.100.3', alpha6: 'fd06::100:2' } as const;
 
 function skipReason(mode: 'ebpf' | 'nftables'): string | undefined {
   const topo = topologySkipReason();
@@ -51,13 +51,15 @@ function meshYaml(mode: string, pinDir: string, nftTable: string, podBCgroup: bo
 node: amb6-node
 trustDomain: mesh.test
 proxy:
-  outbound: { address: ${ADDR.proxy}, port: 15001 }
+  outbound: { address: '::', port: 15001 }  # dual stack: pods reach it at ${ADDR.proxy} and [${ADDR.proxy6}]
   inbound: { address: 127.0.0.1, port: 15006 }
   admin: { address: 127.0.0.1, port: 15000 }
   engine: v8
   workers: 1
 capture:
   mode: ${mode}
+  redirectAddress: ${ADDR.proxy}
+  redirectAddress6: '${ADDR.proxy6}'
   pinDir: ${pinDir}
   nftTable: ${nftTable}
 workloads:
@@ -72,6 +74,11 @@ services:
   - name: alpha
     namespace: test
     vip: ${VIP.alpha}
+    ports: [{ port: 80, targetPort: 18181, protocol: auto }]
+    selector: { app: b }
+  - name: alpha6
+    namespace: test
+    vip: '${VIP.alpha6}'
     ports: [{ port: 80, targetPort: 18181, protocol: auto }]
     selector: { app: b }
   - name: echo
@@ -178,6 +185,14 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       expect(alpha?.body?.upstream).toBe('alpha');
       expect(alpha?.body?.headers?.['x-ambit-hello']).toBeUndefined();
       expect(alpha?.socket).toMatchObject({ remoteAddress: VIP.alpha, remotePort: 80 });
+    });
+
+    it.skipIf(mode !== 'ebpf')('captures IPv6 connects too (connect6, getpeername6, IPv6 SO_ORIGINAL_DST)', async () => {
+      const [alpha6] = await http([{ url: `http://[${VIP.alpha6}]/six` }]);
+      expect(alpha6?.error).toBeUndefined();
+      expect(alpha6?.status).toBe(200);
+      expect(alpha6?.body?.upstream).toBe('alpha');
+      expect(alpha6?.socket).toMatchObject({ remoteAddress: VIP.alpha6, remotePort: 80 });
     });
 
     it('leaves a connect to a destination outside the mesh alone: it arrives from the pod itself', async () => {

@@ -6,6 +6,7 @@
  *   pod a  netns <p>-a, cgroup <p>-a   eth0 10.206.1.2/24 ── <p>a 10.206.1.1/24 ┐
  *   pod b  netns <p>-b, cgroup <p>-b   eth0 10.206.2.2/24 ── <p>b 10.206.2.1/24 ┤ node: netns <p>-node, cgroup <p>-node
  *                                                                                 lo: 10.206.0.1 (proxy), 10.206.0.9 (not meshed)
+ * IPv6 (host routes, no DAD): pod a fd06::a2 ── fd06::a1, pod b fd06::b2 ── fd06::b1, proxy fd06::1 on the node's lo.
  * Pods route everything through the node; nothing is forwarded beyond it.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -19,6 +20,11 @@ export const ADDR = {
   podA: '10.206.1.2',
   nodeB: '10.206.2.1',
   podB: '10.206.2.2',
+  proxy6: 'fd06::1',
+  nodeA6: 'fd06::a1',
+  podA6: 'fd06::a2',
+  nodeB6: 'fd06::b1',
+  podB6: 'fd06::b2',
 } as const;
 
 export type Place = 'node' | 'a' | 'b';
@@ -98,6 +104,8 @@ export class CaptureTopology {
     const n = this.ns.node;
     await this.ip('-n', n, 'addr', 'add', `${ADDR.proxy}/32`, 'dev', 'lo');
     await this.ip('-n', n, 'addr', 'add', `${ADDR.external}/32`, 'dev', 'lo');
+    await this.ip('-n', n, '-6', 'addr', 'add', `${ADDR.proxy6}/128`, 'dev', 'lo', 'nodad');
+    const v6 = { a: [ADDR.nodeA6, ADDR.podA6], b: [ADDR.nodeB6, ADDR.podB6] } as const;
     for (const [pod, nodeIp, podIp] of [['a', ADDR.nodeA, ADDR.podA], ['b', ADDR.nodeB, ADDR.podB]] as const) {
       const veth = this.veth[pod];
       await this.ip('-n', n, 'link', 'add', veth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', this.ns[pod]);
@@ -106,6 +114,12 @@ export class CaptureTopology {
       await this.ip('-n', this.ns[pod], 'addr', 'add', `${podIp}/24`, 'dev', 'eth0');
       await this.ip('-n', this.ns[pod], 'link', 'set', 'eth0', 'up');
       await this.ip('-n', this.ns[pod], 'route', 'add', 'default', 'via', nodeIp);
+      const [node6, pod6] = v6[pod];
+      await this.ip('-n', n, '-6', 'addr', 'add', `${node6}/128`, 'dev', veth, 'nodad');
+      await this.ip('-n', n, '-6', 'route', 'add', `${pod6}/128`, 'dev', veth);
+      await this.ip('-n', this.ns[pod], '-6', 'addr', 'add', `${pod6}/128`, 'dev', 'eth0', 'nodad');
+      await this.ip('-n', this.ns[pod], '-6', 'route', 'add', `${node6}/128`, 'dev', 'eth0');
+      await this.ip('-n', this.ns[pod], '-6', 'route', 'add', 'default', 'via', node6, 'dev', 'eth0');
     }
   }
 
