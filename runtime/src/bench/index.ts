@@ -42,3 +42,7 @@ log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(pro
 // Then the proxy: direct, L4, L7 without and with filters, nginx — side by side.
 const { runProxyBench } = await import('./proxy/index.js');
 await runProxyBench({ seconds: opts.quick ? 3 : undefined });
+
+// Then capture: eBPF (with and without the sockhash short circuit) against nftables and direct.
+const { runCaptureBench } = await import('./capture/index.js');
+await runCaptureBench({ quick: opts.quick });

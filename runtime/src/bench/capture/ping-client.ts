@@ -5,7 +5,7 @@
  *   AMBIT_TARGET=<ip>:<port>  where to connect (a VIP, a workload, anything)
  *   AMBIT_WHO=1               first ask the server who it sees (`WHO?`): result.who
  *   AMBIT_ROUNDS=n            then n ping-pongs of AMBIT_SIZE bytes (default 64): result.rttUs (median, p99)
- *   AMBIT_STREAM_BYTES=n      then stream n bytes to the server's sink: result.streamGBps
+ *   AMBIT_STREAM_BYTES=n      then stream n bytes into the server's sink on a second connection: result.streamGBps
  *   AMBIT_CONNECTS=n          instead: n connect + 1 ping-pong + close in a row: result.connectUs (median, p99)
  */
 import net from 'node:net';
@@ -57,6 +57,25 @@ function summary(samples: number[]): { median: number; p99: number; n: number } 
   return { median: at(0.5), p99: at(0.99), n: sorted.length };
 }
 
+/** Streams n bytes on a new connection into the server's sink; GB/s until its `OK`. */
+async function stream(n: number): Promise<number> {
+  const s = await connect();
+  const chunk = Buffer.alloc(64 * 1024, 0x63);
+  const t0 = process.hrtime.bigint();
+  s.write(`SINK ${n}\n`);
+  let sent = 0;
+  while (sent < n) {
+    const piece = n - sent >= chunk.length ? chunk : chunk.subarray(0, n - sent);
+    sent += piece.length;
+    if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
+  }
+  const ok = (await read(s, 0)).toString('latin1');
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  s.destroy();
+  if (!ok.startsWith('OK')) throw new Error(`sink answered ${JSON.stringify(ok.slice(0, 20))}`);
+  return n / seconds / 1e9;
+}
+
 const result: Record<string, unknown> = {};
 try {
   const connects = Number(process.env['AMBIT_CONNECTS'] ?? 0);
@@ -96,23 +115,9 @@ try {
       result['echoed'] = echoed;
       result['rttUs'] = summary(samples);
     }
-    const streamBytes = Number(process.env['AMBIT_STREAM_BYTES'] ?? 0);
-    if (streamBytes > 0) {
-      const chunk = Buffer.alloc(64 * 1024, 0x63);
-      const t0 = process.hrtime.bigint();
-      s.write(`SINK ${streamBytes}\n`);
-      let sent = 0;
-      while (sent < streamBytes) {
-        const piece = streamBytes - sent >= chunk.length ? chunk : chunk.subarray(0, streamBytes - sent);
-        sent += piece.length;
-        if (!s.write(piece)) await new Promise((r) => s.once('drain', r));
-      }
-      const ok = (await read(s, 0)).toString('latin1');
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      result['streamOk'] = ok.includes('OK');
-      result['streamGBps'] = streamBytes / seconds / 1e9;
-    }
     s.destroy();
+    const streamBytes = Number(process.env['AMBIT_STREAM_BYTES'] ?? 0);
+    if (streamBytes > 0) result['streamGBps'] = await stream(streamBytes);
   }
 } catch (e) {
   result['error'] = e instanceof Error ? ((e as NodeJS.ErrnoException).code ?? e.message) : String(e);
