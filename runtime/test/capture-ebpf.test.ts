@@ -106,7 +106,9 @@ for (const mode of ['ebpf', 'nftables'] as const) {
   describe.skipIf(skip !== undefined)(`capture by ${mode}: pods reach the node proxy${skip ? ` (skipped: ${skip})` : ''}`, () => {
     const id = randomBytes(2).toString('hex');
     const prefix = `amb6${mode[0]}${id}`;
-    const pinDir = `amb6-${mode}-${id}`;
+    // The nftables suite asks for `auto` with a pin directory outside bpffs: eBPF must step down to nftables, saying why.
+    const pinDir = mode === 'ebpf' ? `amb6-${mode}-${id}` : path.join(os.tmpdir(), `amb6-not-bpffs-${id}`);
+    const configMode = mode === 'ebpf' ? 'ebpf' : 'auto';
     const nftTable = `amb6_${id}`;
     let t: CaptureTopology;
     let dir = '';
@@ -140,7 +142,7 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       try {
         dir = await mkdtemp(path.join(os.tmpdir(), 'amb6-capture-'));
         configPath = path.join(dir, 'mesh.yaml');
-        await writeFile(configPath, meshYaml(mode, pinDir, nftTable, true, t));
+        await writeFile(configPath, meshYaml(configMode, pinDir, nftTable, true, t));
         const up = t.start('upstreams', 'b', [process.execPath, UPSTREAMS_JS], { AMBIT_UPSTREAMS: `alpha=${ADDR.podB}:18181,beta=${ADDR.podB}:18182` });
         const echoB = t.start('echo-b', 'b', [process.execPath, ECHO_JS], { AMBIT_LISTEN: `${ADDR.podB}:18190` });
         const echoExt = t.start('echo-external', 'node', [process.execPath, ECHO_JS], { AMBIT_LISTEN: `${ADDR.external}:18190` });
@@ -157,10 +159,11 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       // Pins live in bpffs, outside the namespaces: remove them whatever happened above.
       if (mode === 'ebpf') await uninstallCapture({ capture: { mode, sockhash: true, nftTable, pinDir } });
       if (dir) await rm(dir, { recursive: true, force: true });
+      if (mode === 'nftables') await rm(pinDir, { recursive: true, force: true });
       const { stdout } = await execFileP(findTool('ip') ?? 'ip', ['netns', 'list']);
       expect(stdout).not.toContain(prefix);
       const bpffs = bpffsMount();
-      if (bpffs) expect(existsSync(path.join(bpffs, pinDir))).toBe(false);
+      if (bpffs && mode === 'ebpf') expect(existsSync(path.join(bpffs, pinDir))).toBe(false);
     });
 
     it(`reports capture mode ${mode} with both pods enrolled`, async () => {
@@ -168,7 +171,10 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       expect(d.capture.mode, d.capture.stepsDown.join('; ')).toBe(mode);
       expect(d.capture.pods).toEqual(['pod-a.test', 'pod-b.test']);
       if (mode === 'ebpf') expect(d.capture.ebpf?.pods.map((p) => p.key)).toEqual(['pod-a.test', 'pod-b.test']);
-      else expect(d.capture.nftTable).toBe(nftTable);
+      else {
+        expect(d.capture.nftTable).toBe(nftTable);
+        expect(d.capture.stepsDown).toEqual([expect.stringMatching(/^eBPF unavailable: pin directory .* is not on bpffs: .*set capture\.pinDir/)]);
+      }
     });
 
     it('routes a connect to a service VIP through the proxy, filters applied, and getpeername shows the VIP', async () => {
@@ -255,7 +261,7 @@ for (const mode of ['ebpf', 'nftables'] as const) {
     });
 
     it.skipIf(mode !== 'ebpf')('detaches a pod that leaves the mesh (its cgroup dropped from the config) and keeps the other captured', async () => {
-      await writeFile(configPath, meshYaml(mode, pinDir, nftTable, false, t));
+      await writeFile(configPath, meshYaml(configMode, pinDir, nftTable, false, t));
       let onB = await cgroupAttachments(t.cgroup.b);
       for (let i = 0; i < 100 && onB.length > 0; i++) {
         await new Promise((r) => setTimeout(r, 100));

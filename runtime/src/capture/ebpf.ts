@@ -9,7 +9,7 @@
  *   <pinDir>/links/pod-<namespace>_<name>/ connect4/6, getpeername4/6, sockops on the pod's cgroup
  *   (bpffs refuses dots in names: `_` cannot occur in a namespace or a name)
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statfsSync, statSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as bpf from '@ambit/addon/bpf';
@@ -23,6 +23,7 @@ import type { CapturePlan, EnrolledPod } from './plan.js';
 
 /** Where the compiled objects are: `bpf/` at the repository (or package) root. */
 export const BPF_DIR = fileURLToPath(new URL('../../../bpf/', import.meta.url));
+const BPF_FS_MAGIC = 0xcafe4a11;
 const OBJECTS = ['connect', 'peername', 'sockopt', 'sockops', 'redirect'] as const;
 
 const POD_PROGRAMS = ['ambit_connect4', 'ambit_connect6', 'ambit_getpeername4', 'ambit_getpeername6', 'ambit_sockops'] as const;
@@ -105,6 +106,9 @@ export class EbpfCapture {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
         chmodSync(dir, 0o700);
       } catch (e) { fail(`pin directory ${dir}`, e, privilegeHint(e) || 'pinDir must be inside a bpffs mount'); }
+    }
+    if (statfsSync(this.pinDir).type !== BPF_FS_MAGIC) {
+      fail(`unavailable: pin directory ${this.pinDir} is not on bpffs`, new Error('pins need a bpffs'), `set capture.pinDir to a folder name (placed under ${bpffsMount() ?? 'the bpffs mount'}) or a path inside a bpffs mount`);
     }
     for (const name of OBJECTS) {
       const file = path.join(BPF_DIR, `${name}.bpf.o`);

@@ -38,7 +38,7 @@ function nft(args: string[], input?: string): Promise<string> {
 }
 
 /** The table's ruleset for `plan` (replacing any previous version of the table). */
-export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string | undefined): string {
+export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string | undefined, cgroupExists: (dir: string) => boolean = existsSync): string {
   const { ip4, ip6, port } = plan.redirect;
   const dests = plan.destinations;
   const set = (name: string, type: string, elements: string[]) =>
@@ -67,7 +67,7 @@ export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string 
     // nft resolves cgroupv2 paths under /sys/fs/cgroup, wherever cgroup2 itself is mounted.
     for (const pod of plan.pods) {
       const dir = resolveCgroup(cgroupRoot, pod.cgroup);
-      if (!existsSync(dir)) continue;
+      if (!cgroupExists(dir)) continue; // nft refuses a missing path; the pod is still matched by address
       const rel = path.relative('/sys/fs/cgroup', dir);
       output.push(...matches(`socket cgroupv2 level ${cgroupLevel(cgroupRoot, dir)} ${JSON.stringify(rel)} `));
     }
