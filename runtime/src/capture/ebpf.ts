@@ -302,6 +302,8 @@ export function uninstallEbpf(pinDirSetting: string | undefined): string[] {
   if (!bpffs) return [];
   const dir = pinDirOf(pinDirSetting, bpffs);
   if (!existsSync(dir)) return [];
+  // Only ever a bpffs folder: a pinDir pointing elsewhere by mistake must not empty that folder.
+  if (statfsSync(dir).type !== BPF_FS_MAGIC) return [];
   const removed: string[] = [];
   const links = path.join(dir, 'links');
   if (existsSync(links)) {

@@ -93,7 +93,13 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
     },
     status() {
       const s: CaptureStatus = { mode, requested, stepsDown, redirect: plan.redirect, pods: plan.pods.map((p) => p.key) };
-      if (ebpf) s.ebpf = { ...ebpf.status(), stats: ebpf.stats() };
+      if (ebpf) {
+        try {
+          s.ebpf = { ...ebpf.status(), stats: ebpf.stats() };
+        } catch (e) {
+          s.stepsDown = [...stepsDown, `reading eBPF state: ${errorMessage(e)}`];
+        }
+      }
       if (nft) s.nftTable = nft.table;
       return s;
     },
