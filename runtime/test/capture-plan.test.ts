@@ -6,6 +6,7 @@ import { podLinkDir } from '../src/capture/ebpf.js';
 import { DEST_LOCAL, DEST_MESHED, encodeConfig, encodeDestKey, ipBytes, ipText, AF_INET6 } from '../src/capture/layout.js';
 import { parseMounts } from '../src/capture/mounts.js';
 import { MeshConfigSchema, type MeshConfig } from '../src/config/schema.js';
+import { parseMeshConfig, type MeshConfigError } from '../src/config/index.js';
 import { Value } from '@sinclair/typebox/value';
 
 function config(extra: Partial<MeshConfig> = {}): MeshConfig {
@@ -92,5 +93,31 @@ describe('/proc/mounts', () => {
       { device: 'cgroup2', path: '/sys/fs/cgroup/unified', type: 'cgroup2' },
       { device: 'bpf', path: '/sys/fs/my bpf', type: 'bpf' },
     ]);
+  });
+});
+
+describe('capture config errors', () => {
+  const base = 'node: n1\nworkloads:\n  - { name: web, address: 10.1.0.5, cgroup: kubepods/pod-web }\n';
+  const issues = (yaml: string): string => {
+    try {
+      parseMeshConfig(yaml, 'mesh.yaml');
+    } catch (e) {
+      expect((e as MeshConfigError).code).toBe('AMBIT_ERR_MESH_CONFIG');
+      return (e as Error).message;
+    }
+    throw new Error('no error');
+  };
+
+  it('says which capture setting is wrong and why', () => {
+    expect(issues(`${base}capture: { redirectAddress: 'fd00::1' }\n`)).toMatch(/\/capture\/redirectAddress.*must be an IPv4 address/);
+    expect(issues(`${base}capture: { redirectAddress6: 10.0.0.1 }\n`)).toMatch(/\/capture\/redirectAddress6.*must be an IPv6 address/);
+    expect(issues(`${base}capture: { mode: iptables }\n`)).toMatch(/\/capture\/mode/);
+    expect(issues(`${base}capture: { nftTable: 'bad name' }\n`)).toMatch(/\/capture\/nftTable/);
+  });
+
+  it('defaults to auto, sockhash on, table ambit', () => {
+    const { config: c } = parseMeshConfig(base, 'mesh.yaml');
+    expect(c.capture).toEqual({ mode: 'auto', sockhash: true, nftTable: 'ambit' });
+    expect(c.workloads[0]?.cgroup).toBe('kubepods/pod-web');
   });
 });
