@@ -234,6 +234,12 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       // Through TCP, each round would put at least 2 packets on each veth; here only handshakes and closes do.
       expect(packetsAfter.a - packetsBefore.a).toBeLessThan(rounds / 20);
       expect(packetsAfter.b - packetsBefore.b).toBeLessThan(rounds / 20);
+      // The same counters in Prometheus.
+      const [prom] = await t.run('node', [process.execPath, CLIENT_JS], { AMBIT_REQUESTS: JSON.stringify([{ url: 'http://127.0.0.1:15000/stats/prometheus' }]) })
+        .then((x) => JSON.parse(x.stdout) as Array<{ body: string }>);
+      expect(prom?.body).toContain('ambit_capture_mode{mode="ebpf"} 1');
+      const m = /ambit_capture_program_events\{event="msgRedirected"\} (\d+)/.exec(prom?.body ?? '');
+      expect(Number(m?.[1])).toBeGreaterThanOrEqual(after['msgRedirected']!);
     });
 
     it.skipIf(mode !== 'ebpf')('removes connection entries when connections close', async () => {

@@ -19,6 +19,7 @@ import { createTelemetry, type AccessLogDestination, type AmbitTelemetry } from 
 import { buildState, EndpointRegistry, type BuiltState } from './state.js';
 import { configDump } from './config-dump.js';
 import { startCapture, type Capture } from '../capture/index.js';
+import { registerCaptureMetrics } from '../capture/metrics.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML). */
@@ -94,6 +95,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   const capture = (options.capture ?? options.admin !== false)
     ? await startCapture(config, (level, message) => telemetry[level](message))
     : undefined;
+  if (capture) registerCaptureMetrics(registry, capture);
 
   let admin: AdminServer | undefined;
   if (options.admin !== false) {
