@@ -21,8 +21,8 @@ import {
 import { bpffsMount, cgroup2Mount, ensureBpffs } from './mounts.js';
 import type { CapturePlan, EnrolledPod } from './plan.js';
 
-/** Where the compiled objects are: `bpf/` at the repository (or package) root. */
-export const BPF_DIR = fileURLToPath(new URL('../../../bpf/', import.meta.url));
+/** Where the compiled objects are: `$AMBIT_BPF_DIR`, else `bpf/` at the repository root. */
+export const BPF_DIR = process.env['AMBIT_BPF_DIR'] ?? fileURLToPath(new URL('../../../bpf/', import.meta.url));
 const BPF_FS_MAGIC = 0xcafe4a11;
 const OBJECTS = ['connect', 'peername', 'sockopt', 'sockops', 'redirect'] as const;
 
