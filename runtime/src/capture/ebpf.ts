@@ -94,6 +94,8 @@ export class EbpfCapture {
       capture.apply(plan);
     } catch (e) {
       capture.close();
+      // Step down cleanly: no half-attached eBPF beside whatever comes next.
+      try { uninstallEbpf(plan.settings.pinDir); } catch { /* nothing more to remove */ }
       throw e;
     }
     return capture;
