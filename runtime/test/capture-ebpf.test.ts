@@ -115,8 +115,8 @@ for (const mode of ['ebpf', 'nftables'] as const) {
     let configPath = '';
     let proxy: ReturnType<CaptureTopology['start']> | undefined;
 
-    const startProxy = async () => {
-      proxy = t.start('proxy', 'node', [process.execPath, CLI_JS, 'run', '--config', configPath, '--access-log', path.join(dir, 'access.log'), '--log-level', 'info']);
+    const startProxy = async (workers = 1) => {
+      proxy = t.start('proxy', 'node', [process.execPath, CLI_JS, 'run', '--config', configPath, '--workers', String(workers), '--access-log', path.join(dir, 'access.log'), '--log-level', 'info']);
       const ready = await t.run('node', [process.execPath, CLIENT_JS], { AMBIT_WAIT_READY: 'http://127.0.0.1:15000/ready', AMBIT_WAIT_MS: '30000', AMBIT_REQUESTS: '[]' });
       if (ready.code !== 0) throw new Error(`proxy not ready: ${ready.stderr}\n${proxy.output()}`);
     };
@@ -253,9 +253,11 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       expect((await dump()).capture.ebpf!.stats['closed']).toBeGreaterThan(0);
     });
 
-    it.skipIf(mode !== 'ebpf')('keeps capturing after the proxy is killed with SIGKILL and restarted, without duplicate attachments', async () => {
+    it.skipIf(mode !== 'ebpf')('keeps capturing after the proxy is killed with SIGKILL and restarted (as 2 workers), without duplicate attachments', async () => {
       await t.stop(proxy!, true);
-      await startProxy();
+      // Restarted with node:cluster workers: the primary loads and owns capture, the workers serve.
+      await startProxy(2);
+      expect((await dump()).capture.mode).toBe('ebpf');
       const [beta] = await http([{ url: `http://${VIP.beta}/after-restart` }]);
       expect(beta?.status).toBe(200);
       expect(beta?.body?.headers?.['x-ambit-hello']).toBe('hello from pod-a');
