@@ -2,7 +2,9 @@
  * Capture benchmark (`npm run bench`, root only): pod a → node proxy (L4 splice) → pod b over the
  * test topology of ./topology.ts, side by side in one run:
  *
- *   direct          pod a → pod b, no proxy, no capture (the node forwards)
+ *   direct          pod a → pod b, no proxy, no capture (the node forwards): TCP across two veths
+ *   direct+sockhash pod a → pod b's address outside the mesh, eBPF on: no proxy, the two pods'
+ *                   sockets short-circuited (the raw socket pair of PROBES.md, across namespaces)
  *   ebpf+sockhash   connect4 capture, pod ↔ proxy sockets short-circuited by sk_msg
  *   ebpf            connect4 capture, sockhash off: bytes cross the veths through TCP
  *   nftables        DNAT capture (conntrack), bytes through TCP
@@ -26,7 +28,7 @@ const ECHO = path.join(here, 'echo-server.js');
 const PING = path.join(here, 'ping-client.js');
 const VIP = '10.206.100.3';
 
-type Scenario = 'direct' | 'ebpf+sockhash' | 'ebpf' | 'nftables';
+type Scenario = 'direct' | 'direct+sockhash' | 'ebpf+sockhash' | 'ebpf' | 'nftables';
 interface Summary { median: number; p99: number; n: number }
 interface Row { scenario: Scenario; rttUs?: Summary; streamGBps?: number; connectUs?: Summary; error?: string }
 
@@ -72,20 +74,20 @@ export async function runCaptureBench(options: { quick?: boolean } = {}): Promis
   try {
     // The direct baseline needs the node to forward between the pods.
     await t.run('node', ['/bin/sh', '-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward']);
-    const echo = t.start('echo', 'b', [process.execPath, ECHO], { AMBIT_LISTEN: `${ADDR.podB}:18190` });
+    const echo = t.start('echo', 'b', [process.execPath, ECHO], { AMBIT_LISTEN: `${ADDR.podB}:18190,${ADDR.podB2}:18190` });
     await t.waitFor(echo, 'READY');
 
-    for (const scenario of ['direct', 'ebpf+sockhash', 'ebpf', 'nftables'] as const) {
+    for (const scenario of ['direct', 'direct+sockhash', 'ebpf+sockhash', 'ebpf', 'nftables'] as const) {
       const configPath = path.join(dir, `${scenario}.yaml`);
-      const mode = scenario === 'direct' ? 'none' : scenario.startsWith('ebpf') ? 'ebpf' : 'nftables';
-      await writeFile(configPath, meshYaml(t, mode, scenario === 'ebpf+sockhash', pinDir));
+      const mode = scenario === 'direct' ? 'none' : scenario === 'nftables' ? 'nftables' : 'ebpf';
+      await writeFile(configPath, meshYaml(t, mode, scenario.endsWith('+sockhash'), pinDir));
       let proxy: ReturnType<CaptureTopology['start']> | undefined;
       if (scenario !== 'direct') {
         proxy = t.start('proxy', 'node', [process.execPath, CLI, 'run', '--config', configPath, '--access-log', 'off', '--log-level', 'warn']);
         const ready = await t.run('node', [process.execPath, '--input-type=module', '-e', WAIT_READY]);
         if (ready.code !== 0) throw new Error(`proxy not ready: ${proxy.output()}`);
       }
-      const target = scenario === 'direct' ? `${ADDR.podB}:18190` : `${VIP}:7`;
+      const target = scenario === 'direct' ? `${ADDR.podB}:18190` : scenario === 'direct+sockhash' ? `${ADDR.podB2}:18190` : `${VIP}:7`;
       log(`${scenario}: ${rounds} round trips, ${streamBytes >> 20} MiB stream, ${connects} connects to ${target}`);
       const a = await t.run('a', [process.execPath, PING], { AMBIT_TARGET: target, AMBIT_ROUNDS: String(rounds), AMBIT_STREAM_BYTES: String(streamBytes), AMBIT_TIMEOUT_MS: '120000' }, 150_000);
       const b = await t.run('a', [process.execPath, PING], { AMBIT_TARGET: target, AMBIT_CONNECTS: String(connects), AMBIT_TIMEOUT_MS: '120000' }, 150_000);
@@ -123,8 +125,8 @@ function render(rows: Row[], rounds: number, streamBytes: number, connects: numb
     '|---|---|---|---|---|---|---|',
     ...rows.map((r) => `| ${r.scenario}${r.error ? ` (error: ${r.error})` : ''} | ${f(r.rttUs?.median)} | ${f(r.rttUs?.p99)} | ${f(r.streamGBps, 2)} | ${f(r.connectUs?.median)} | ${f(r.connectUs?.p99)} | ${base?.rttUs && r.rttUs ? `${(r.rttUs.median / base.rttUs.median).toFixed(2)}×` : '—'} |`),
     '',
-    'Raw socket pair before any code (PROBES.md, same VM kind): 64-byte RTT 16.0 µs through TCP → 9.8 µs with sk_msg redirect; stream 2.9 → 5.0 GB/s.',
-    'Through Ambit a round trip crosses the proxy (two sockets, a Node splice) as well: compare the rows with each other, not with the raw pair.',
+    'Raw socket pair before any code (PROBES.md, same VM kind, C client): 64-byte RTT 16.0 µs through TCP → 9.8 µs with sk_msg redirect; stream 2.9 → 5.0 GB/s.',
+    'Here the client and servers are Node processes (event loop per message), so compare direct → direct+sockhash with that pair, and the proxy rows with each other: through Ambit a round trip also crosses the proxy (two more sockets and its Node splice).',
   ];
   return lines.join('\n');
 }

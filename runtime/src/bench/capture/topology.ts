@@ -5,6 +5,7 @@
  *
  *   pod a  netns <p>-a, cgroup <p>-a   eth0 10.206.1.2/24 ── <p>a 10.206.1.1/24 ┐
  *   pod b  netns <p>-b, cgroup <p>-b   eth0 10.206.2.2/24 ── <p>b 10.206.2.1/24 ┤ node: netns <p>-node, cgroup <p>-node
+ *          (and 10.206.2.3/32, an address outside the mesh)
  *                                                                                 lo: 10.206.0.1 (proxy), 10.206.0.9 (not meshed)
  * IPv6 (host routes, no DAD): pod a fd06::a2 ── fd06::a1, pod b fd06::b2 ── fd06::b1, proxy fd06::1 on the node's lo.
  * Pods route everything through the node; nothing is forwarded beyond it.
@@ -20,6 +21,8 @@ export const ADDR = {
   podA: '10.206.1.2',
   nodeB: '10.206.2.1',
   podB: '10.206.2.2',
+  /** A second address of pod b that no config names: a destination outside the mesh. */
+  podB2: '10.206.2.3',
   proxy6: 'fd06::1',
   nodeA6: 'fd06::a1',
   podA6: 'fd06::a2',
@@ -114,6 +117,7 @@ export class CaptureTopology {
       await this.ip('-n', this.ns[pod], 'addr', 'add', `${podIp}/24`, 'dev', 'eth0');
       await this.ip('-n', this.ns[pod], 'link', 'set', 'eth0', 'up');
       await this.ip('-n', this.ns[pod], 'route', 'add', 'default', 'via', nodeIp);
+      if (pod === 'b') await this.ip('-n', this.ns.b, 'addr', 'add', `${ADDR.podB2}/32`, 'dev', 'eth0');
       const [node6, pod6] = v6[pod];
       await this.ip('-n', n, '-6', 'addr', 'add', `${node6}/128`, 'dev', veth, 'nodad');
       await this.ip('-n', n, '-6', 'route', 'add', `${pod6}/128`, 'dev', veth);
