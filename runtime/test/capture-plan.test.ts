@@ -5,6 +5,7 @@ import { capturePlan, nftRuleset } from '../src/capture/index.js';
 import { podLinkDir } from '../src/capture/ebpf.js';
 import { DEST_LOCAL, DEST_MESHED, encodeConfig, encodeDestKey, ipBytes, ipText, AF_INET6 } from '../src/capture/layout.js';
 import { parseMounts } from '../src/capture/mounts.js';
+import { podCgroupDir } from '../src/capture/cgroups.js';
 import { MeshConfigSchema, type MeshConfig } from '../src/config/schema.js';
 import { parseMeshConfig, type MeshConfigError } from '../src/config/index.js';
 import { Value } from '@sinclair/typebox/value';
@@ -119,5 +120,25 @@ describe('capture config errors', () => {
     const { config: c } = parseMeshConfig(base, 'mesh.yaml');
     expect(c.capture).toEqual({ mode: 'auto', sockhash: true, nftTable: 'ambit' });
     expect(c.workloads[0]?.cgroup).toBe('kubepods/pod-web');
+  });
+});
+
+describe('pod cgroups from a Kubernetes pod UID', () => {
+  const uid = '7c1e2f3a-1b2c-4d5e-8f90-a1b2c3d4e5f6';
+
+  it('enrolls a workload by podUid and finds its cgroup in the kubelet layouts (systemd and cgroupfs)', () => {
+    const { config: c } = parseMeshConfig(`node: n1\nworkloads:\n  - { name: web, address: 10.1.0.5, podUid: ${uid} }\n`, 'mesh.yaml');
+    const [pod] = capturePlan(c).pods;
+    expect(pod).toEqual({ key: 'web.default', address: '10.1.0.5', podUid: uid });
+    const systemd = `/cg/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${uid.replace(/-/g, '_')}.slice`;
+    expect(podCgroupDir('/cg', pod!, (d) => d === systemd)).toBe(systemd);
+    expect(podCgroupDir('/cg', pod!, (d) => d === `/cg/kubepods/besteffort/pod${uid}`)).toBe(`/cg/kubepods/besteffort/pod${uid}`);
+    expect(podCgroupDir('/cg', pod!, () => false)).toBeUndefined();
+    // An explicit cgroup wins.
+    expect(podCgroupDir('/cg', { cgroup: 'x/y', podUid: uid }, () => true)).toBe('/cg/x/y');
+  });
+
+  it('rejects a podUid that is not a UID', () => {
+    expect(() => parseMeshConfig('node: n1\nworkloads:\n  - { name: web, address: 10.1.0.5, podUid: "../../etc" }\n', 'mesh.yaml')).toThrow(/\/workloads\/0\/podUid/);
   });
 });

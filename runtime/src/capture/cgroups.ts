@@ -1,5 +1,5 @@
 /** cgroup (v2) paths and ids: the enrolled pods', and the proxy's own. */
-import { readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /** An absolute cgroup directory: `p` when absolute, else `p` under the cgroup2 mount. */
@@ -23,4 +23,32 @@ export function cgroupId(dir: string): bigint {
 export function cgroupLevel(mount: string, dir: string): number {
   const rel = path.relative(mount, dir);
   return rel === '' ? 0 : rel.split(path.sep).length;
+}
+
+/** Where the kubelet puts a pod's cgroup, relative to the cgroup2 mount (cgroupfs and systemd drivers, every QoS class). */
+export function kubeletPodCgroups(uid: string): string[] {
+  const u = uid.replace(/-/g, '_');
+  return [
+    `kubepods/pod${uid}`,
+    `kubepods/burstable/pod${uid}`,
+    `kubepods/besteffort/pod${uid}`,
+    `kubepods.slice/kubepods-pod${u}.slice`,
+    `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod${u}.slice`,
+    `kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${u}.slice`,
+  ];
+}
+
+/** An enrolled pod's cgroup directory: its `cgroup`, else the first kubelet layout of its `podUid` that exists. Undefined when none exists. */
+export function podCgroupDir(mount: string, pod: { cgroup?: string; podUid?: string }, exists: (dir: string) => boolean = existsSync): string | undefined {
+  const candidates = pod.cgroup !== undefined ? [pod.cgroup] : kubeletPodCgroups(pod.podUid ?? '');
+  for (const c of candidates) {
+    const dir = resolveCgroup(mount, c);
+    if (exists(dir)) return dir;
+  }
+  return undefined;
+}
+
+/** What a pod's cgroup was looked for as, for messages. */
+export function podCgroupWanted(mount: string, pod: { cgroup?: string; podUid?: string }): string {
+  return pod.cgroup !== undefined ? resolveCgroup(mount, pod.cgroup) : `pod UID ${pod.podUid ?? '?'} (looked for kubepods/…pod<uid> and kubepods.slice/…-pod<uid_>.slice under ${mount})`;
 }

@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as bpf from '@ambit/addon/bpf';
 import { AmbitError, errorMessage } from '../deps.js';
-import { cgroupId, ownCgroup, resolveCgroup } from './cgroups.js';
+import { cgroupId, ownCgroup, podCgroupDir, podCgroupWanted, resolveCgroup } from './cgroups.js';
 import {
   CFG_ENABLED, CFG_SOCKHASH, encodeConfig, encodeDestKey, SIZES, sockKeyLocal, STAT_NAMES, tupleClient, u32, type StatName,
 } from './layout.js';
@@ -34,7 +34,7 @@ export type CaptureStats = Record<StatName, number>;
 export interface EbpfStatus {
   pinDir: string;
   proxyCgroup: string;
-  pods: Array<{ key: string; cgroup: string }>;
+  pods: Array<{ key: string; cgroup: string | undefined }>;
   /** Entries in the connection maps now: redirected connections not yet closed, short-circuited sockets. */
   entries: { origByTuple: number; socks: number };
 }
@@ -187,11 +187,9 @@ export class EbpfCapture {
 
     const next = new Map<string, EnrolledPod>();
     for (const pod of plan.pods) {
-      const dir = resolveCgroup(this.cgroupRoot, pod.cgroup);
-      let ok = false;
-      try { ok = statSync(dir).isDirectory(); } catch { ok = false; }
-      if (!ok) {
-        this.log('warn', `capture: workload ${pod.key} not enrolled: its cgroup ${dir} does not exist (check workloads[].cgroup; relative paths are under ${this.cgroupRoot})`);
+      const dir = podCgroupDir(this.cgroupRoot, pod, (d) => { try { return statSync(d).isDirectory(); } catch { return false; } });
+      if (!dir) {
+        this.log('warn', `capture: workload ${pod.key} not enrolled: its cgroup ${podCgroupWanted(this.cgroupRoot, pod)} does not exist (check workloads[].cgroup or podUid; relative paths are under ${this.cgroupRoot})`);
         continue;
       }
       attachTo(podLinkDir(pod.key), dir, POD_PROGRAMS);

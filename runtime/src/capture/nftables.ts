@@ -15,7 +15,7 @@ import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { AmbitError } from '../deps.js';
-import { cgroupLevel, resolveCgroup } from './cgroups.js';
+import { cgroupLevel, podCgroupDir } from './cgroups.js';
 import { cgroup2Mount } from './mounts.js';
 import type { CapturePlan } from './plan.js';
 
@@ -66,8 +66,8 @@ export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string 
   if (cgroupRoot) {
     // nft resolves cgroupv2 paths under /sys/fs/cgroup, wherever cgroup2 itself is mounted.
     for (const pod of plan.pods) {
-      const dir = resolveCgroup(cgroupRoot, pod.cgroup);
-      if (!cgroupExists(dir)) continue; // nft refuses a missing path; the pod is still matched by address
+      const dir = podCgroupDir(cgroupRoot, pod, cgroupExists);
+      if (!dir) continue; // nft refuses a missing path; the pod is still matched by address
       const rel = path.relative('/sys/fs/cgroup', dir);
       output.push(...matches(`socket cgroupv2 level ${cgroupLevel(cgroupRoot, dir)} ${JSON.stringify(rel)} `));
     }

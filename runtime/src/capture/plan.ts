@@ -13,7 +13,9 @@ export interface EnrolledPod {
   key: string;
   address: string;
   /** As configured: relative to the cgroup2 mount, or absolute. */
-  cgroup: string;
+  cgroup?: string;
+  /** Kubernetes pod UID, when the cgroup is to be found from it. */
+  podUid?: string;
 }
 
 export interface MeshedDestination {
@@ -46,8 +48,12 @@ export function capturePlan(config: MeshConfig): CapturePlan {
   const local = config.workloads.filter((w) => (w.node ?? config.node) === config.node);
 
   const pods = local
-    .filter((w): w is typeof w & { cgroup: string } => typeof w.cgroup === 'string')
-    .map((w) => ({ key: `${w.name}.${w.namespace}`, address: canonicalIp(w.address) ?? w.address, cgroup: w.cgroup }));
+    .filter((w) => w.cgroup !== undefined || w.podUid !== undefined)
+    .map((w): EnrolledPod => ({
+      key: `${w.name}.${w.namespace}`,
+      address: canonicalIp(w.address) ?? w.address,
+      ...(w.cgroup !== undefined ? { cgroup: w.cgroup } : { podUid: w.podUid }),
+    }));
 
   const seen = new Map<string, MeshedDestination>();
   const add = (ip: string, port: number, flags: number) => {

@@ -112,6 +112,10 @@ export const WorkloadSchema = Obj({
     minLength: 1,
     description: 'The workload\'s cgroup (v2), relative to the cgroup2 mount (`kubepods/pod<uid>`) or absolute. A workload of this node with a cgroup is enrolled in capture: its connects to meshed destinations go through the proxy. In Kubernetes, derived from the pod UID.',
   })),
+  podUid: Type.Optional(Type.String({
+    pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+    description: 'Kubernetes pod UID: enrolls the workload in capture like `cgroup`, with the cgroup found from the kubelet\'s layouts (cgroupfs `kubepods/[burstable|besteffort/]pod<uid>`, systemd `kubepods.slice/…-pod<uid_>.slice`). `cgroup` wins when both are set.',
+  })),
 });
 
 export const ServicePortSchema = Obj({
