@@ -8,6 +8,8 @@ import type { Capture } from './index.js';
 import { STAT_NAMES } from './layout.js';
 
 export function registerCaptureMetrics(registry: Registry, capture: Capture): void {
+  // A registry shared by two nodes in one process keeps the first node's capture metrics.
+  if (registry.getSingleMetric('ambit_capture_mode')) return;
   new Gauge({
     name: 'ambit_capture_mode',
     help: 'Traffic capture mode in use (1 for the active one): ebpf, nftables or none.',
