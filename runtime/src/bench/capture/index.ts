@@ -89,7 +89,7 @@ export async function runCaptureBench(options: { quick?: boolean } = {}): Promis
       }
       const target = scenario === 'direct' ? `${ADDR.podB}:18190` : scenario === 'direct+sockhash' ? `${ADDR.podB2}:18190` : `${VIP}:7`;
       log(`${scenario}: ${rounds} round trips, ${streamBytes >> 20} MiB stream, ${connects} connects to ${target}`);
-      const a = await t.run('a', [process.execPath, PING], { AMBIT_TARGET: target, AMBIT_ROUNDS: String(rounds), AMBIT_STREAM_BYTES: String(streamBytes), AMBIT_TIMEOUT_MS: '120000' }, 150_000);
+      const a = await t.run('a', [process.execPath, PING], { AMBIT_TARGET: target, AMBIT_ROUNDS: String(rounds), AMBIT_STREAM_BYTES: String(streamBytes), AMBIT_SETTLE_MS: '20', AMBIT_TIMEOUT_MS: '120000' }, 150_000);
       const b = await t.run('a', [process.execPath, PING], { AMBIT_TARGET: target, AMBIT_CONNECTS: String(connects), AMBIT_TIMEOUT_MS: '120000' }, 150_000);
       const ra = JSON.parse(a.stdout || '{"error":"no output"}') as { rttUs?: Summary; streamGBps?: number; error?: string };
       const rb = JSON.parse(b.stdout || '{"error":"no output"}') as { connectUs?: Summary; error?: string };

@@ -7,6 +7,8 @@
  *   AMBIT_ROUNDS=n            then n ping-pongs of AMBIT_SIZE bytes (default 64): result.rttUs (median, p99)
  *   AMBIT_STREAM_BYTES=n      then stream n bytes into the server's sink on a second connection: result.streamGBps
  *   AMBIT_CONNECTS=n          instead: n connect + 1 ping-pong + close in a row: result.connectUs (median, p99)
+ *   AMBIT_SETTLE_MS=n         wait n ms after connecting before the first write (the first write decides
+ *                             whether a socket's bytes take the sockhash or TCP: let both ends be in the map)
  */
 import net from 'node:net';
 
@@ -93,6 +95,8 @@ try {
     result['connectUs'] = summary(samples);
   } else {
     const s = await connect();
+    const settle = Number(process.env['AMBIT_SETTLE_MS'] ?? 0);
+    if (settle > 0) await new Promise((r) => setTimeout(r, settle));
     result['peer'] = { address: s.remoteAddress, port: s.remotePort };
     result['local'] = { address: s.localAddress, port: s.localPort };
     if (process.env['AMBIT_WHO'] === '1') {
