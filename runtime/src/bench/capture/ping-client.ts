@@ -62,6 +62,8 @@ function summary(samples: number[]): { median: number; p99: number; n: number } 
 /** Streams n bytes on a new connection into the server's sink; GB/s until its `OK`. */
 async function stream(n: number): Promise<number> {
   const s = await connect();
+  const settle = Number(process.env['AMBIT_SETTLE_MS'] ?? 0);
+  if (settle > 0) await new Promise((r) => setTimeout(r, settle));
   const chunk = Buffer.alloc(64 * 1024, 0x63);
   const t0 = process.hrtime.bigint();
   s.write(`SINK ${n}\n`);
