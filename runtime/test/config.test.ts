@@ -138,6 +138,7 @@ describe('mesh config: parsing and defaults', () => {
           retryBufferBytes: 65536, maxAttempts: 5, sniffTimeoutMs: 5000, drainTimeoutMs: 25_000,
         },
       },
+      capture: { mode: 'auto', sockhash: true, nftTable: 'ambit' },
       workloads: [],
       services: [],
       bindings: [],
