@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "has_libbpf": "<!(test -f /usr/include/bpf/libbpf.h && echo 1 || echo 0)"
+  },
   "targets": [
     {
       "target_name": "ambit_addon",
@@ -6,5 +9,18 @@
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
+  ],
+  "conditions": [
+    ["has_libbpf==1", {
+      "targets": [
+        {
+          "target_name": "ambit_bpf",
+          "sources": ["src/bpf.c"],
+          "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+          "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+          "libraries": ["-lbpf"]
+        }
+      ]
+    }]
   ]
 }

@@ -56,6 +56,23 @@ program
     await node.close();
   });
 
+const capture = program.command('capture').description('traffic capture (eBPF or nftables) of enrolled workloads');
+capture
+  .command('uninstall')
+  .description('remove everything capture installed: pinned eBPF links and maps, the nftables table')
+  .option('-c, --config <file>', 'mesh config whose capture.pinDir and capture.nftTable to use (default: the defaults)')
+  .action(async (opts: { config?: string }) => {
+    const { loadMeshConfig } = await import('./config/index.js');
+    const { uninstallCapture } = await import('./capture/index.js');
+    const settings = opts.config
+      ? (await loadMeshConfig(path.resolve(opts.config))).config
+      : { capture: { mode: 'auto' as const, sockhash: true, nftTable: 'ambit' } };
+    const removed = await uninstallCapture(settings);
+    const out = (l: string) => process.stdout.write(`${l}\n`);
+    out(removed.ebpf.length ? `eBPF: removed ${removed.ebpf.join(', ')}` : 'eBPF: nothing pinned');
+    out(removed.nftTable ? `nftables: removed table inet ${settings.capture.nftTable}` : `nftables: no table inet ${settings.capture.nftTable}`);
+  });
+
 program
   .command('schema')
   .description('print the mesh config\'s JSON Schema')

@@ -18,3 +18,4 @@ export { chooseEngine, type ChooseEngineOptions, type EngineChoice } from './fil
 export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
 export * from './identity/index.js';
 export * as hbone from './hbone/index.js';
+export { startCapture, uninstallCapture, capturePlan, nftRuleset, type Capture, type CaptureStatus, type CaptureStats, type CapturePlan, type ActiveMode } from './capture/index.js';

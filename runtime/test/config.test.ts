@@ -141,6 +141,7 @@ describe('mesh config: parsing and defaults', () => {
         },
       },
       nodes: [],
+      capture: { mode: 'auto', sockhash: true, nftTable: 'ambit' },
       workloads: [],
       services: [],
       bindings: [],

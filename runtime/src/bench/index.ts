@@ -55,3 +55,6 @@ await runProxyBench({ seconds: opts.quick ? 3 : undefined });
 // Then mTLS between two node proxies: HBONE against plaintext, handshakes.
 const { runMeshBench } = await import('./mesh/index.js');
 await runMeshBench({ seconds: opts.quick ? 3 : undefined });
+// Then capture: eBPF (with and without the sockhash short circuit) against nftables and direct.
+const { runCaptureBench } = await import('./capture/index.js');
+await runCaptureBench({ quick: opts.quick });

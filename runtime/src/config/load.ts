@@ -10,6 +10,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { isIP } from 'node:net';
 import { Ajv, type ErrorObject } from 'ajv';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { AmbitError, errorMessage } from '../deps.js';
@@ -325,6 +326,13 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
     for (const n of unreachable) {
       warn('/nodes', `node ${n} has workloads but no entry in nodes (its HBONE address): traffic to its workloads goes in plaintext, straight to the workload`);
     }
+  }
+  for (const field of ['redirectAddress', 'redirectAddress6'] as const) {
+    const value = config.capture[field];
+    if (value === undefined) continue;
+    const ip = canonicalIp(value);
+    const family = field === 'redirectAddress' ? 4 : 6;
+    if (!ip || isIP(ip) !== family) error(`/capture/${field}`, `must be an IPv${family} address, got ${JSON.stringify(value)}`);
   }
 
   const services = new Map<string, number>();

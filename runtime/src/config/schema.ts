@@ -120,6 +120,13 @@ export const WorkloadSchema = Obj({
   ports: Type.Optional(Type.Array(Port(), {
     uniqueItems: true,
     description: 'Ports the workload serves. When given, a service selecting this workload only sends it traffic for target ports in this list (like a pod\'s container ports). Default: any port.',
+  })),  cgroup: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'The workload\'s cgroup (v2), relative to the cgroup2 mount (`kubepods/pod<uid>`) or absolute. A workload of this node with a cgroup is enrolled in capture: its connects to meshed destinations go through the proxy. In Kubernetes, derived from the pod UID.',
+  })),
+  podUid: Type.Optional(Type.String({
+    pattern: '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$',
+    description: 'Kubernetes pod UID: enrolls the workload in capture like `cgroup`, with the cgroup found from the kubelet\'s layouts (cgroupfs `kubepods/[burstable|besteffort/]pod<uid>`, systemd `kubepods.slice/…-pod<uid_>.slice`). `cgroup` wins when both are set.',
   })),
 });
 
@@ -236,6 +243,20 @@ export const IdentitySchema = Obj({
     description: 'Service account of the node proxy\'s own identity, spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>: the certificate its HBONE listener presents, and the one a node expects from the node it tunnels to. Default ambit-node.',
   }),
 }, { description: 'mTLS between node proxies. Set: this node holds certificates for its local workloads (issued by the mesh CA, rotated), listens for HBONE (proxy.hbone) and sends traffic for workloads on other nodes listed in `nodes` through HBONE with the source workload\'s certificate. Unset: no mTLS; traffic to other nodes goes in plaintext.' });
+export const CAPTURE_MODES = ['auto', 'ebpf', 'nftables', 'none'] as const;
+
+export const CaptureSchema = Obj({
+  mode: StringEnum(CAPTURE_MODES, {
+    default: 'auto',
+    description: 'How connects of enrolled workloads (those with a `cgroup`) reach the outbound listener. `auto`: eBPF, else nftables, else none, saying why at each step down; `ebpf`/`nftables`: that one or none; `none`: no capture. Nothing is installed while no workload of this node has a cgroup. Default auto.',
+  }),
+  redirectAddress: Type.Optional(Ip('IPv4 address enrolled workloads\' connects are sent to: the outbound listener as the workloads reach it. Default: proxy.outbound.address when it is IPv4 and not 0.0.0.0, else 127.0.0.1.')),
+  redirectAddress6: Type.Optional(Ip('IPv6 address for IPv6 connects (the outbound listener must accept IPv6 there). Default: proxy.outbound.address when it is IPv6 and not ::, else IPv6 connects are not captured.')),
+  sockhash: Type.Boolean({ default: true, description: 'eBPF: short-circuit sockets between local workloads and the proxy (sockops + sk_msg), skipping TCP/IP for their bytes. Default true.' }),
+  pinDir: Type.Optional(Type.String({ minLength: 1, description: 'eBPF: directory for pinned maps and links (created 0700), absolute or relative to the bpffs mount. Default `<bpffs>/ambit`. One per node proxy.' })),
+  nftTable: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z][A-Za-z0-9_-]*$', default: 'ambit', description: 'nftables: name of the `inet` table holding the capture rules. Default ambit.' }),
+  proxyCgroup: Type.Optional(Type.String({ minLength: 1, description: 'eBPF: the proxy\'s cgroup (v2), where SO_ORIGINAL_DST is answered; relative to the cgroup2 mount or absolute. Default: the cgroup the proxy runs in.' })),
+}, { default: {}, description: 'Traffic capture: bringing enrolled workloads\' connects to the outbound listener.' });
 
 export const MeshConfigSchema = Obj({
   $schema: Type.Optional(Type.String({ description: 'For editors.' })),
@@ -244,6 +265,7 @@ export const MeshConfigSchema = Obj({
   proxy: ProxySchema,
   identity: Type.Optional(IdentitySchema),
   nodes: Type.Array(NodeSchema, { default: [], description: 'Node proxies of the mesh and where their HBONE listeners are. Traffic to a workload on a node listed here goes through HBONE (when `identity` is set).' }),
+  capture: CaptureSchema,
   workloads: Type.Array(WorkloadSchema, { default: [], description: 'Workloads (pods) of the mesh.' }),
   services: Type.Array(ServiceSchema, { default: [], description: 'Services: VIPs and names mapped to endpoints.' }),
   bindings: Type.Array(BindingSchema, { default: [], description: 'Filter bindings: which filters run on which traffic.' }),
@@ -251,6 +273,8 @@ export const MeshConfigSchema = Obj({
 
 export type MeshConfig = Static<typeof MeshConfigSchema>;
 export type ProxyConfig = Static<typeof ProxySchema>;
+export type CaptureConfig = Static<typeof CaptureSchema>;
+export type CaptureMode = (typeof CAPTURE_MODES)[number];
 export type LimitsConfig = Static<typeof LimitsSchema>;
 export type WorkloadConfig = Static<typeof WorkloadSchema>;
 export type NodeConfig = Static<typeof NodeSchema>;

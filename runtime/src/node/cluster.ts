@@ -14,6 +14,7 @@ import { createTelemetry } from '../telemetry/index.js';
 import { runNode, type RunOptions } from './run.js';
 import { loadCa } from './identity.js';
 import { summarizeCertificate } from '../identity/ca.js';
+import { startCapture } from '../capture/index.js';
 
 type ToWorker = { ambit: 'reload' } | { ambit: 'shutdown' };
 type FromWorker = { ambit: 'ready' } | { ambit: 'reloaded'; ok: boolean } | { ambit: 'failed'; error: string };
@@ -88,12 +89,14 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   };
   for (let i = 0; i < options.workers; i++) fork();
 
+  // Capture is the primary's (one loader per node); the workers only serve.
+  const capture = await startCapture(loaded.config, (level, message) => telemetry[level](message));
   const admin = await startAdminServer({
     address: loaded.config.proxy.admin.address,
     port: options.ports?.admin ?? loaded.config.proxy.admin.port,
     ready: () => (ready.size === options.workers ? { ready: true } : { ready: false, reason: `${ready.size} of ${options.workers} workers ready` }),
     configDump: () => ({
-      file: loaded.path, workers: options.workers, config: loaded.config,
+      file: loaded.path, workers: options.workers, config: loaded.config, capture: capture.status(),
       filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256 })),
       identity: identityCa
         ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
@@ -111,6 +114,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
         loaded = l;
         resolved = r;
         watcher.update([l.path, ...r.wasmFiles]);
+        await capture.update(l.config);
         telemetry.info('config changed and validated; workers reloading');
         for (const w of Object.values(cluster.workers ?? {})) w?.send({ ambit: 'reload' } satisfies ToWorker);
       } catch (e) {
@@ -140,6 +144,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     });
   });
   await admin.close();
+  await capture.close();
   await telemetry.flush();
   return failure;
 }

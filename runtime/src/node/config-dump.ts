@@ -4,20 +4,26 @@
  * listeners, and (with mTLS) the CA and every certificate: SPIFFE ID, fingerprint,
  * serial and expiry. No component bytes, no keys.
  */
+import type { CaptureStatus } from '../capture/index.js';
 import type { FilterEngine } from '../filters/engine.js';
 import type { NodeProxy } from '../proxy/proxy.js';
 import type { BuiltState } from './state.js';
 import type { NodeIdentity } from './identity.js';
 
-export function configDump(state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, identity?: NodeIdentity): unknown {
+export function configDump(
+  state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, identity?: NodeIdentity, capture?: CaptureStatus,
+): unknown {
   return {
     version: state.version,
     file: state.loaded.path,
     engine: engine.kind,
     engineInfo: engine.info(),
-    capture: originalDstUnavailable
-      ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
-      : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' },
+    capture: {
+      ...(originalDstUnavailable
+        ? { originalDestination: 'listener target only', reason: originalDstUnavailable }
+        : { originalDestination: 'SO_ORIGINAL_DST when the socket has one, else the listener target' }),
+      ...(capture ?? {}),
+    },
     listeners: proxy.addresses(),
     config: state.loaded.config,
     filters: [...state.resolved.filters.values()].map((f) => ({

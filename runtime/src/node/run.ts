@@ -20,6 +20,8 @@ import { buildState, EndpointRegistry, type BuiltState } from './state.js';
 import { configDump } from './config-dump.js';
 import { startIdentity, type NodeIdentity } from './identity.js';
 import { registerMeshMetrics } from '../telemetry/mesh-metrics.js';
+import { startCapture, type Capture } from '../capture/index.js';
+import { registerCaptureMetrics } from '../capture/metrics.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML). */
@@ -34,6 +36,8 @@ export interface RunOptions {
   ports?: { outbound?: number; inbound?: number; admin?: number; hbone?: number };
   /** Share a registry (cluster workers hand theirs to the primary). */
   registry?: Registry;
+  /** Install and follow traffic capture (eBPF or nftables) from the config. Default: where the admin API runs. */
+  capture?: boolean;
 }
 
 export interface RunningNode {
@@ -44,6 +48,8 @@ export interface RunningNode {
   readonly engine: FilterEngine;
   /** The CA and certificate store, when the config sets `identity` (mTLS between nodes). */
   readonly identity: NodeIdentity | undefined;
+  /** Traffic capture (eBPF or nftables), when this process owns it. */
+  readonly capture: Capture | undefined;
   /** Loads the config again and swaps it in; false (and the old state kept) when it fails. */
   reload(): Promise<boolean>;
   close(): Promise<void>;
@@ -110,6 +116,11 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     throw e;
   }
   if (identity && proxy.tunnels) registerMeshMetrics(registry, proxy.tunnels, identity.store);
+  // Capture once the listener is up: a captured connect must find it.
+  const capture = (options.capture ?? options.admin !== false)
+    ? await startCapture(config, (level, message) => telemetry[level](message))
+    : undefined;
+  if (capture) registerCaptureMetrics(registry, capture);
 
   let admin: AdminServer | undefined;
   if (options.admin !== false) {
@@ -117,7 +128,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       address: config.proxy.admin.address,
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
-      configDump: () => configDump(state, engine, proxy, odst.unavailable, identity),
+      configDump: () => configDump(state, engine, proxy, odst.unavailable, identity, capture?.status()),
       metrics: registryMetrics(registry),
     });
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
@@ -148,6 +159,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       });
       void old;
       await proxy.swap(next);
+      await capture?.update(nextLoaded.config);
       return true;
     } catch (e) {
       telemetry.reloadResult(false);
@@ -167,13 +179,14 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   }
 
   return {
-    telemetry, proxy, admin, engine, identity,
+    telemetry, proxy, admin, engine, identity, capture,
     get state() { return state; },
     reload,
     async close() {
       watcher?.close();
       await reloading.catch(() => undefined);
       await admin?.close();
+      await capture?.close();
       await proxy.close(config.proxy.limits.drainTimeoutMs);
       identity?.close();
       await engine.close();
