@@ -13,6 +13,7 @@
 #error "@ambit/addon is Linux-only: it reads netfilter (SO_ORIGINAL_DST) and socket cookies"
 #endif
 
+#include "errno-name.h"
 #include <node_api.h>
 
 #include <arpa/inet.h>
@@ -51,27 +52,6 @@
 
 /* ---- errors ----------------------------------------------------------------------------------- */
 
-static const char *errno_name(int err) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-  if (name != NULL) return name;
-#endif
-  switch (err) {
-    case EBADF: return "EBADF";
-    case ENOTSOCK: return "ENOTSOCK";
-    case ENOENT: return "ENOENT";
-    case ENOPROTOOPT: return "ENOPROTOOPT";
-    case EINVAL: return "EINVAL";
-    case EFAULT: return "EFAULT";
-    case EPERM: return "EPERM";
-    case EACCES: return "EACCES";
-    case ENOTCONN: return "ENOTCONN";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    case ENOMEM: return "ENOMEM";
-    case ENOBUFS: return "ENOBUFS";
-    default: return "EUNKNOWN";
-  }
-}
 
 /*
  * Throws Error("<api>(fd <fd>): <syscall>(<option>) failed: <CODE> (<strerror>)") with

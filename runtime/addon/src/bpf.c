@@ -23,6 +23,7 @@
 #error "@ambit/addon/bpf is Linux-only"
 #endif
 
+#include "errno-name.h"
 #include <node_api.h>
 
 #include <bpf/bpf.h>
@@ -64,24 +65,6 @@ static int on_libbpf_print(enum libbpf_print_level level, const char *format, va
   return 0;
 }
 
-static const char *errno_name(int err) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
-  const char *name = strerrorname_np(err);
-  if (name != NULL) return name;
-#endif
-  switch (err) {
-    case EPERM: return "EPERM";
-    case ENOENT: return "ENOENT";
-    case EINVAL: return "EINVAL";
-    case EACCES: return "EACCES";
-    case EEXIST: return "EEXIST";
-    case ENOMEM: return "ENOMEM";
-    case EBUSY: return "EBUSY";
-    case E2BIG: return "E2BIG";
-    case EOPNOTSUPP: return "EOPNOTSUPP";
-    default: return "EUNKNOWN";
-  }
-}
 
 /* Throws Error("<what>: <CODE> (<strerror>)[; libbpf: <log>]"), .code/.errno/.syscall set. */
 static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *what) {
