@@ -77,9 +77,9 @@ impl Shared {
 
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)
-            // A QuickJS filter is a handful of core instances, memories and tables.
+            // A QuickJS or StarlingMonkey filter is a handful of core instances and tables, and one memory.
             .total_core_instances(max_instances.saturating_mul(8))
-            .total_memories(max_instances.saturating_mul(2))
+            .total_memories(max_instances)
             .total_tables(max_instances.saturating_mul(4))
             .max_core_instances_per_component(64)
             .max_memories_per_component(4)
@@ -96,9 +96,11 @@ impl Shared {
             // A trap's message comes from the filter (`report-error`) and the trap code;
             // no wasm backtrace is captured, which keeps traps cheap.
             .wasm_backtrace_max_frames(None)
-            // Each pool slot reserves this much address space (plus a guard region): the
-            // largest memory any binding may cap at, not wasmtime's 4 GiB default.
-            .memory_reservation(max_memory_bytes as u64)
+            // 4 GiB of address space per memory slot (plus a guard region) lets Cranelift
+            // drop bounds checks on 32-bit memories: ~30% faster filter code than a 1 GiB
+            // reservation here. One memory slot per instance keeps a 1000-slot pool at ~4 TiB
+            // of address space, released when the engine closes.
+            .memory_reservation(4 << 30)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)?;
 

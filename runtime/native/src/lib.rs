@@ -118,10 +118,11 @@ fn work(inner: Arc<Inner>, jobs: Receiver<Job>) {
 /// The wasmtime engine of one node proxy process.
 #[napi]
 pub struct NativeEngine {
-    inner: Arc<Inner>,
+    /// Dropped at `close`: the engine and its pool are freed once the threads finish the jobs queued before it.
+    inner: Option<Arc<Inner>>,
+    threads: usize,
     calls: Sender<Job>,
     compiles: Sender<Job>,
-    closed: bool,
 }
 
 #[napi]
@@ -143,24 +144,25 @@ impl NativeEngine {
         let (compiles, compile_rx) = unbounded();
         let c = inner.clone();
         thread::Builder::new().name("ambit-compile".into()).spawn(move || work(c, compile_rx))?;
-        Ok(NativeEngine { inner, calls, compiles, closed: false })
+        Ok(NativeEngine { inner: Some(inner), threads: shared.threads, calls, compiles })
     }
 
     /// Compiles, links and configures a filter under `handle`; answers `{ ok: { phases, sha256, cache } }`
     /// or `{ error: { code, message } }`.
     #[napi]
     pub fn load_filter(&self, job: u32, handle: u32, wasm: Buffer, spec: String) -> Result<()> {
-        self.check()?;
+        self.inner()?;
         let _ = self.compiles.send(Job::Load { job, handle, wasm: wasm.to_vec(), spec });
         Ok(())
     }
 
     #[napi]
     pub fn unload_filter(&self, handle: u32) {
-        let mut filters = self.inner.filters.lock().unwrap();
+        let Some(inner) = &self.inner else { return };
+        let mut filters = inner.filters.lock().unwrap();
         if let Some(gone) = filters.remove(&handle) {
             if !filters.values().any(|f| f.sha256 == gone.sha256) {
-                self.inner.shared.forget(&gone.sha256);
+                inner.shared.forget(&gone.sha256);
             }
         }
     }
@@ -168,18 +170,21 @@ impl NativeEngine {
     /// Defines chain `id` as these loaded filters, in order.
     #[napi]
     pub fn define_chain(&self, id: u32, handles: Vec<u32>) -> Result<()> {
-        let filters = self.inner.filters.lock().unwrap();
+        let inner = self.inner()?;
+        let filters = inner.filters.lock().unwrap();
         let mut members = Vec::with_capacity(handles.len());
         for h in handles {
             members.push(filters.get(&h).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: filter handle {h} is not loaded")))?);
         }
-        self.inner.chains.lock().unwrap().insert(id, Arc::new(members));
+        inner.chains.lock().unwrap().insert(id, Arc::new(members));
         Ok(())
     }
 
     #[napi]
     pub fn drop_chain(&self, id: u32) {
-        self.inner.chains.lock().unwrap().remove(&id);
+        if let Some(inner) = &self.inner {
+            inner.chains.lock().unwrap().remove(&id);
+        }
     }
 
     /// Runs one phase (JSON of a `PhaseInput`) over chain `chain`; answers a phase outcome.
@@ -188,8 +193,7 @@ impl NativeEngine {
     /// when a first attempt decides to retry.
     #[napi]
     pub fn run(&self, job: u32, chain: u32, input: String, load: Option<Int32Array>) -> Result<()> {
-        self.check()?;
-        let chain = self.inner.chains.lock().unwrap().get(&chain).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {chain} is not defined")))?;
+        let chain = self.inner()?.chains.lock().unwrap().get(&chain).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {chain} is not defined")))?;
         let _ = self.calls.send(Job::Run { job, chain, input, load });
         Ok(())
     }
@@ -199,7 +203,7 @@ impl NativeEngine {
     /// `{ instantiateUs, configureUs, instantiateCpuUs, configureCpuUs, rssPerInstanceBytes }`.
     #[napi]
     pub fn probe_instances(&self, handle: u32, count: u32) -> Result<String> {
-        let filter = self.inner.filters.lock().unwrap().get(&handle).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: filter handle {handle} is not loaded")))?;
+        let filter = self.inner()?.filters.lock().unwrap().get(&handle).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: filter handle {handle} is not loaded")))?;
         let p = filter.probe(count as usize);
         Ok(json!({
             "instantiateUs": p.instantiate_us, "configureUs": p.configure_us,
@@ -211,9 +215,9 @@ impl NativeEngine {
     /// Engine facts and per-filter instance counts, as JSON.
     #[napi]
     pub fn info(&self) -> String {
-        let s = &self.inner.shared;
-        let filters: serde_json::Map<String, serde_json::Value> = self
-            .inner
+        let Some(inner) = &self.inner else { return json!({ "closed": true }).to_string() };
+        let s = &inner.shared;
+        let filters: serde_json::Map<String, serde_json::Value> = inner
             .filters
             .lock()
             .unwrap()
@@ -237,19 +241,19 @@ impl NativeEngine {
     /// Stops the engine's threads once queued jobs are done.
     #[napi]
     pub fn close(&mut self) {
-        if self.closed {
-            return;
-        }
-        self.closed = true;
-        for _ in 0..self.inner.shared.threads {
+        let Some(inner) = self.inner.take() else { return };
+        for _ in 0..self.threads {
             let _ = self.calls.send(Job::Stop);
         }
         let _ = self.compiles.send(Job::Stop);
-        self.inner.shared.stop();
+        inner.shared.stop();
+        // Loaded filters and chains hold the engine: let them go with the last job.
+        inner.chains.lock().unwrap().clear();
+        inner.filters.lock().unwrap().clear();
     }
 
-    fn check(&self) -> Result<()> {
-        if self.closed { Err(Error::from_reason("AMBIT_ERR_ENGINE_CLOSED: the wasmtime engine is shut down")) } else { Ok(()) }
+    fn inner(&self) -> Result<&Arc<Inner>> {
+        self.inner.as_ref().ok_or_else(|| Error::from_reason("AMBIT_ERR_ENGINE_CLOSED: the wasmtime engine is shut down"))
     }
 }
 

@@ -100,7 +100,7 @@ export const ProxySchema = Obj({
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Threads running filter calls. Default: the number of CPU cores.' })),
     epochTickMs: Type.Number({ minimum: 0.1, maximum: 1000, default: 1, description: 'Epoch tick: a call past its deadline is stopped within one tick. Default 1 ms.' }),
     maxInstances: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'Component instances the pooling allocator reserves slots for (warm and per-request together). Default 1000.' }),
-    maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages; address space reserved per slot. Default 16384 (1 GiB).' }),
+    maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages (each instance slot reserves 4 GiB of address space either way, so that filter code runs without bounds checks). Default 16384 (1 GiB).' }),
   }, { default: {}, description: 'Settings of the wasmtime engine.' }),
   workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers). Default: the number of CPU cores.' })),
   filterThreads: Type.Integer({
