@@ -6,23 +6,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildFixtures, HELLO_DIR, REPO } from './fixtures.js';
+import { freePort } from './support/upstreams.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.join(REPO, 'runtime/dist/cli.js');
 const BLOCK = path.join(here, 'support/native/block.cjs');
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 function meshYaml(engine: string, ports: { outbound: number; inbound: number; admin: number }): string {
   return `node: n1

@@ -2,13 +2,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { cp, mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { runNode, type RunningNode } from '@ambit/runtime';
 import { buildFixtures, HELLO_DIR, MISBEHAVE_DIR, REPO } from './fixtures.js';
 import { until } from './support/telemetry.js';
-import { httpUpstream, type Upstream } from './support/upstreams.js';
+import { freePort, httpUpstream, type Upstream } from './support/upstreams.js';
 
 interface Reply { status: number; headers: http.IncomingHttpHeaders; body: string }
 
@@ -23,14 +22,6 @@ function request(port: number, p: string, headers: Record<string, string> = {}, 
     req.on('error', reject);
     req.end();
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
 }
 
 function meshYaml(o: { upstreamPort: number; header: string; filterRef: string; ports?: { outbound: number; inbound: number; admin: number } }): string {
