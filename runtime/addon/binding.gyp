@@ -5,7 +5,7 @@
   "targets": [
     {
       "target_name": "ambit_addon",
-      "sources": ["src/addon.c", "src/errno-name.c"],
+      "sources": ["src/addon.c", "src/system-error.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
     }
@@ -15,7 +15,7 @@
       "targets": [
         {
           "target_name": "ambit_bpf",
-          "sources": ["src/bpf.c", "src/errno-name.c"],
+          "sources": ["src/bpf.c", "src/system-error.c"],
           "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
           "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
           "libraries": ["-lbpf"]

@@ -13,7 +13,7 @@
 #error "@ambit/addon is Linux-only: it reads netfilter (SO_ORIGINAL_DST) and socket cookies"
 #endif
 
-#include "errno-name.h"
+#include "system-error.h"
 #include <node_api.h>
 
 #include <arpa/inet.h>
@@ -63,19 +63,7 @@ static napi_value throw_errno(napi_env env, int err, const char *api, const char
   const char *name = errno_name(err);
   snprintf(message, sizeof message, "%s(fd %d): %s(%s) failed: %s (%s)", api, fd, syscall,
            option ? option : "", name, strerror(err));
-  napi_value code_v, msg_v, err_v, errno_v, syscall_v;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_v) != napi_ok ||
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg_v) != napi_ok ||
-      napi_create_error(env, code_v, msg_v, &err_v) != napi_ok) {
-    napi_throw_error(env, name, message);
-    return NULL;
-  }
-  if (napi_create_int32(env, err, &errno_v) == napi_ok)
-    napi_set_named_property(env, err_v, "errno", errno_v);
-  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v) == napi_ok)
-    napi_set_named_property(env, err_v, "syscall", syscall_v);
-  napi_throw(env, err_v);
-  return NULL;
+  return throw_system_error(env, err, syscall, message);
 }
 
 static napi_value throw_napi_failure(napi_env env, const char *call) {

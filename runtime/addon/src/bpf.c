@@ -23,7 +23,7 @@
 #error "@ambit/addon/bpf is Linux-only"
 #endif
 
-#include "errno-name.h"
+#include "system-error.h"
 #include <node_api.h>
 
 #include <bpf/bpf.h>
@@ -80,18 +80,7 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
   size_t mlen = strlen(message);
   if (mlen > 0 && message[mlen - 1] == '\n') message[mlen - 1] = '\0';
   log_tail[0] = '\0';
-  napi_value code_v, msg_v, err_v, errno_v, syscall_v;
-  if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code_v) != napi_ok ||
-      napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &msg_v) != napi_ok ||
-      napi_create_error(env, code_v, msg_v, &err_v) != napi_ok) {
-    napi_throw_error(env, name, message);
-    return NULL;
-  }
-  if (napi_create_int32(env, err, &errno_v) == napi_ok) napi_set_named_property(env, err_v, "errno", errno_v);
-  if (napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v) == napi_ok)
-    napi_set_named_property(env, err_v, "syscall", syscall_v);
-  napi_throw(env, err_v);
-  return NULL;
+  return throw_system_error(env, err, syscall, message);
 }
 
 static napi_value throw_type(napi_env env, const char *message) {

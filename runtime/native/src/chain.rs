@@ -57,6 +57,16 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
     let mut logs = Vec::new();
     let mut counters = Vec::new();
     let finish = |result, calls, failures, logs, counters| PhaseOutcome { result, calls, failures, logs, counters };
+    // The context and the connection do not change during a phase: converted once for every member.
+    // (The request and response heads are converted per member: each sees the changes before it.)
+    let wit_ctx = match &input {
+        PhaseInput::RequestHeaders { ctx, .. } | PhaseInput::ResponseHeaders { ctx, .. } => Some(wire::context(ctx)),
+        PhaseInput::Connection { .. } => None,
+    };
+    let wit_conn = match &input {
+        PhaseInput::Connection { conn, .. } => Some(wire::connection(conn)),
+        _ => None,
+    };
 
     for index in order {
         let member = &chain[index];
@@ -64,18 +74,18 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
         let result = member.call(&mut scope, &mut logs, &mut counters, |store, filter| {
             let handler = filter.ambit_filter_handler();
             Ok(match &input {
-                PhaseInput::Connection { conn, .. } => match handler.call_on_connection(store, &wire::connection(conn))? {
+                PhaseInput::Connection { .. } => match handler.call_on_connection(store, wit_conn.as_ref().expect("converted above"))? {
                     ConnectionAction::Allow => Action::Continue(Vec::new()),
                     ConnectionAction::Deny(reason) => Action::Deny(reason),
                 },
-                PhaseInput::RequestHeaders { ctx, request, .. } => {
-                    match handler.call_on_request_headers(store, &wire::context(ctx), &wire::request_head(request))? {
+                PhaseInput::RequestHeaders { request, .. } => {
+                    match handler.call_on_request_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request))? {
                         RequestAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
                         RequestAction::Respond(r) => Action::Respond(wire::local_response(r)),
                     }
                 }
-                PhaseInput::ResponseHeaders { ctx, request, response, .. } => {
-                    match handler.call_on_response_headers(store, &wire::context(ctx), &wire::request_head(request), &wire::response_head(response))? {
+                PhaseInput::ResponseHeaders { request, response, .. } => {
+                    match handler.call_on_response_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request), &wire::response_head(response))? {
                         ResponseAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
                         ResponseAction::Respond(r) => Action::Respond(wire::local_response(r)),
                         ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: r.reason }),

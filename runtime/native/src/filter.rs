@@ -35,6 +35,8 @@ pub enum Strategy {
 #[serde(rename_all = "camelCase")]
 pub struct FilterSpec {
     pub name: String,
+    /// Set by the engine from the component's bytes.
+    #[serde(default)]
     pub sha256: String,
     pub capabilities: Vec<String>,
     /// The binding's configuration as JSON text, already validated against the schema.

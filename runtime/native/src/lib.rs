@@ -67,13 +67,8 @@ impl Inner {
             Err(e) => json!({ "error": { "code": "AMBIT_ERR_FILTER_PACKAGE", "message": format!("bad filter spec: {e}") } }),
             Ok(spec) => {
                 let label = format!("filter {}", spec.name);
-                let given = spec.sha256.clone();
                 match self.shared.prepare(&label, &wasm) {
                     Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
-                    Ok((_, sha, _)) if !given.is_empty() && given != sha => json!({ "error": {
-                        "code": "AMBIT_ERR_INTEGRITY",
-                        "message": format!("{label}: the component's sha256 is {sha}, not {given}"),
-                    } }),
                     Ok((pre, sha, cache)) => match FilterModule::new(self.shared.clone(), pre, FilterSpec { sha256: sha.clone(), ..spec }, cache.describe()) {
                         Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
                         Ok(module) => {

@@ -98,6 +98,8 @@ export class WasmtimeEngine implements FilterEngine {
   private readonly totals = new Map<string, FilterStats>();
   /** Keeps the process alive while the addon has work (its callback does not). */
   private readonly keepAlive: NodeJS.Timeout;
+  /** Resolves `close()` once the last pending job has answered. */
+  private drained: (() => void) | undefined;
   private nextJob = 1;
   private nextHandle = 1;
   private nextChain = 1;
@@ -123,8 +125,13 @@ export class WasmtimeEngine implements FilterEngine {
     const resolve = this.pending.get(job);
     if (!resolve) return;
     this.pending.delete(job);
-    if (this.pending.size === 0) this.keepAlive.unref();
+    if (this.pending.size === 0) this.idle();
     resolve(answer);
+  }
+
+  private idle(): void {
+    this.keepAlive.unref();
+    this.drained?.();
   }
 
   /** Registers a job and returns its id and the promise of its answer. */
@@ -137,7 +144,7 @@ export class WasmtimeEngine implements FilterEngine {
 
   private cancel(id: number): void {
     this.pending.delete(id);
-    if (this.pending.size === 0) this.keepAlive.unref();
+    if (this.pending.size === 0) this.idle();
   }
 
   async createChain(bindings: FilterBinding[]): Promise<FilterChain> {
@@ -177,7 +184,6 @@ export class WasmtimeEngine implements FilterEngine {
       const [job, answer] = this.job();
       const spec = {
         name: b.name,
-        sha256: '',
         capabilities: b.capabilities,
         config: JSON.stringify(b.config ?? {}),
         memoryMaxPages: b.memoryMaxPages ?? BINDING_DEFAULTS.memoryMaxPages,
@@ -267,7 +273,7 @@ export class WasmtimeEngine implements FilterEngine {
     this.closed = true;
     this.native.close();
     // Queued jobs finish on the addon's threads; wait for their answers.
-    while (this.pending.size > 0) await new Promise((r) => setTimeout(r, 5));
+    if (this.pending.size > 0) await new Promise<void>((r) => { this.drained = r; });
     clearInterval(this.keepAlive);
   }
 }

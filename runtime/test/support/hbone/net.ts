@@ -1,6 +1,7 @@
 /** Small TCP pieces for the HBONE tests: the echo workload, a recording tap, bounded waits. */
 import net, { type AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { freePort } from '../upstreams.js';
 
 /** Rejects when `p` has not settled within `ms`. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -108,13 +109,7 @@ export function recordingTap(targetPort: number): Promise<Listening & { toServer
 }
 
 /** A port nothing listens on (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
+export const closedPort = freePort;
 
 /** Writes `msg` and reads until as many bytes came back. */
 export function echoOnce(stream: Duplex, msg: string): Promise<string> {
