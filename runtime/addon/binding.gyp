@@ -8,6 +8,13 @@
       "sources": ["src/addon.c", "src/system-error.c"],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
+      "target_name": "ambit_shared",
+      "sources": ["src/shared-napi.c", "src/shared-table.c", "src/system-error.c"],
+      "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
+      "cflags_c": ["-std=gnu11", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "libraries": ["-lpthread", "-lm"]
     }
   ],
   "conditions": [

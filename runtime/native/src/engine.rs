@@ -61,8 +61,8 @@ pub struct Shared {
     linked: Mutex<HashMap<String, FilterPre<State>>>,
     /// Linked components no filter uses, oldest first; kept a while for a reload that brings them back.
     unused: Mutex<VecDeque<String>>,
-    /// Shared storage tables by scope, kept for the engine's life (across reloads).
-    shared_tables: Mutex<HashMap<String, Arc<SharedTable>>>,
+    /// Shared storage tables by (shared directory, scope), kept for the engine's life (across reloads).
+    shared_tables: Mutex<HashMap<(String, String), Arc<SharedTable>>>,
     stop: AtomicBool,
 }
 
@@ -140,9 +140,22 @@ impl Shared {
         (deadline_ms / tick_ms).ceil() as u64 + 1
     }
 
-    /// The shared table of a scope, created on first use.
-    pub fn shared_table(&self, scope: &str) -> Arc<SharedTable> {
-        self.shared_tables.lock().unwrap().entry(scope.to_string()).or_default().clone()
+    /// The shared table of a scope in the node's shared directory, opened (and its file
+    /// created) on first use.
+    pub fn shared_table(&self, dir: &str, scope: &str) -> Result<Arc<SharedTable>, String> {
+        let mut tables = self.shared_tables.lock().unwrap();
+        let key = (dir.to_string(), scope.to_string());
+        if let Some(t) = tables.get(&key) {
+            return Ok(t.clone());
+        }
+        let table = Arc::new(SharedTable::open(dir, scope)?);
+        tables.insert(key, table.clone());
+        Ok(table)
+    }
+
+    /// The open shared tables: scope → file.
+    pub fn shared_table_paths(&self) -> std::collections::BTreeMap<String, String> {
+        self.shared_tables.lock().unwrap().iter().map(|((_, scope), t)| (scope.clone(), t.path())).collect()
     }
 
     pub fn stop(&self) {

@@ -48,6 +48,9 @@ pub struct FilterSpec {
     /// Which shared table (capability `shared`) the filter uses. Default: `name`.
     #[serde(default)]
     pub shared_scope: Option<String>,
+    /// The node's shared directory, where that table's file is. Required with `shared`.
+    #[serde(default)]
+    pub shared_dir: Option<String>,
 }
 
 /// Why a call produced no action.
@@ -121,7 +124,17 @@ impl FilterModule {
             ));
         }
         let limits = Limits { memory_bytes, table_elements: shared.table_elements, instances: 64, tables: 64, memories: 16 };
-        let shared_table = caps.shared.then(|| shared.shared_table(spec.shared_scope.as_deref().unwrap_or(&spec.name)));
+        let shared_table = match (caps.shared, spec.shared_dir.as_deref()) {
+            (false, _) => None,
+            (true, None) => {
+                return Err(LoadError::new("AMBIT_ERR_SHARED_TABLE", format!("filter {} declares `shared` but no shared directory was given", spec.name)));
+            }
+            (true, Some(dir)) => Some(
+                shared
+                    .shared_table(dir, spec.shared_scope.as_deref().unwrap_or(&spec.name))
+                    .map_err(|m| LoadError::new("AMBIT_ERR_SHARED_TABLE", format!("shared storage of filter {}: {m}", spec.name)))?,
+            ),
+        };
         let mut module = FilterModule {
             shared_table,
             name: Arc::from(spec.name.as_str()),

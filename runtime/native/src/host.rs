@@ -12,7 +12,7 @@ use wasmtime::ResourceLimiter;
 
 use crate::bindings::ambit::filter::host::{self as wit_host, LogLevel, ServiceLoad, SharedEntry};
 use crate::bindings::ambit::filter::types as wit_types;
-use crate::shared::{self, SharedTable};
+use crate::shared::SharedTable;
 use crate::wire::Directives;
 
 /// Longest log line or error report a filter may write; longer ones are cut.
@@ -228,20 +228,16 @@ impl wit_host::Host for State {
     }
 
     fn shared_get(&mut self, key: String) -> wasmtime::Result<Option<SharedEntry>> {
-        shared::check_key(&key).map_err(|m| self.misuse(m))?;
-        Ok(self.shared()?.get(&key).map(|(value, version)| SharedEntry { value, version }))
+        let found = self.shared()?.get(&key).map_err(|m| self.misuse(m))?;
+        Ok(found.map(|(value, version)| SharedEntry { value, version }))
     }
 
     fn shared_set(&mut self, key: String, value: String, version: u32) -> wasmtime::Result<bool> {
-        shared::check_key(&key).map_err(|m| self.misuse(m))?;
-        shared::check_value(&value).map_err(|m| self.misuse(m))?;
-        Ok(self.shared()?.set(&key, value, version))
+        self.shared()?.set(&key, &value, version).map_err(|m| self.misuse(m))
     }
 
     fn shared_add(&mut self, key: String, delta: f64) -> wasmtime::Result<f64> {
-        shared::check_key(&key).map_err(|m| self.misuse(m))?;
-        let table = self.shared()?;
-        table.add(&key, delta).map_err(|m| self.misuse(m))
+        self.shared()?.add(&key, delta).map_err(|m| self.misuse(m))
     }
 
     fn delay_request(&mut self, ms: u32) -> wasmtime::Result<()> {

@@ -228,6 +228,7 @@ impl NativeEngine {
             "maxInstances": s.max_instances,
             "maxMemoryPages": s.max_memory_bytes / 65536,
             "cacheDir": s.cache_dir.as_ref().map(|d| d.display().to_string()),
+            "sharedTables": s.shared_table_paths(),
             "filters": filters,
         })
         .to_string()

@@ -1,141 +1,183 @@
-//! Shared storage behind the `shared` capability: one small key-value table per
-//! binding scope (`<binding>/<filter>` in the mesh config), shared by every instance and
-//! engine thread and kept across chains (config reloads). The same rules as the V8
-//! engine's table (`sdk/src/host/shared.ts`): keys up to 128 bytes, values up to 256;
-//! 512 buckets of 8 entries (4096 in all), a key hashes (FNV-1a) to one bucket; every
-//! write takes a version from one counter (never 0), and a new key in a full bucket
-//! evicts the bucket's least recently written entry. A bucket's mutex makes
-//! compare-and-set and add atomic across threads.
+//! Shared storage behind the `shared` capability: the node-wide table of a binding scope
+//! (`<binding>/<filter>` in the mesh config), a file in the node's shared directory mapped
+//! by every proxy process of the node (the `node:cluster` workers) and every engine thread.
+//!
+//! The table is the C implementation in `runtime/addon/src/shared-table.c` (compiled by
+//! `build.rs`), the same code the V8 engine reaches through its addon, so both engines
+//! share one file layout and one set of rules: keys up to 128 bytes, values up to 256;
+//! 512 buckets of 8 entries; versions from one counter (never 0); a new key in a full
+//! bucket evicts the bucket's least recently written entry; robust process-shared bucket
+//! locks, so a worker killed mid-call leaves no lock behind.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::ffi::{CStr, CString, c_char, c_int};
 
 pub const MAX_KEY_BYTES: usize = 128;
 pub const MAX_VALUE_BYTES: usize = 256;
-const BUCKET_SLOTS: usize = 8;
-const BUCKETS: usize = 512;
 
-struct Entry {
-    key: String,
-    value: String,
-    version: u32,
+#[repr(C)]
+struct RawTable {
+    _private: [u8; 0],
 }
 
+const OK: c_int = 0;
+const ABSENT: c_int = 1;
+
+unsafe extern "C" {
+    fn ambit_st_open(dir: *const c_char, scope: *const c_char, why: *mut c_char, why_len: usize) -> *mut RawTable;
+    fn ambit_st_path(t: *const RawTable) -> *const c_char;
+    fn ambit_st_get(t: *mut RawTable, key: *const u8, key_len: usize, value: *mut u8, value_len: *mut usize, version: *mut u32) -> c_int;
+    fn ambit_st_set(t: *mut RawTable, key: *const u8, key_len: usize, value: *const u8, value_len: usize, version: u32) -> c_int;
+    fn ambit_st_add(t: *mut RawTable, key: *const u8, key_len: usize, delta: f64, result: *mut f64) -> c_int;
+    fn ambit_st_last_lock_error() -> c_int;
+    #[cfg(test)]
+    fn ambit_st_hold_bucket_for_test(t: *mut RawTable, key: *const u8, key_len: usize) -> c_int;
+}
+
+/// One scope's table. The C side maps each file once per process and keeps it.
 pub struct SharedTable {
-    buckets: Vec<Mutex<Vec<Entry>>>,
-    versions: AtomicU32,
+    raw: *mut RawTable,
 }
 
-impl Default for SharedTable {
-    fn default() -> Self {
-        SharedTable { buckets: (0..BUCKETS).map(|_| Mutex::new(Vec::with_capacity(BUCKET_SLOTS))).collect(), versions: AtomicU32::new(0) }
-    }
-}
-
-fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= *b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
+// SAFETY: the C table locks each bucket itself (process-shared mutexes); the handle is
+// never freed while the process runs.
+unsafe impl Send for SharedTable {}
+unsafe impl Sync for SharedTable {}
 
 /// Why a shared-storage call traps.
 pub fn check_key(key: &str) -> Result<(), String> {
     if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(format!("shared storage keys are 1..{MAX_KEY_BYTES} bytes, got {}", key.len()));
+        return Err(format!("shared storage: a key must be 1 to {MAX_KEY_BYTES} bytes, got {}; hash long keys first", key.len()));
     }
     Ok(())
 }
 
 pub fn check_value(value: &str) -> Result<(), String> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(format!("shared storage values are at most {MAX_VALUE_BYTES} bytes, got {}", value.len()));
+        return Err(format!("shared storage: a value must be at most {MAX_VALUE_BYTES} bytes, got {}", value.len()));
     }
     Ok(())
 }
 
+fn lock_failure() -> String {
+    format!("shared storage: a bucket lock failed: {}", std::io::Error::from_raw_os_error(unsafe { ambit_st_last_lock_error() }))
+}
+
 impl SharedTable {
-    fn bucket(&self, key: &str) -> std::sync::MutexGuard<'_, Vec<Entry>> {
-        let i = fnv1a(key.as_bytes()) as usize % BUCKETS;
-        // A panic cannot happen while a bucket is held; recover the data if it ever did.
-        self.buckets[i].lock().unwrap_or_else(|e| e.into_inner())
+    /// Opens (creating on first use) the table of `scope` in `dir`, which must exist.
+    pub fn open(dir: &str, scope: &str) -> Result<SharedTable, String> {
+        let c_dir = CString::new(dir).map_err(|_| format!("shared directory {dir:?} contains a NUL byte"))?;
+        let c_scope = CString::new(scope).map_err(|_| format!("shared scope {scope:?} contains a NUL byte"))?;
+        let mut why = [0 as c_char; 512];
+        let raw = unsafe { ambit_st_open(c_dir.as_ptr(), c_scope.as_ptr(), why.as_mut_ptr(), why.len()) };
+        if raw.is_null() {
+            return Err(unsafe { CStr::from_ptr(why.as_ptr()) }.to_string_lossy().into_owned());
+        }
+        Ok(SharedTable { raw })
     }
 
-    fn next_version(&self) -> u32 {
-        loop {
-            let v = self.versions.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-            if v != 0 {
-                return v;
-            }
-        }
+    /// The file behind the table.
+    pub fn path(&self) -> String {
+        unsafe { CStr::from_ptr(ambit_st_path(self.raw)) }.to_string_lossy().into_owned()
     }
 
-    fn write(&self, bucket: &mut Vec<Entry>, key: &str, value: String) {
-        let version = self.next_version();
-        if let Some(e) = bucket.iter_mut().find(|e| e.key == key) {
-            e.value = value;
-            e.version = version;
-            return;
+    pub fn get(&self, key: &str) -> Result<Option<(String, u32)>, String> {
+        check_key(key)?;
+        let mut value = [0u8; MAX_VALUE_BYTES];
+        let (mut len, mut version) = (0usize, 0u32);
+        match unsafe { ambit_st_get(self.raw, key.as_ptr(), key.len(), value.as_mut_ptr(), &mut len, &mut version) } {
+            OK => Ok(Some((String::from_utf8_lossy(&value[..len]).into_owned(), version))),
+            ABSENT => Ok(None),
+            _ => Err(lock_failure()),
         }
-        if bucket.len() >= BUCKET_SLOTS {
-            if let Some(oldest) = bucket.iter().enumerate().min_by_key(|(_, e)| e.version).map(|(i, _)| i) {
-                bucket.swap_remove(oldest);
-            }
-        }
-        bucket.push(Entry { key: key.to_string(), value, version });
-    }
-
-    pub fn get(&self, key: &str) -> Option<(String, u32)> {
-        self.bucket(key).iter().find(|e| e.key == key).map(|e| (e.value.clone(), e.version))
     }
 
     /// Stores `value` if the entry's version is still `version` (0: the key must be absent).
-    pub fn set(&self, key: &str, value: String, version: u32) -> bool {
-        let mut bucket = self.bucket(key);
-        let current = bucket.iter().find(|e| e.key == key).map(|e| e.version).unwrap_or(0);
-        if current != version {
-            return false;
+    pub fn set(&self, key: &str, value: &str, version: u32) -> Result<bool, String> {
+        check_key(key)?;
+        check_value(value)?;
+        match unsafe { ambit_st_set(self.raw, key.as_ptr(), key.len(), value.as_ptr(), value.len(), version) } {
+            r if r >= 0 => Ok(r == OK),
+            _ => Err(lock_failure()),
         }
-        self.write(&mut bucket, key, value);
-        true
     }
 
     /// Adds `delta` to the integer at `key` (absent or not an integer: 0); returns the new value.
     pub fn add(&self, key: &str, delta: f64) -> Result<f64, String> {
-        let d = delta.trunc();
-        if !d.is_finite() {
+        check_key(key)?;
+        if !delta.is_finite() {
             return Err(format!("shared-add: delta must be a finite integer, got {delta}"));
         }
-        let mut bucket = self.bucket(key);
-        let old = bucket.iter().find(|e| e.key == key).and_then(|e| e.value.parse::<f64>().ok()).filter(|v| v.fract() == 0.0 && v.abs() <= 9_007_199_254_740_991.0).unwrap_or(0.0);
-        let next = old + d;
-        self.write(&mut bucket, key, format!("{next}"));
-        Ok(next)
+        let mut result = 0.0;
+        match unsafe { ambit_st_add(self.raw, key.as_ptr(), key.len(), delta, &mut result) } {
+            OK => Ok(result),
+            _ => Err(lock_failure()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    /// A fresh directory, removed when the test ends (mapped tables outlive their files).
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let dir = std::env::temp_dir().join(format!("ambit-shared-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        fn path(&self) -> String {
+            self.0.to_string_lossy().into_owned()
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 
     #[test]
     fn compare_and_set_and_add() {
-        let t = SharedTable::default();
-        assert!(t.set("k", "a".into(), 0));
-        assert!(!t.set("k", "b".into(), 0));
-        let (v, version) = t.get("k").unwrap();
+        let t = SharedTable::open(&TempDir::new("cas").path(), "svc/ratelimit").unwrap();
+        assert!(t.set("k", "a", 0).unwrap());
+        assert!(!t.set("k", "b", 0).unwrap());
+        let (v, version) = t.get("k").unwrap().unwrap();
         assert_eq!(v, "a");
-        assert!(t.set("k", "c".into(), version));
-        assert_eq!(t.add("n", 2.0).unwrap(), 2.0);
+        assert!(t.set("k", "c", version).unwrap());
+        assert_eq!(t.add("n", 2.9).unwrap(), 2.0);
         assert_eq!(t.add("n", -5.0).unwrap(), -3.0);
-        assert_eq!(t.get("n").unwrap().0, "-3");
+        assert_eq!(t.get("n").unwrap().unwrap().0, "-3");
+        // Not an integer: counts from 0.
+        t.set("k2", "1.5", 0).unwrap();
+        assert_eq!(t.add("k2", 1.0).unwrap(), 1.0);
+        assert!(t.get("").is_err());
+        assert!(t.set("k", &"v".repeat(257), 0).is_err());
+        assert!(t.add("k", f64::NAN).is_err());
+    }
+
+    #[test]
+    fn scopes_are_files_of_their_own_and_reopening_shares_entries() {
+        let dir = TempDir::new("scopes");
+        let dir = dir.path();
+        let a = SharedTable::open(&dir, "a/f").unwrap();
+        let b = SharedTable::open(&dir, "b/f").unwrap();
+        assert_ne!(a.path(), b.path());
+        a.add("hits", 3.0).unwrap();
+        assert!(b.get("hits").unwrap().is_none());
+        let again = SharedTable::open(&dir, "a/f").unwrap();
+        assert_eq!(again.get("hits").unwrap().unwrap().0, "3");
+        assert!(SharedTable::open("/nonexistent-ambit-dir", "a/f").err().unwrap().contains("must exist"));
     }
 
     #[test]
     fn add_is_atomic_across_threads() {
-        let t = std::sync::Arc::new(SharedTable::default());
+        let t = Arc::new(SharedTable::open(&TempDir::new("threads").path(), "s").unwrap());
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let t = t.clone();
@@ -149,23 +191,49 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(t.get("hits").unwrap().0, "20000");
+        assert_eq!(t.get("hits").unwrap().unwrap().0, "20000");
+    }
+
+    /// Keys that hash (FNV-1a, like the C table) to bucket 0 of 512.
+    fn keys_of_one_bucket(n: usize) -> Vec<String> {
+        let fnv = |s: &str| s.bytes().fold(0x811c_9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193));
+        (0..100_000).map(|i| format!("k{i}")).filter(|k| fnv(k) % 512 == 0).take(n).collect()
     }
 
     #[test]
     fn a_full_bucket_evicts_its_least_recently_written_entry() {
-        let t = SharedTable::default();
-        // Keys of one bucket.
-        let keys: Vec<String> = (0..100_000).map(|i| format!("k{i}")).filter(|k| fnv1a(k.as_bytes()) as usize % BUCKETS == 0).take(BUCKET_SLOTS + 1).collect();
-        for k in &keys[..BUCKET_SLOTS] {
-            t.set(k, "v".into(), 0);
+        let t = SharedTable::open(&TempDir::new("evict").path(), "s").unwrap();
+        let keys = keys_of_one_bucket(9);
+        for k in &keys[..8] {
+            t.set(k, "v", 0).unwrap();
         }
         // Rewrite the first so the second becomes the oldest.
-        let (_, v0) = t.get(&keys[0]).unwrap();
-        t.set(&keys[0], "w".into(), v0);
-        t.set(&keys[BUCKET_SLOTS], "new".into(), 0);
-        assert!(t.get(&keys[1]).is_none());
-        assert!(t.get(&keys[0]).is_some());
-        assert_eq!(t.get(&keys[BUCKET_SLOTS]).unwrap().0, "new");
+        let (_, v0) = t.get(&keys[0]).unwrap().unwrap();
+        t.set(&keys[0], "w", v0).unwrap();
+        t.set(&keys[8], "new", 0).unwrap();
+        assert!(t.get(&keys[1]).unwrap().is_none());
+        assert!(t.get(&keys[0]).unwrap().is_some());
+        assert_eq!(t.get(&keys[8]).unwrap().unwrap().0, "new");
+    }
+
+    #[test]
+    fn a_process_that_dies_holding_a_bucket_lock_leaves_it_to_the_next() {
+        let dir = TempDir::new("robust");
+        let dir = dir.path();
+        let t = SharedTable::open(&dir, "s").unwrap();
+        t.add("hits", 1.0).unwrap();
+        // A child process takes the bucket's lock and exits without letting go.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let r = unsafe { ambit_st_hold_bucket_for_test(t.raw, "hits".as_ptr(), 4) };
+            unsafe { libc::_exit(if r == 0 { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "the child held the lock");
+        // The next caller gets the lock (EOWNERDEAD, made consistent) and the entry is whole.
+        assert_eq!(t.add("hits", 1.0).unwrap(), 2.0);
+        assert_eq!(t.get("hits").unwrap().unwrap().0, "2");
     }
 }

@@ -2,8 +2,9 @@
  * The built-in filters (`filters/*`) on the V8 engine, in one run: each filter's own
  * call time per phase (measured inside the filter worker, as the engine reports it in
  * `calls`), and the whole phase of the six-filter chain as the proxy waits for it (one
- * worker crossing) next to a one-filter chain of the cheapest filter. Bounded: a fixed
- * number of phases. Not a test: nothing is asserted.
+ * worker crossing) next to a one-filter chain of the cheapest filter; and the shared
+ * storage the rate limit keeps its buckets in (`shared-ops.ts`). Bounded: a fixed number of
+ * phases. Not a test: nothing is asserted.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -16,6 +17,7 @@ import type { FilterChain } from '../filters/engine.js';
 import { V8Engine } from '../filters/v8/engine.js';
 import { newServiceLoad } from '../proxy/state.js';
 import { summarize, type Summary } from './stats.js';
+import { renderSharedOps, runSharedOpsBench, type SharedOpsResult } from './shared-ops.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../..');
@@ -36,6 +38,8 @@ export interface BuiltinBenchResult {
   perFilter: Array<{ filter: string; phase: string; us: Summary }>;
   /** Whole phase as the caller waits for it (µs): the six-filter chain, and headers alone. */
   chain: Array<{ chain: string; phase: string; us: Summary }>;
+  /** Shared storage operations: the node-wide table next to the in-process one. */
+  shared: SharedOpsResult;
 }
 
 /** Builds any built-in filter whose dist is missing. */
@@ -104,6 +108,7 @@ export async function runBuiltinFilterBench(options: { phases?: number; log?: (s
     await single.close();
     return {
       phases,
+      shared: runSharedOpsBench(),
       perFilter: [...perFilter].map(([k, v]) => { const [filter, phase] = k.split('\0') as [string, string]; return { filter, phase, us: summarize(v) }; }),
       chain: [
         { chain: 'six built-in filters', phase: 'requestHeaders', us: summarize(fullTimes.req) },
@@ -129,6 +134,8 @@ export function renderBuiltinBench(r: BuiltinBenchResult): string {
     '| chain (whole phase, as the proxy waits) | phase | p50 µs | p99 µs |',
     '|---|---|---|---|',
     ...r.chain.map((c) => `| ${c.chain} | ${c.phase} | ${f(c.us.p50)} | ${f(c.us.p99)} |`),
+    '',
+    renderSharedOps(r.shared),
   ];
   return lines.join('\n');
 }

@@ -25,7 +25,7 @@ export interface ChooseEngineOptions {
 
 export function chooseEngine(choice: EngineChoice, options: ChooseEngineOptions = {}): FilterEngine {
   const sinks = { onLog: options.onLog, onCounter: options.onCounter };
-  const v8 = () => new V8Engine({ workers: options.v8Threads ?? 2, ...sinks });
+  const v8 = () => new V8Engine({ workers: options.v8Threads ?? 2, ...sinks, say: options.say });
   if (choice === 'v8') return v8();
   const native = loadNative();
   if (!native.ok) {

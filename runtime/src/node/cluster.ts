@@ -15,6 +15,7 @@ import { runNode, type RunOptions } from './run.js';
 import { loadCa } from './identity.js';
 import { summarizeCertificate } from '../identity/ca.js';
 import { startCapture } from '../capture/index.js';
+import { openSharedDir, SHARED_DIR_ENV } from '../filters/shared-dir.js';
 
 type ToWorker = { ambit: 'reload' } | { ambit: 'shutdown' };
 type FromWorker = { ambit: 'ready' } | { ambit: 'reloaded'; ok: boolean } | { ambit: 'failed'; error: string };
@@ -61,8 +62,11 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   let stopping = false;
   let failure: string | undefined;
 
+  // One shared directory for the node: every worker maps the same tables (capability `shared`),
+  // so a rate limit is the node's, not each worker's.
+  const sharedDir = openSharedDir();
   const fork = () => {
-    const w = cluster.fork();
+    const w = cluster.fork({ [SHARED_DIR_ENV]: sharedDir.path });
     w.on('message', (m: unknown) => {
       if (!isAmbit(m)) return;
       if (m.ambit === 'ready') ready.add(w);
@@ -96,7 +100,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     port: options.ports?.admin ?? loaded.config.proxy.admin.port,
     ready: () => (ready.size === options.workers ? { ready: true } : { ready: false, reason: `${ready.size} of ${options.workers} workers ready` }),
     configDump: () => ({
-      file: loaded.path, workers: options.workers, config: loaded.config, capture: capture.status(),
+      file: loaded.path, workers: options.workers, sharedDir: sharedDir.path, config: loaded.config, capture: capture.status(),
       filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256 })),
       identity: identityCa
         ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
@@ -145,6 +149,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   });
   await admin.close();
   await capture.close();
+  sharedDir.release();
   await telemetry.flush();
   return failure;
 }

@@ -1,5 +1,5 @@
 import { AmbitError } from './errors.js';
-import type { SharedTable } from './shared.js';
+import type { SharedStore } from './shared.js';
 import type { AttemptFacts, Capability, HostImports, LogLevel, PhaseName, RequestDirectives, ServiceLoad } from '../abi/types.js';
 
 /** Where a filter's host calls go. */
@@ -31,7 +31,7 @@ export function newCallScope(): CallScope {
 
 export interface HostExtras {
   /** The binding's shared table (capability `shared`). */
-  shared?: SharedTable;
+  shared?: SharedStore;
   /** The call in progress. Without one, request-phase host calls trap. */
   scope?: CallScope;
   /** Replaces the generator behind `random` (tests make percentages deterministic with it). */

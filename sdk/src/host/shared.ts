@@ -1,7 +1,9 @@
 /**
- * The shared table behind the `shared` capability: a fixed-size hash table in a
- * SharedArrayBuffer, so every filter thread (and the main thread) reads and writes the
- * same entries synchronously.
+ * An in-memory table for the `shared` capability: a fixed-size hash table in a
+ * SharedArrayBuffer, so every thread that holds it reads and writes the same entries
+ * synchronously. The test harness gives one to each loaded filter. The node proxy keeps its
+ * tables in mapped files instead (`runtime/addon/src/shared-table.c`), one per scope for all
+ * of the node's worker processes, with the same layout rules as here.
  *
  * Layout: a header (a version counter), then one lock word per bucket, then buckets of
  * {@link BUCKET_SLOTS} slots. A key hashes (FNV-1a) to one bucket; every operation on a
@@ -32,7 +34,20 @@ const HEADER_INTS = 4; // [0] version counter
 const SLOT_META_INTS = 3; // version, key length, value length
 const SLOT_BYTES = SLOT_META_INTS * 4 + MAX_SHARED_KEY_BYTES + MAX_SHARED_VALUE_BYTES;
 
-export class SharedTable {
+/**
+ * What the `shared` host functions need from a table. {@link SharedTable} is the in-memory one
+ * (the test harness's); the node proxy uses a node-wide table in a mapped file, shared by all
+ * of its worker processes, with the same rules.
+ */
+export interface SharedStore {
+  get(key: string): SharedEntry | undefined;
+  /** Stores `value` if the entry's version is `version` (0: the key must be absent). */
+  set(key: string, value: string, version: number): boolean;
+  /** Adds `delta` (truncated) to the integer at `key` (absent or not an integer: 0); returns the sum. */
+  add(key: string, delta: number): number;
+}
+
+export class SharedTable implements SharedStore {
   readonly buffer: SharedArrayBuffer;
   readonly buckets: number;
   private readonly ints: Int32Array;
@@ -84,8 +99,8 @@ export class SharedTable {
     if (!Number.isFinite(d)) throw new AmbitError('AMBIT_ERR_HOST_CALL', `shared-add: delta must be a finite integer, got ${delta}`);
     return this.locked(k, (bucket) => {
       const slot = this.find(bucket, k);
-      const old = slot < 0 ? 0 : Number(this.readValue(slot));
-      const next = (Number.isSafeInteger(old) ? old : 0) + d;
+      const old = slot < 0 ? 0 : integerOf(this.readValue(slot));
+      const next = old + d + 0; // + 0: no "-0"
       this.write(slot < 0 ? this.claim(bucket) : slot, k, Buffer.from(String(next)));
       return next;
     });
@@ -190,6 +205,13 @@ function encodeValue(value: string): Uint8Array {
     throw new AmbitError('AMBIT_ERR_HOST_CALL', `shared storage: a value must be at most ${MAX_SHARED_VALUE_BYTES} bytes, got ${b.length}`);
   }
   return b;
+}
+
+/** The integer a value holds: an optional minus sign and decimal digits, a safe integer; else 0. */
+function integerOf(value: string): number {
+  if (!/^-?\d{1,16}$/.test(value)) return 0;
+  const n = Number(value);
+  return Number.isSafeInteger(n) ? n : 0;
 }
 
 function fnv1a(bytes: Uint8Array): number {

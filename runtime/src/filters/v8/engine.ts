@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import {
-  AmbitError, compileCore, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
+  AmbitError, compileCore, errorMessage, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
@@ -24,6 +24,8 @@ import {
   type FilterEngine, type FilterFailure, type FilterStats, type PhaseInput, type PhaseOutcome,
 } from '../engine.js';
 import { CTRL, PROGRESS_BYTES, sharedNow, type FromWorker, type LoadFilter, type DefineChain, type ToWorker } from './protocol.js';
+import { LazySharedDir } from '../shared-dir.js';
+import * as sharedAddon from '@ambit/addon/shared';
 
 export interface V8EngineOptions {
   /** Worker threads running filters. Default: 2 (one can be stopped while the other serves). */
@@ -35,6 +37,14 @@ export interface V8EngineOptions {
   /** Receives filter log lines. Default: stderr as JSON. */
   onLog?: (filter: string, level: LogLevel, message: string) => void;
   onCounter?: (filter: string, name: string, delta: number) => void;
+  /**
+   * The node's shared directory, where the tables of the `shared` capability are (see
+   * `shared-dir.ts`). Default: `$AMBIT_SHARED_DIR`, else one of the engine's own, made on first
+   * use and removed at close.
+   */
+  sharedDir?: string;
+  /** Where a one-line notice goes (shared storage falling back to per process). */
+  say?: (line: string) => void;
 }
 
 interface Job {
@@ -105,8 +115,12 @@ export class V8Engine implements FilterEngine {
   private readonly chains = new Map<number, V8Chain>();
   private readonly compiled = new Map<string, Promise<{ gluePath: string; modules: CoreModules }>>();
   private readonly totals = new Map<string, FilterStats>();
-  /** Shared tables by scope (binding name by default): every worker and every chain (reload) of a binding uses the same one. */
-  private readonly sharedTables = new Map<string, SharedTable>();
+  /** Where the node's shared tables are (capability `shared`). */
+  private readonly sharedDir: LazySharedDir;
+  /** Shared tables by scope (`<binding>/<filter>`): every worker and every chain (reload) of a binding uses the same one. */
+  private readonly sharedTables = new Map<string, NonNullable<LoadFilter['shared']>>();
+  /** Files of the node-wide tables opened, by scope. */
+  private readonly sharedPaths = new Map<string, string>();
   private nextJob = 1;
   private nextChain = 1;
   private closed = false;
@@ -114,6 +128,7 @@ export class V8Engine implements FilterEngine {
 
   constructor(private readonly options: V8EngineOptions = {}) {
     this.maxQueue = options.maxQueue ?? 10_000;
+    this.sharedDir = new LazySharedDir(options.sharedDir);
     const n = Math.max(1, options.workers ?? 2);
     for (let i = 0; i < n; i++) this.slots.push(this.spawn());
   }
@@ -266,10 +281,11 @@ export class V8Engine implements FilterEngine {
 
   private replace(slot: Slot): void {
     slot.stopped = true;
-    // A worker stopped mid-call may hold a shared-table lock: release it once it is gone.
+    // A worker stopped mid-call may hold a lock of an in-process shared table: release it once
+    // it is gone. (The node-wide tables lock in C, which a terminated thread always leaves.)
     const thread = slot.worker.threadId;
     void slot.worker.terminate().then(() => {
-      for (const t of this.sharedTables.values()) t.releaseLocksOf(thread);
+      for (const t of this.sharedTables.values()) if ('buffer' in t) new SharedTable(t.buffer).releaseLocksOf(thread);
     });
     const i = this.slots.indexOf(slot);
     if (i >= 0 && !this.closed) this.slots[i] = this.spawn();
@@ -307,7 +323,7 @@ export class V8Engine implements FilterEngine {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
           const msg: LoadFilter = {
             type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities, instances,
-            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name).buffer : undefined,
+            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name) : undefined,
           };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
@@ -335,10 +351,30 @@ export class V8Engine implements FilterEngine {
     return chain;
   }
 
-  /** The shared table of a scope (capability `shared`), created on first use. */
-  sharedTable(name: string): SharedTable {
-    let t = this.sharedTables.get(name);
-    if (!t) this.sharedTables.set(name, (t = SharedTable.create()));
+  /**
+   * The shared table of a scope (capability `shared`), opened here first so that a file that
+   * cannot be used fails the load with its reason. Without the shared-table addon, an
+   * in-process table, said once: each worker process then has its own.
+   */
+  private sharedTable(scope: string): NonNullable<LoadFilter['shared']> {
+    let t = this.sharedTables.get(scope);
+    if (t) return t;
+    if (sharedAddon.available) {
+      const dir = this.sharedDir.path;
+      try {
+        this.sharedPaths.set(scope, sharedAddon.openSharedTable(dir, scope).path);
+      } catch (e) {
+        // The addon's error names the file and what to do.
+        throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `shared storage of ${scope}: ${errorMessage(e)}`);
+      }
+      t = { dir, scope };
+    } else {
+      if (this.sharedTables.size === 0) {
+        this.options.say?.(`shared storage is per process: ${sharedAddon.unavailableReason}; with several proxy workers each keeps its own rate limits`);
+      }
+      t = { buffer: SharedTable.create().buffer };
+    }
+    this.sharedTables.set(scope, t);
     return t;
   }
 
@@ -356,7 +392,10 @@ export class V8Engine implements FilterEngine {
   }
 
   info(): Record<string, unknown> {
-    return { node: process.versions.node, v8: process.versions.v8, workers: this.slots.length, queued: this.queue.length, filters: this.filters.size };
+    return {
+      node: process.versions.node, v8: process.versions.v8, workers: this.slots.length, queued: this.queue.length, filters: this.filters.size,
+      sharedTables: Object.fromEntries([...this.sharedTables.keys()].map((scope) => [scope, this.sharedPaths.get(scope) ?? 'in this process only'])),
+    };
   }
 
   stats(): Map<string, FilterStats> {
@@ -370,6 +409,7 @@ export class V8Engine implements FilterEngine {
       job.resolve(closedOutcome(job.input, failure, job.calls, [...job.failures, failure]));
     }
     await Promise.all(this.slots.map((s) => { s.stopped = true; if (s.timer) clearTimeout(s.timer); return s.worker.terminate(); }));
+    this.sharedDir.release();
   }
 }
 

@@ -12,8 +12,12 @@ export interface LoadFilter {
   capabilities: Capability[];
   /** `per-request`: a fresh instance for every call. */
   instances: InstanceStrategy;
-  /** The binding's shared table (capability `shared`), the same buffer in every worker. */
-  shared?: SharedArrayBuffer;
+  /**
+   * The binding's shared table (capability `shared`): the node-wide table of `scope` in `dir`
+   * (a mapped file every proxy process of the node shares), or, without the shared-table addon,
+   * an in-process table in a SharedArrayBuffer.
+   */
+  shared?: { dir: string; scope: string } | { buffer: SharedArrayBuffer };
 }
 
 export interface DefineChain {

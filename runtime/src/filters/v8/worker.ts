@@ -7,11 +7,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import {
   AmbitError, createHostImports, errorMessage, instantiateHandler, loadGlue, newCallScope, SharedTable,
-  type Handler, type HeaderOp, type HostImports, type PhaseName,
+  type Handler, type HeaderOp, type HostImports, type PhaseName, type SharedStore,
 } from '../../deps.js';
+import { openSharedTable } from '@ambit/addon/shared';
 import { runPhase, type ActionOf, type ChainMember } from '../chain.js';
 import type { PhaseInput } from '../engine.js';
-import { CTRL, PROGRESS_BYTES, sharedNow, type CounterAdd, type LogLine, type SharedControl, type ToWorker, type FromWorker } from './protocol.js';
+import { CTRL, PROGRESS_BYTES, sharedNow, type CounterAdd, type LoadFilter, type LogLine, type SharedControl, type ToWorker, type FromWorker } from './protocol.js';
 
 interface Slot {
   name: string;
@@ -52,11 +53,19 @@ function post(msg: FromWorker): void {
   port.postMessage(msg);
 }
 
+function openShared(spec: LoadFilter['shared']): SharedStore | undefined {
+  if (!spec) return undefined;
+  if ('buffer' in spec) return new SharedTable(spec.buffer);
+  // The main thread opened it first (and reported any error); this finds the same mapping.
+  // A bad key, value or delta throws with code AMBIT_ERR_HOST_CALL, which traps the call.
+  return openSharedTable(spec.dir, spec.scope);
+}
+
 async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
   try {
     const instantiate = await loadGlue(msg.gluePath);
     const host: HostImports = createHostImports(msg.name, msg.capabilities, sink, {
-      scope, shared: msg.shared ? new SharedTable(msg.shared) : undefined,
+      scope, shared: openShared(msg.shared),
     });
     let phases: PhaseName[] = [];
     const create = (): Handler => {

@@ -24,6 +24,7 @@ import {
 } from '../engine.js';
 import { copyStats, recordCalls } from '../stats.js';
 import { loadNative, type NativeEngineHandle } from './native.js';
+import { LazySharedDir } from '../shared-dir.js';
 
 export interface WasmtimeEngineOptions {
   /** Threads running filter calls. Default: the number of CPUs. */
@@ -41,6 +42,12 @@ export interface WasmtimeEngineOptions {
   /** Receives filter log lines. Default: stderr as JSON. */
   onLog?: (filter: string, level: LogLevel, message: string) => void;
   onCounter?: (filter: string, name: string, delta: number) => void;
+  /**
+   * The node's shared directory, where the tables of the `shared` capability are (see
+   * `shared-dir.ts`). Default: `$AMBIT_SHARED_DIR`, else one of the engine's own, made on first
+   * use and removed at close.
+   */
+  sharedDir?: string;
 }
 
 /** What the addon answers for a phase (`runtime/native/src/wire.rs`): a phase outcome, or a fail-closed failure to turn into one. */
@@ -98,6 +105,8 @@ export class WasmtimeEngine implements FilterEngine {
   private readonly totals = new Map<string, FilterStats>();
   /** Keeps the process alive while the addon has work (its callback does not). */
   private readonly keepAlive: NodeJS.Timeout;
+  /** Where the node's shared tables are (capability `shared`). */
+  private readonly sharedDir: LazySharedDir;
   /** Resolves `close()` once the last pending job has answered. */
   private drained: (() => void) | undefined;
   private nextJob = 1;
@@ -108,6 +117,7 @@ export class WasmtimeEngine implements FilterEngine {
   constructor(private readonly options: WasmtimeEngineOptions = {}) {
     const load = loadNative();
     if (!load.ok) throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `the wasmtime engine is not available: ${load.reason}`);
+    this.sharedDir = new LazySharedDir(options.sharedDir);
     const cacheDir = options.cacheDir === false ? undefined : path.join(options.cacheDir ?? defaultCacheDir(), 'wasmtime');
     this.native = new load.native.NativeEngine(JSON.stringify({
       threads: options.threads,
@@ -191,6 +201,7 @@ export class WasmtimeEngine implements FilterEngine {
         failurePolicy: b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy,
         instances: b.instances ?? BINDING_DEFAULTS.instances,
         sharedScope: b.sharedScope,
+        sharedDir: b.capabilities.includes('shared') ? this.sharedDir.path : undefined,
       };
       try {
         this.native.loadFilter(job, handle, Buffer.from(b.wasm.buffer, b.wasm.byteOffset, b.wasm.byteLength), JSON.stringify(spec));
@@ -275,6 +286,7 @@ export class WasmtimeEngine implements FilterEngine {
     // Queued jobs finish on the addon's threads; wait for their answers.
     if (this.pending.size > 0) await new Promise<void>((r) => { this.drained = r; });
     clearInterval(this.keepAlive);
+    this.sharedDir.release();
   }
 }
 
