@@ -13,6 +13,7 @@ import { HboneError } from './errors.js';
 import { DEFAULT_SESSION_WINDOW_BYTES, DEFAULT_STREAM_WINDOW_BYTES, REASON_HEADER } from './server.js';
 import { spiffeIdOfCertificate } from './spiffe.js';
 import { HBONE_ALPN, HBONE_TLS_VERSION, materialDigest, tlsFacts, type TlsFacts, type TlsMaterial } from './tls.js';
+import { joinBatchedWrites } from './stream-writes.js';
 
 /** TCP + TLS + the server's SETTINGS, and then the CONNECT's response, each within this. */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -167,7 +168,7 @@ export class HboneClient {
       if (state.timedOut) throw new HboneError('connect-timeout', 'timed out');
       let stream: ClientHttp2Stream;
       try {
-        stream = ready.session.request({ ...o.headers, ':method': 'CONNECT', ':authority': target }, { endStream: false });
+        stream = joinBatchedWrites(ready.session.request({ ...o.headers, ':method': 'CONNECT', ':authority': target }, { endStream: false }));
       } catch (e) {
         this.retire(pooled);
         if (tries < 2) continue;

@@ -17,6 +17,7 @@ import { connectTcp, DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS } from './connect.js';
 import { pipeBothWays } from './pipe.js';
 import { spiffeIdOfCertificate, type SpiffeId } from './spiffe.js';
 import { endpointText, HBONE_ALPN, HBONE_PORT, HBONE_TLS_VERSION, materialDigest, tlsFacts, type TlsFacts, type TlsMaterial } from './tls.js';
+import { joinBatchedWrites } from './stream-writes.js';
 
 /** A TLS handshake must finish within this. */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -514,6 +515,8 @@ export class HboneServer {
       this.refuseTunnel(stream, conn, target, decision.status ?? 403, decision.reason);
       return;
     }
+    // Whoever writes to the tunnel, its writes arrive whole (see stream-writes.ts).
+    joinBatchedWrites(stream);
     if (decision.serve) {
       stream.respond({ ':status': 200 });
       this.onEvent({ type: 'tunnel-served', remote: conn.remote, peerIdentity: conn.peer.id, authority: target });
