@@ -7,8 +7,9 @@
  *   spread over both workers (checked with `ss`, which names the process holding each
  *   accepted socket), and exactly 10 requests reach the upstream; the others get 429.
  * - The primary made the shared directory and removes it when it stops.
+ * - Without the shared-table addon, the V8 engine keeps a table per process and says so.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -18,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { openSharedTable } from '@ambit/addon/shared';
 import { buildBuiltinFilters, builtinDir, REPO } from './fixtures.js';
+import { ctx, request } from './conformance.js';
 import { freePort } from './support/upstreams.js';
 
 const CLI = path.join(REPO, 'runtime/dist/cli.js');
@@ -59,6 +61,37 @@ describe('shared storage is one table per node, across processes', () => {
     expect(refused).toMatch(/^AMBIT_ERR_SHARED_TABLE: /);
     expect(refused).toContain(file);
     expect(refused).toContain('remove it');
+  });
+});
+
+describe('without the shared-table addon', () => {
+  it('the V8 engine keeps a table per process, and says so once', async () => {
+    await buildBuiltinFilters();
+    vi.stubEnv('AMBIT_DISABLE_ADDON', '1');
+    vi.resetModules();
+    const said: string[] = [];
+    try {
+      const { V8Engine, bindingFromArtifact } = await import('@ambit/runtime');
+      const { loadFilterArtifact } = await import('@ambit/filter-sdk/host');
+      const engine = new V8Engine({ workers: 2, say: (line) => said.push(line), onLog: () => {} });
+      try {
+        const artifact = await loadFilterArtifact(builtinDir('ratelimit'));
+        const limit = (name: string) => bindingFromArtifact(artifact, { name, deadlineMs: 5000, config: { maxTokens: 3, tokensPerFill: 3, fillIntervalMs: 3_600_000 } });
+        const chain = await engine.createChain([limit('a/ratelimit'), limit('b/ratelimit')]);
+        const outs = await Promise.all(Array.from({ length: 6 }, () => chain.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })));
+        // Still one table for all of the engine's threads.
+        expect(outs.filter((o) => o.action === 'continue')).toHaveLength(3);
+        expect(said.filter((l) => l.startsWith('shared storage is per process'))).toHaveLength(1);
+        expect(said[0]).toContain('AMBIT_DISABLE_ADDON=1');
+        expect(engine.info()['sharedTables']).toEqual({ 'a/ratelimit': 'in this process only', 'b/ratelimit': 'in this process only' });
+        await chain.close();
+      } finally {
+        await engine.close();
+      }
+    } finally {
+      vi.unstubAllEnvs();
+      vi.resetModules();
+    }
   });
 });
 
