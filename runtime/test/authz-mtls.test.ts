@@ -9,7 +9,7 @@
 // - TCP: L4-only rules (principals) decide at the connection phase, before any byte: the
 //   allowed client's bytes come back, the other's connection is closed and nothing reaches db.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -72,19 +72,27 @@ bindings:
 `;
 }
 
-/** Sends `payload` from `from` through the listener; resolves with what came back before the connection ended. */
+/**
+ * Sends `payload` from `from` through the listener and collects what comes back. The client
+ * keeps its own side open for a moment after the proxy ends (as a slow client would), then
+ * ends it.
+ */
 function tcpExchange(from: string, port: number, payload: string): Promise<{ reply: string; error?: string }> {
   return new Promise((resolve) => {
     let reply = '';
-    const s = net.connect({ host: '127.0.0.1', port, localAddress: from }, () => s.write(payload));
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: from, allowHalfOpen: true }, () => s.write(payload));
     s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
-    s.on('data', (d: Buffer) => {
-      reply += d.toString();
-      if (reply.length >= payload.length) s.end();
-    });
+    s.on('data', (d: Buffer) => { reply += d.toString(); });
+    s.once('end', () => setTimeout(() => s.end(), 200));
     s.on('error', (e) => resolve({ reply, error: e.message }));
     s.on('close', () => resolve({ reply }));
   });
+}
+
+/** The access log's connection records so far. */
+async function connectionRecords(file: string): Promise<Array<Record<string, unknown>>> {
+  const text = await readFile(file, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>).filter((r) => r['type'] === 'connection');
 }
 
 describe('authz against mTLS identities (two node proxies over HBONE)', () => {
@@ -96,6 +104,7 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
   let node1Tcp: RunningNode;
   let node2: RunningNode;
   let registry2: Registry;
+  let accessLog: string;
 
   beforeAll(async () => {
     await buildBuiltinFilters();
@@ -111,13 +120,15 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
     // node-2 first: it generates the CA; node 1's proxies load it.
     await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', target: 'server.test:80', serverPort: server.port, dbPort, node2Hbone: 15008 }));
     registry2 = new Registry();
-    node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'warn' });
+    // node-2 warns that node-1 has no HBONE entry (only node 1 sends over HBONE here).
+    node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'error' });
     const hbone2 = node2.proxy.addresses().hbone!.port;
     // Two proxies for node 1, one per outbound target (no capture here): HTTP to server, TCP to db.
     await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', target: 'server.test:80', serverPort: server.port, dbPort, node2Hbone: hbone2 }));
     await writeFile(path.join(dir, 'node-1-tcp.yaml'), meshYaml({ node: 'node-1', target: 'db.test:5432', serverPort: server.port, dbPort, node2Hbone: hbone2 }));
     node1 = await runNode({ config: path.join(dir, 'node-1.yaml'), accessLog: 'off', watch: false, ports, logLevel: 'warn' });
-    node1Tcp = await runNode({ config: path.join(dir, 'node-1-tcp.yaml'), accessLog: 'off', watch: false, ports, logLevel: 'warn' });
+    accessLog = path.join(dir, 'node-1-tcp-access.log');
+    node1Tcp = await runNode({ config: path.join(dir, 'node-1-tcp.yaml'), accessLog: { file: accessLog }, watch: false, ports, logLevel: 'warn' });
   });
 
   afterAll(async () => {
@@ -163,11 +174,20 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
   it('holds L4 rules on TCP at the connection phase: the allowed principal\'s bytes come back, another\'s connection is closed', async () => {
     const out = node1Tcp.proxy.addresses().outbound!.port;
     const allowed = await tcpExchange(BATCH.address, out, 'batch-payload');
+    // The allowed client ends its side after the reply; the db side echoes, then closes on end.
     expect(allowed.reply).toBe('batch-payload');
     const denied = await tcpExchange(WEB.address, out, 'web-payload');
     expect(denied.reply).toBe('');
     expect(dbReceived.join('')).toContain('batch-payload');
     expect(dbReceived.join('')).not.toContain('web-payload');
+    // node 1 let go of both client connections: each is in its access log, written when a
+    // connection closes (a client that lingers after the upstream closed is not kept open).
+    let records: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 100 && records.length < 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      records = await connectionRecords(accessLog);
+    }
+    expect(records.map((r) => r['source_principal']).sort()).toEqual([BATCH.identity, WEB.identity].sort());
     const counters = await registry2.getSingleMetricAsString('ambit_filter_counter_total');
     expect(counters).toMatch(/filter="authz",name="denied_default"\} [1-9]/);
   });

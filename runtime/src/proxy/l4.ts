@@ -35,6 +35,12 @@ function connectTcp(address: string, port: number, timeoutMs: number): Promise<n
   });
 }
 
+/** Ends a side once what it has to write is flushed, and closes it. */
+function release(s: Upstream): void {
+  if (s.destroySoon) s.destroySoon();
+  else if (!s.destroyed) s.end();
+}
+
 /**
  * Connects to `address:port` (or through `dial`) and pipes both ways until both sides
  * are done. `prelude` is written to the upstream first (an HTTP upgrade request, for instance).
@@ -83,8 +89,11 @@ export function splice(
       });
       up.once('close', () => {
         // A clean close (both directions ended) leaves the client to flush what it still
-        // has to write (destroySoon below); any other close ends the client too.
+        // has to write, then releases it: with the upstream gone its pipe is gone too, so
+        // the client is no longer read and would never see its own end. Any other close
+        // ends the client at once.
         if (!up.readableEnded || !up.writableFinished) client.destroy();
+        else release(client as Upstream);
         finish(false);
       });
       if (prelude && prelude.length > 0) up.write(prelude);
@@ -99,10 +108,8 @@ export function splice(
       let ends = 0;
       const onEnd = () => {
         if (++ends < 2) return;
-        for (const s of [client as Upstream, up]) {
-          if (s.destroySoon) s.destroySoon();
-          else if (!s.destroyed) s.end();
-        }
+        release(client as Upstream);
+        release(up);
       };
       client.once('end', onEnd);
       up.once('end', onEnd);

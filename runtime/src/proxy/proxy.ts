@@ -169,12 +169,16 @@ export class NodeProxy {
   /** Stops accepting, lets open connections finish for up to `drainMs`, then closes the rest. */
   async close(drainMs = 5_000): Promise<void> {
     this.closing = true;
-    await Promise.all(this.bound.map((b) => new Promise<void>((r) => b.server.close(() => r()))));
+    // Stop accepting now; a listener's close completes once its last connection has gone,
+    // which the drain below bounds.
+    const listenersClosed = Promise.all(this.bound.map((b) => new Promise<void>((r) => b.server.close(() => r()))));
     const tunnelsClosed = this.tunnels?.close(drainMs);
     this.http1Server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
     while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    if (this.sockets.size > 0) this.options.telemetry.warn(`shutting down: ${this.sockets.size} connection(s) still open after ${drainMs} ms; closing them`);
     for (const s of this.sockets) s.destroy();
+    await listenersClosed;
     this.http1Server.close();
     this.http2Server.close();
     await Promise.all([this.http1.close(), this.http2.close(), tunnelsClosed]);
