@@ -74,15 +74,18 @@ bindings:
 
 /**
  * Sends `payload` from `from` through the listener and collects what comes back. The client
- * keeps its own side open for a moment after the proxy ends (as a slow client would), then
- * ends it.
+ * ends its side once the echo is complete; when the proxy ends first, it keeps its side open
+ * for a moment (as a slow client would), then ends it.
  */
 function tcpExchange(from: string, port: number, payload: string): Promise<{ reply: string; error?: string }> {
   return new Promise((resolve) => {
     let reply = '';
     const s = net.connect({ host: '127.0.0.1', port, localAddress: from, allowHalfOpen: true }, () => s.write(payload));
     s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
-    s.on('data', (d: Buffer) => { reply += d.toString(); });
+    s.on('data', (d: Buffer) => {
+      reply += d.toString();
+      if (reply.length >= payload.length) s.end();
+    });
     s.once('end', () => setTimeout(() => s.end(), 200));
     s.on('error', (e) => resolve({ reply, error: e.message }));
     s.on('close', () => resolve({ reply }));
