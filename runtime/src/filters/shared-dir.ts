@@ -71,19 +71,28 @@ function sweep(base: string): void {
   }
 }
 
+/** mkdir -p, or AMBIT_ERR_SHARED_TABLE saying what to do. */
+function makeDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (e) {
+    throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `cannot make the shared directory ${dir} for filters' shared storage: ${errorMessage(e)}; set ${SHARED_DIR_ENV} to a writable directory`);
+  }
+}
+
 /**
  * The shared directory this process should use: the one in `AMBIT_SHARED_DIR` (or `given`),
- * else a new one of its own.
+ * else a new one of its own. Throws AMBIT_ERR_SHARED_TABLE when it cannot be made.
  */
 export function openSharedDir(given: string | undefined = process.env[SHARED_DIR_ENV]): SharedDir {
   if (given) {
-    mkdirSync(given, { recursive: true, mode: 0o700 });
+    makeDir(given);
     return { path: given, owned: false, release: () => {} };
   }
   const base = sharedDirBase();
   sweep(base);
   const dir = path.join(base, `${PREFIX}${process.pid}-${startTime(process.pid) ?? 0}-${created++}`);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDir(dir);
   let released = false;
   return {
     path: dir,
@@ -107,19 +116,8 @@ export class LazySharedDir {
 
   /** The directory, made on first use; AMBIT_ERR_SHARED_TABLE when it cannot be. */
   get path(): string {
-    if (!this.dir) {
-      try {
-        this.dir = openSharedDir(this.given ?? process.env[SHARED_DIR_ENV]);
-      } catch (e) {
-        throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `cannot make the shared directory for filters' shared storage: ${errorMessage(e)}; set ${SHARED_DIR_ENV} to a writable directory`);
-      }
-    }
+    this.dir ??= openSharedDir(this.given ?? process.env[SHARED_DIR_ENV]);
     return this.dir.path;
-  }
-
-  /** The directory if one is in use, without making one. */
-  get current(): string | undefined {
-    return this.dir?.path;
   }
 
   release(): void {
