@@ -269,6 +269,11 @@ function audit(f: Facts, l4Only: boolean, what: string): void {
   }
 }
 
+/** A list of a rule field or of its `not…` form: names, paths, CIDRs… */
+const nameList = () => Type.Optional(Type.Array(Type.String({ minLength: 1 })));
+/** A list of ports: numbers, or strings as Istio writes them. */
+const portList = () => Type.Optional(Type.Array(Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 1, maximum: 65535 })])));
+
 export default defineFilter({
   name: 'authz',
   capabilities: ['log', 'counters'],
@@ -284,24 +289,24 @@ export default defineFilter({
                 {
                   from: Type.Optional(Type.Array(Type.Object({
                     source: Type.Object({
-                      principals: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notPrincipals: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      namespaces: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notNamespaces: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      ipBlocks: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notIpBlocks: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+                      principals: nameList(),
+                      notPrincipals: nameList(),
+                      namespaces: nameList(),
+                      notNamespaces: nameList(),
+                      ipBlocks: nameList(),
+                      notIpBlocks: nameList(),
                     }, { additionalProperties: false }),
                   }, { additionalProperties: false }))),
                   to: Type.Optional(Type.Array(Type.Object({
                     operation: Type.Object({
-                      methods: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notMethods: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      paths: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notPaths: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      ports: Type.Optional(Type.Array(Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 1, maximum: 65535 })]))),
-                      notPorts: Type.Optional(Type.Array(Type.Union([Type.String({ minLength: 1 }), Type.Integer({ minimum: 1, maximum: 65535 })]))),
-                      hosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
-                      notHosts: Type.Optional(Type.Array(Type.String({ minLength: 1 }))),
+                      methods: nameList(),
+                      notMethods: nameList(),
+                      paths: nameList(),
+                      notPaths: nameList(),
+                      ports: portList(),
+                      notPorts: portList(),
+                      hosts: nameList(),
+                      notHosts: nameList(),
                     }, { additionalProperties: false }),
                   }, { additionalProperties: false }))),
                   when: Type.Optional(Type.Array(Type.Object({

@@ -25,8 +25,6 @@ let created = 0;
 
 export interface SharedDir {
   readonly path: string;
-  /** True when this process made it (and removes it in {@link SharedDir.release}). */
-  readonly owned: boolean;
   /** Removes the directory if this process made it. */
   release(): void;
 }
@@ -87,7 +85,7 @@ function makeDir(dir: string): void {
 export function openSharedDir(given: string | undefined = process.env[SHARED_DIR_ENV]): SharedDir {
   if (given) {
     makeDir(given);
-    return { path: given, owned: false, release: () => {} };
+    return { path: given, release: () => {} };
   }
   const base = sharedDirBase();
   sweep(base);
@@ -96,7 +94,6 @@ export function openSharedDir(given: string | undefined = process.env[SHARED_DIR
   let released = false;
   return {
     path: dir,
-    owned: true,
     release: () => {
       if (released) return;
       released = true;

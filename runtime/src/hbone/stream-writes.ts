@@ -1,10 +1,10 @@
 /**
- * Tunnel streams take Buffers only. On Node 20, a batch of writes that mixes strings and
- * Buffers (`_writev`, which `node:http` uses for a response's head and body written
- * together, as for every local reply) reaches an HTTP/2 stream with the strings' bytes
- * released before nghttp2 sends them: the peer then reads freed memory in place of
- * `HTTP/1.1 403 Forbidden`. Joining a batch into one Buffer first sends what was written;
- * single writes and batches of Buffers already arrive intact.
+ * Batched writes to a tunnel stream go as one Buffer. On Node 20, a batch that mixes strings
+ * and Buffers (`_writev`: `node:http` writes a response's head and body together that way, as
+ * for every local reply) reached the peer over an HTTP/2 stream with the head's first bytes
+ * overwritten by freed memory: node 1 read garbage where `HTTP/1.1 403 Forbidden` belonged.
+ * Joining the batch into one Buffer first sends what was written. Single writes (how proxied
+ * responses go) arrived intact, so they are left as they are.
  *
  * Applied to both ends of every tunnel (the CONNECT stream an outbound client writes to,
  * the stream an inbound node serves), before anyone writes to them.

@@ -109,11 +109,5 @@ export async function lineUpstream(): Promise<Upstream> {
   return { port, seen, close: () => new Promise((r) => { for (const s of sockets) s.destroy(); server.close(() => r()); }) };
 }
 
-/** A loopback TCP port that was free a moment ago. */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
+/** A loopback TCP port that was free a moment ago (the benchmarks' helper). */
+export { freePort } from '../../src/bench/proxy/index.js';

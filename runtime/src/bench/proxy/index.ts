@@ -42,6 +42,7 @@ export function has(cmd: string): boolean {
   }
 }
 
+/** A loopback TCP port that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const s = net.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));

@@ -119,8 +119,6 @@ export class V8Engine implements FilterEngine {
   private readonly sharedDir: LazySharedDir;
   /** Shared tables by scope (`<binding>/<filter>`): every worker and every chain (reload) of a binding uses the same one. */
   private readonly sharedTables = new Map<string, NonNullable<LoadFilter['shared']>>();
-  /** Files of the node-wide tables opened, by scope. */
-  private readonly sharedPaths = new Map<string, string>();
   private nextJob = 1;
   private nextChain = 1;
   private closed = false;
@@ -362,12 +360,11 @@ export class V8Engine implements FilterEngine {
     if (sharedAddon.available) {
       const dir = this.sharedDir.path;
       try {
-        this.sharedPaths.set(scope, sharedAddon.openSharedTable(dir, scope).path);
+        t = { dir, scope, path: sharedAddon.openSharedTable(dir, scope).path };
       } catch (e) {
         // The addon's error names the file and what to do.
         throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `shared storage of ${scope}: ${errorMessage(e)}`);
       }
-      t = { dir, scope };
     } else {
       if (this.sharedTables.size === 0) {
         this.options.say?.(`shared storage is per process: ${sharedAddon.unavailableReason}; with several proxy workers each keeps its own rate limits`);
@@ -394,7 +391,7 @@ export class V8Engine implements FilterEngine {
   info(): Record<string, unknown> {
     return {
       node: process.versions.node, v8: process.versions.v8, workers: this.slots.length, queued: this.queue.length, filters: this.filters.size,
-      sharedTables: Object.fromEntries([...this.sharedTables.keys()].map((scope) => [scope, this.sharedPaths.get(scope) ?? 'in this process only'])),
+      sharedTables: Object.fromEntries([...this.sharedTables].map(([scope, t]) => [scope, 'path' in t ? t.path : 'in this process only'])),
     };
   }
 

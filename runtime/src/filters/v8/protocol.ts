@@ -14,10 +14,10 @@ export interface LoadFilter {
   instances: InstanceStrategy;
   /**
    * The binding's shared table (capability `shared`): the node-wide table of `scope` in `dir`
-   * (a mapped file every proxy process of the node shares), or, without the shared-table addon,
+   * (`path`, a mapped file every proxy process of the node shares), or, without the shared-table addon,
    * an in-process table in a SharedArrayBuffer.
    */
-  shared?: { dir: string; scope: string } | { buffer: SharedArrayBuffer };
+  shared?: { dir: string; scope: string; path: string } | { buffer: SharedArrayBuffer };
 }
 
 export interface DefineChain {
