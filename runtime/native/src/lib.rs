@@ -13,6 +13,7 @@ mod cache;
 mod chain;
 mod engine;
 mod filter;
+mod guest_build;
 mod host;
 mod ops;
 mod shared;
@@ -257,4 +258,15 @@ impl NativeEngine {
 #[napi]
 pub fn wasmtime_version() -> String {
     cache::WASMTIME_VERSION.to_string()
+}
+
+/// Builds a JavaScript filter component: the engine module (`sdk/engine/quickjs.wasm`)
+/// pre-initialized with the filter's bundle (`source`, named `file` in stack traces),
+/// wrapped as a component of `world` from the WIT in `witDir`. Throws
+/// `AMBIT_ERR_BUILD: …` saying what failed (the bundle's own exception included).
+#[napi]
+pub fn build_guest(engine: Buffer, source: String, file: String, wit_dir: String, world: String) -> Result<Buffer> {
+    guest_build::build(&engine, &source, &file, &wit_dir, &world)
+        .map(Buffer::from)
+        .map_err(|m| Error::from_reason(format!("AMBIT_ERR_BUILD: {m}")))
 }

@@ -1,79 +1,113 @@
-import type { ConnectionInfo, FilterContext, HttpRequest, HttpResponse, Peer, ReadonlyRequest, TlsInfo } from './public-types.js';
+import type { ConnectionInfo, FilterContext, HttpRequest, HttpResponse, Peer, ReadonlyRequest, ResponseContext, TlsInfo } from './public-types.js';
+import type { Direction } from '../abi/types.js';
 import { HeaderMap } from './headers.js';
-import type * as abi from '../abi/types.js';
+import { natives, type Natives, type PeerTuple } from './natives.js';
 
-/** Turns an ABI peer (options as null or undefined) into the author's view. */
-export function toPeer(p: abi.Peer): Peer {
-  return {
-    identity: p.identity ?? undefined,
-    workload: p.workload ?? undefined,
-    namespace: p.namespace ?? undefined,
-    address: p.address,
-    port: p.port,
-  };
+function toPeer(p: PeerTuple): Peer {
+  return { identity: p[0], workload: p[1], namespace: p[2], address: p[3], port: p[4] };
 }
 
-export function toContext<C>(c: abi.Context, config: C): FilterContext<C> {
-  return {
-    direction: c.direction,
-    source: toPeer(c.source),
-    destination: toPeer(c.destination),
-    service: c.service ?? undefined,
-    route: c.route ?? undefined,
-    requestId: c.requestId,
-    attempt: c.attempt,
-    config,
-  };
+/**
+ * What a phase knows, read from the host the first time a field is used and kept for
+ * the call. Fields are own enumerable properties, so `{ ...ctx }` and `JSON.stringify`
+ * see them.
+ */
+export function contextView<C>(n: Natives, h: number, config: C): FilterContext<C> {
+  const ctx = { config } as FilterContext<C>;
+  lazy(ctx, 'direction', (): Direction => (n.ctxDirection(h) === 0 ? 'inbound' : 'outbound'));
+  lazy(ctx, 'source', () => toPeer(n.ctxSource(h)));
+  lazy(ctx, 'destination', () => toPeer(n.ctxDestination(h)));
+  lazy(ctx, 'service', () => n.ctxService(h));
+  lazy(ctx, 'route', () => n.ctxRoute(h));
+  lazy(ctx, 'requestId', () => n.ctxRequestId(h));
+  lazy(ctx, 'attempt', () => n.ctxAttempt(h));
+  return ctx;
 }
 
-export function toConnection(c: abi.Connection): ConnectionInfo {
-  const tls: TlsInfo | undefined = c.tls
-    ? { version: c.tls.version, cipher: c.tls.cipher, sni: c.tls.sni ?? undefined }
-    : undefined;
-  return { tls };
+export function responseContextView<C>(n: Natives, h: number, req: number, config: C): ResponseContext<C> {
+  const ctx = contextView(n, h, config) as ResponseContext<C>;
+  lazy(ctx, 'request', () => new ForwardedRequest(n, req));
+  // Asked of the host only when read.
+  lazy(ctx, 'upstreamError', () => n.upstreamError());
+  return ctx;
 }
 
-/** A request whose changes are recorded as header operations. */
+export function connectionView(n: Natives, h: number): ConnectionInfo {
+  const conn = {} as ConnectionInfo;
+  lazy(conn, 'tls', (): TlsInfo | undefined => {
+    const t = n.ctxTls(h);
+    return t ? { version: t[0], cipher: t[1], sni: t[2] } : undefined;
+  });
+  return conn;
+}
+
+/** Defines `key` as a getter that asks once, then keeps the answer as a plain value. */
+function lazy<T extends object, K extends keyof T>(obj: T, key: K, read: () => T[K]): void {
+  Object.defineProperty(obj, key, {
+    enumerable: true,
+    configurable: true,
+    get() {
+      const value = read();
+      Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+      return value;
+    },
+  });
+}
+
+/** The request about to be forwarded: reads ask the host, assignments change it there. */
 export class RequestView implements HttpRequest {
-  readonly headers: HeaderMap;
-  readonly ops: abi.HeaderOp[] = [];
-  readonly #head: abi.RequestHead;
+  readonly #n: Natives;
+  readonly #h: number;
+  #headers: HeaderMap | undefined;
 
-  constructor(head: abi.RequestHead) {
-    this.#head = head;
-    this.headers = new HeaderMap(head.headers, this.ops);
+  constructor(n: Natives, h: number) {
+    this.#n = n;
+    this.#h = h;
   }
-  get method(): string { return this.#head.method; }
-  set method(v: string) { this.#pseudo(':method', v); this.#head.method = v; }
-  get path(): string { return this.#head.path; }
-  set path(v: string) { this.#pseudo(':path', v); this.#head.path = v; }
-  get authority(): string { return this.#head.authority; }
-  set authority(v: string) { this.#pseudo(':authority', v); this.#head.authority = v; }
-  get scheme(): string { return this.#head.scheme; }
-
-  #pseudo(name: string, value: string): void {
-    this.ops.push({ tag: 'set', val: [name, String(value)] });
-  }
+  get headers(): HeaderMap { return (this.#headers ??= new HeaderMap('request', this.#h)); }
+  get method(): string { return this.#n.reqMethod(this.#h); }
+  set method(v: string) { this.#n.reqSetMethod(this.#h, String(v)); }
+  get path(): string { return this.#n.reqPath(this.#h); }
+  set path(v: string) { this.#n.reqSetPath(this.#h, String(v)); }
+  get authority(): string { return this.#n.reqAuthority(this.#h); }
+  set authority(v: string) { this.#n.reqSetAuthority(this.#h, String(v)); }
+  get scheme(): string { return this.#n.reqScheme(this.#h); }
 }
 
-export function readonlyRequest(head: abi.RequestHead): ReadonlyRequest {
-  const headers = new HeaderMap(head.headers.slice(), []);
-  return { method: head.method, path: head.path, authority: head.authority, scheme: head.scheme, headers };
+/** The request as it was forwarded, seen from the response phase: read-only. */
+class ForwardedRequest implements ReadonlyRequest {
+  readonly #n: Natives;
+  readonly #h: number;
+  #headers: HeaderMap | undefined;
+
+  constructor(n: Natives, h: number) {
+    this.#n = n;
+    this.#h = h;
+  }
+  get headers(): HeaderMap { return (this.#headers ??= new HeaderMap('forwarded', this.#h)); }
+  get method(): string { return this.#n.reqMethod(this.#h); }
+  get path(): string { return this.#n.reqPath(this.#h); }
+  get authority(): string { return this.#n.reqAuthority(this.#h); }
+  get scheme(): string { return this.#n.reqScheme(this.#h); }
 }
 
-/** A response whose changes are recorded as header operations. */
+/** The response: reads ask the host, changes are made there. */
 export class ResponseView implements HttpResponse {
-  readonly headers: HeaderMap;
-  readonly ops: abi.HeaderOp[] = [];
-  readonly #head: abi.ResponseHead;
+  readonly #n: Natives;
+  readonly #h: number;
+  #headers: HeaderMap | undefined;
 
-  constructor(head: abi.ResponseHead) {
-    this.#head = head;
-    this.headers = new HeaderMap(head.headers, this.ops);
+  constructor(n: Natives, h: number) {
+    this.#n = n;
+    this.#h = h;
   }
-  get status(): number { return this.#head.status; }
+  get headers(): HeaderMap { return (this.#headers ??= new HeaderMap('response', this.#h)); }
+  get status(): number { return this.#n.resStatus(this.#h); }
   set status(v: number) {
-    this.ops.push({ tag: 'set', val: [':status', String(v)] });
-    this.#head.status = v;
+    const s = Number(v);
+    if (!Number.isInteger(s) || s < 100 || s > 599) throw new RangeError(`status must be an integer from 100 to 599, got ${String(v)}`);
+    this.#n.resSetStatus(this.#h, s);
   }
 }
+
+export { natives };

@@ -14,3 +14,4 @@ export { createHostImports, newCallScope, MAX_LOG_LINE, MAX_REQUEST_DELAY_MS, ty
 export { SharedTable, type SharedStore, DEFAULT_SHARED_ENTRIES, MAX_SHARED_KEY_BYTES, MAX_SHARED_VALUE_BYTES } from './shared.js';
 export { validateConfig, formatSchemaErrors } from './config.js';
 export { loadFilterArtifact, checkCapabilities, type FilterArtifact, type FilterManifest, type PackageField } from './package.js';
+export { readSourceMap, mapFilterStack, SOURCE_MAP_SECTION, BUNDLE_NAME } from './source-map.js';
