@@ -20,6 +20,9 @@ use crate::host::State;
 use crate::shared::SharedTable;
 
 const HANDLER: &str = "ambit:filter/handler";
+/// The minor version of the `ambit:filter` world this host runs (`sdk/wit/filter.wit`);
+/// any patch version of it is accepted.
+const WORLD: &str = "0.2";
 const HOST_PREFIX: &str = "ambit:filter/";
 /// Compiled components kept after their last filter is unloaded.
 const KEEP_UNUSED: usize = 8;
@@ -202,15 +205,25 @@ impl Shared {
     fn check_world(&self, label: &str, component: &Component) -> Result<(), LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let handler = exports.iter().any(|n| n == HANDLER || n.starts_with(&format!("{HANDLER}@0.1.")));
-        if !handler {
-            let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
-            return Err(LoadError {
-                code: "AMBIT_ERR_WRONG_WORLD",
-                message: format!(
-                    "{label} is a component of another world: it exports [{list}] but not {HANDLER}@0.1.x; build it against the ambit:filter world with `ambit-filter build`"
-                ),
-            });
+        match world_of(&exports) {
+            World::Current => {}
+            World::Other(version) => {
+                return Err(LoadError {
+                    code: "AMBIT_ERR_WRONG_WORLD",
+                    message: format!(
+                        "{label} was built for ambit:filter@{version} (it exports {HANDLER}@{version}); this node runs ambit:filter@{WORLD}.x filters: rebuild it with @ambit/filter-sdk {WORLD} (npx ambit-filter build)"
+                    ),
+                });
+            }
+            World::Foreign => {
+                let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+                return Err(LoadError {
+                    code: "AMBIT_ERR_WRONG_WORLD",
+                    message: format!(
+                        "{label} is a component of another world: it exports [{list}] but not {HANDLER}@{WORLD}.x; build it against the ambit:filter world with @ambit/filter-sdk {WORLD} (npx ambit-filter build)"
+                    ),
+                });
+            }
         }
         let foreign: Vec<String> = ty
             .imports(&self.engine)
@@ -227,5 +240,53 @@ impl Shared {
             });
         }
         Ok(())
+    }
+}
+
+/// Which `ambit:filter` world a component's exports belong to.
+#[derive(Debug, PartialEq, Eq)]
+enum World {
+    /// `ambit:filter@0.2.x`.
+    Current,
+    /// Another version of `ambit:filter` (0.1 components, or a later one): the version.
+    Other(String),
+    /// Not an `ambit:filter` component.
+    Foreign,
+}
+
+fn world_of(exports: &[String]) -> World {
+    let mut other = None;
+    for name in exports {
+        let Some(rest) = name.strip_prefix(HANDLER) else { continue };
+        match rest.strip_prefix('@') {
+            Some(version) if version.strip_prefix(WORLD).is_some_and(|patch| patch.starts_with('.')) => return World::Current,
+            Some(version) => other = Some(version.to_string()),
+            // The first releases were unversioned.
+            None if rest.is_empty() => other = Some("0.1.x".to_string()),
+            None => {}
+        }
+    }
+    other.map_or(World::Foreign, World::Other)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_world_is_told_by_the_handler_export() {
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.2.0"])), World::Current);
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.2.7"])), World::Current);
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.1.3"])), World::Other("0.1.3".into()));
+        assert_eq!(world_of(&names(&["ambit:filter/handler"])), World::Other("0.1.x".into()));
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.20.0"])), World::Other("0.20.0".into()));
+        assert_eq!(world_of(&names(&["ambit:filter/handler@1.0.0"])), World::Other("1.0.0".into()));
+        assert_eq!(world_of(&names(&["greet"])), World::Foreign);
+        assert_eq!(world_of(&names(&["ambit:filter/handlers@0.2.0"])), World::Foreign);
+        assert_eq!(world_of(&[]), World::Foreign);
     }
 }
