@@ -40,12 +40,21 @@ enum Action {
     Retry(RetryRequest),
 }
 
+fn refused(filter: &str, message: String) -> wasmtime::Error {
+    wasmtime::format_err!("AMBIT_ERR_FILTER_OUTPUT: filter {filter} {message}")
+}
+
 /// A local response checked before it can reach the wire; a bad one fails the call.
 fn local_response(filter: &str, r: wit::LocalResponse) -> wasmtime::Result<wire::LocalResponse> {
     let wit::LocalResponse { status, mut headers, body } = r;
-    validate::local_response(status, &mut headers, &body)
-        .map_err(|m| wasmtime::format_err!("AMBIT_ERR_FILTER_OUTPUT: filter {filter}: respond: {m}"))?;
+    validate::local_response(status, &mut headers, &body).map_err(|m| refused(filter, m))?;
     Ok(wire::LocalResponse { status, headers, body })
+}
+
+/// A deny or retry reason, checked the same way.
+fn reason(filter: &str, what: &str, reason: String) -> wasmtime::Result<String> {
+    validate::reason(what, &reason).map_err(|m| refused(filter, m))?;
+    Ok(reason)
 }
 
 /// The phase, its facts and its heads, taken from the input.
@@ -96,7 +105,7 @@ pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> P
             Ok(match phase {
                 Phase::Connection => match handler.call_on_connection(store, ctx)? {
                     ConnectionAction::Allow => Action::Continue,
-                    ConnectionAction::Deny(reason) => Action::Deny(reason),
+                    ConnectionAction::Deny(why) => Action::Deny(reason(&member.name, "deny", why)?),
                 },
                 Phase::RequestHeaders => match handler.call_on_request_headers(store, ctx, Resource::new_borrow(LENT))? {
                     RequestAction::Proceed => Action::Continue,
@@ -106,7 +115,7 @@ pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> P
                     match handler.call_on_response_headers(store, ctx, Resource::new_borrow(LENT), Resource::new_borrow(LENT))? {
                         ResponseAction::Proceed => Action::Continue,
                         ResponseAction::Respond(r) => Action::Respond(local_response(&member.name, r)?),
-                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: r.reason }),
+                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: reason(&member.name, "retry", r.reason)? }),
                     }
                 }
             })

@@ -181,7 +181,7 @@ fn cut(mut s: String) -> String {
 impl State {
     /// A call on a lent resource that the filter got wrong traps with this.
     fn refused(&self, r: Refusal) -> wasmtime::Error {
-        wasmtime::format_err!("{}: filter {}: {}", r.code, self.filter, r.message)
+        wasmtime::format_err!("{}: filter {} {}", r.code, self.filter, r.message)
     }
 
     fn heads<T>(&self, f: impl FnOnce(&Heads) -> Result<T, Refusal>) -> wasmtime::Result<T> {
