@@ -1,94 +1,121 @@
 //! Runs one phase over a chain of filters in native code: request-side phases in
-//! chain order, the response phase in reverse; header changes applied as they go so
-//! each filter sees the ones before it; the first respond/deny/retry ends the phase;
-//! a failed call is handled by its binding's failure policy. The same rules as the
-//! JavaScript executor (`runtime/src/filters/chain.ts`), in one crossing.
+//! chain order, the response phase in reverse. The context and heads are built once
+//! from the phase's input (`heads.rs`) and lent to each filter in turn; a filter's
+//! changes are applied in place, so the next filter sees them, and recorded as the
+//! header operations the phase returns. The first respond/deny/retry ends the phase; a
+//! failed call is taken back and handled by its binding's failure policy. The same
+//! rules as the JavaScript executor (`runtime/src/filters/chain.ts`), in one crossing.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use crate::bindings::ambit::filter::types::{ConnectionAction, RequestAction, ResponseAction};
+use wasmtime::component::Resource;
+
+use crate::bindings::ambit::filter::types::{self as wit, ConnectionAction, RequestAction, ResponseAction};
 use crate::filter::{FilterModule, elapsed_ms};
+use crate::heads::{ContextFacts, Heads};
 use crate::host::{CallScope, LoadCells, Phase};
-use crate::ops::{apply_request_ops, apply_response_ops};
-use crate::wire::{self, CallOutcome, FailurePolicy, FilterCall, FilterFailure, HeaderOp, PhaseInput, PhaseOutcome, PhaseResult, RetryRequest};
+use crate::validate;
+use crate::wire::{self, CallOutcome, FailurePolicy, FilterCall, FilterFailure, PhaseInput, PhaseOutcome, PhaseResult, RetryRequest};
 
 pub type Chain = [Arc<FilterModule>];
 
+/// The handles the filters of a phase borrow. Each kind of resource has one value per
+/// phase, kept in the store's state, so the representation carries nothing.
+const LENT: u32 = 0;
 
-fn implements(m: &FilterModule, input: &PhaseInput) -> bool {
-    match input {
-        PhaseInput::Connection { .. } => m.phases.connection,
-        PhaseInput::RequestHeaders { .. } => m.phases.request_headers,
-        PhaseInput::ResponseHeaders { .. } => m.phases.response_headers,
+fn implements(m: &FilterModule, phase: Phase) -> bool {
+    match phase {
+        Phase::Connection => m.phases.connection,
+        Phase::RequestHeaders => m.phases.request_headers,
+        Phase::ResponseHeaders => m.phases.response_headers,
     }
 }
 
 enum Action {
-    Continue(Vec<HeaderOp>),
+    Continue,
     Respond(wire::LocalResponse),
     Deny(String),
     Retry(RetryRequest),
 }
 
-/// `load`: the destination's live load counters, when the caller has them.
-pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) -> PhaseOutcome {
-    let mut order: Vec<usize> = (0..chain.len()).filter(|&i| implements(&chain[i], &input)).collect();
-    if matches!(input, PhaseInput::ResponseHeaders { .. }) {
-        order.reverse();
+fn refused(filter: &str, message: String) -> wasmtime::Error {
+    wasmtime::format_err!("AMBIT_ERR_FILTER_OUTPUT: filter {filter} {message}")
+}
+
+/// A local response checked before it can reach the wire; a bad one fails the call.
+fn local_response(filter: &str, r: wit::LocalResponse) -> wasmtime::Result<wire::LocalResponse> {
+    let wit::LocalResponse { status, mut headers, body } = r;
+    validate::local_response(status, &mut headers, &body).map_err(|m| refused(filter, m))?;
+    Ok(wire::LocalResponse { status, headers, body })
+}
+
+/// A deny or retry reason, checked the same way.
+fn reason(filter: &str, what: &str, reason: String) -> wasmtime::Result<String> {
+    validate::reason(what, &reason).map_err(|m| refused(filter, m))?;
+    Ok(reason)
+}
+
+/// The phase, its facts and its heads, taken from the input.
+fn split(input: PhaseInput) -> (Phase, wire::Facts, Heads) {
+    match input {
+        PhaseInput::Connection { conn, facts } => (Phase::Connection, facts, Heads::new(ContextFacts { ctx: conn.context, tls: conn.tls }, None, None)),
+        PhaseInput::RequestHeaders { mut ctx, request, facts } => {
+            let tls = ctx.tls.take();
+            (Phase::RequestHeaders, facts, Heads::new(ContextFacts { ctx, tls }, Some(request), None))
+        }
+        PhaseInput::ResponseHeaders { mut ctx, request, response, facts } => {
+            let tls = ctx.tls.take();
+            (Phase::ResponseHeaders, facts, Heads::new(ContextFacts { ctx, tls }, Some(request), Some(response)))
+        }
     }
-    let facts = input.facts();
+}
+
+/// `load`: the destination's live load counters, when the caller has them.
+pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> PhaseOutcome {
+    let (phase, facts, heads) = split(input);
+    let attempt = heads.context.as_ref().map_or(1, |c| c.ctx.attempt);
     let snapshot = facts.load.unwrap_or_default();
     let mut scope = CallScope {
-        phase: Some(match input {
-            PhaseInput::Connection { .. } => Phase::Connection,
-            PhaseInput::RequestHeaders { .. } => Phase::RequestHeaders,
-            PhaseInput::ResponseHeaders { .. } => Phase::ResponseHeaders,
-        }),
-        upstream_error: facts.upstream_error.clone(),
+        phase: Some(phase),
+        upstream_error: facts.upstream_error,
         load_cells: load,
         load: (snapshot.active_requests, snapshot.active_retries),
         directives: Default::default(),
+        heads,
     };
-    let mut ops: Vec<HeaderOp> = Vec::new();
-    let mut calls = Vec::new();
+    let mut calls = Vec::with_capacity(chain.len());
     let mut failures = Vec::new();
     let mut logs = Vec::new();
     let mut counters = Vec::new();
     let finish = |result, calls, failures, logs, counters| PhaseOutcome { result, calls, failures, logs, counters };
-    // The context and the connection do not change during a phase: converted once for every member.
-    // (The request and response heads are converted per member: each sees the changes before it.)
-    let wit_ctx = match &input {
-        PhaseInput::RequestHeaders { ctx, .. } | PhaseInput::ResponseHeaders { ctx, .. } => Some(wire::context(ctx)),
-        PhaseInput::Connection { .. } => None,
-    };
-    let wit_conn = match &input {
-        PhaseInput::Connection { conn, .. } => Some(wire::connection(conn)),
-        _ => None,
-    };
 
-    for index in order {
-        let member = &chain[index];
+    let reverse = phase == Phase::ResponseHeaders;
+    for k in 0..chain.len() {
+        let member = &chain[if reverse { chain.len() - 1 - k } else { k }];
+        if !implements(member, phase) {
+            continue;
+        }
         let started = Instant::now();
+        scope.heads.begin_call();
         let result = member.call(&mut scope, &mut logs, &mut counters, |store, filter| {
             let handler = filter.ambit_filter_handler();
-            Ok(match &input {
-                PhaseInput::Connection { .. } => match handler.call_on_connection(store, wit_conn.as_ref().expect("converted above"))? {
-                    ConnectionAction::Allow => Action::Continue(Vec::new()),
-                    ConnectionAction::Deny(reason) => Action::Deny(reason),
+            let ctx = Resource::new_borrow(LENT);
+            Ok(match phase {
+                Phase::Connection => match handler.call_on_connection(store, ctx)? {
+                    ConnectionAction::Allow => Action::Continue,
+                    ConnectionAction::Deny(why) => Action::Deny(reason(&member.name, "deny", why)?),
                 },
-                PhaseInput::RequestHeaders { request, .. } => {
-                    match handler.call_on_request_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request))? {
-                        RequestAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
-                        RequestAction::Respond(r) => Action::Respond(wire::local_response(r)),
-                    }
-                }
-                PhaseInput::ResponseHeaders { request, response, .. } => {
-                    match handler.call_on_response_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request), &wire::response_head(response))? {
-                        ResponseAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
-                        ResponseAction::Respond(r) => Action::Respond(wire::local_response(r)),
-                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: r.reason }),
+                Phase::RequestHeaders => match handler.call_on_request_headers(store, ctx, Resource::new_borrow(LENT))? {
+                    RequestAction::Proceed => Action::Continue,
+                    RequestAction::Respond(r) => Action::Respond(local_response(&member.name, r)?),
+                },
+                Phase::ResponseHeaders => {
+                    match handler.call_on_response_headers(store, ctx, Resource::new_borrow(LENT), Resource::new_borrow(LENT))? {
+                        ResponseAction::Proceed => Action::Continue,
+                        ResponseAction::Respond(r) => Action::Respond(local_response(&member.name, r)?),
+                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: reason(&member.name, "retry", r.reason)? }),
                     }
                 }
             })
@@ -97,6 +124,7 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
         let filter = member.name.to_string();
         match result {
             Err(f) => {
+                scope.heads.roll_back();
                 calls.push(FilterCall { filter: filter.clone(), duration_ms, outcome: f.kind });
                 let failure = FilterFailure { filter: filter.clone(), kind: f.kind, message: f.message, policy: member.policy };
                 if member.policy == FailurePolicy::FailOpen {
@@ -110,23 +138,14 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
             Ok(action) => {
                 calls.push(FilterCall { filter: filter.clone(), duration_ms, outcome: CallOutcome::Ok });
                 match action {
-                    Action::Continue(new_ops) => {
-                        if !new_ops.is_empty() {
-                            match &mut input {
-                                PhaseInput::RequestHeaders { request, .. } => apply_request_ops(request, &new_ops),
-                                PhaseInput::ResponseHeaders { response, .. } => apply_response_ops(response, &new_ops),
-                                PhaseInput::Connection { .. } => {}
-                            }
-                            ops.extend(new_ops);
-                        }
-                    }
+                    Action::Continue => {}
                     Action::Respond(response) => return finish(PhaseResult::Respond { response, filter }, calls, failures, logs, counters),
                     Action::Deny(reason) => return finish(PhaseResult::Deny { reason, filter }, calls, failures, logs, counters),
                     Action::Retry(retry) => {
                         // A first attempt deciding to retry counts as retrying from now on, before
                         // any other phase reads the counters (the proxy subtracts it at the end).
-                        if let (PhaseInput::ResponseHeaders { ctx, .. }, Some(cells)) = (&input, load) {
-                            if ctx.attempt == 1 {
+                        if let (Phase::ResponseHeaders, Some(cells)) = (phase, load) {
+                            if attempt == 1 {
                                 cells.get(1).fetch_add(1, Ordering::SeqCst);
                             }
                         }
@@ -136,6 +155,7 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
             }
         }
     }
-    let directives = (matches!(input, PhaseInput::RequestHeaders { .. }) && !scope.directives.is_empty()).then_some(scope.directives);
+    let ops = std::mem::take(&mut scope.heads.ops);
+    let directives = (phase == Phase::RequestHeaders && !scope.directives.is_empty()).then_some(scope.directives);
     finish(PhaseResult::Continue { ops, directives }, calls, failures, logs, counters)
 }

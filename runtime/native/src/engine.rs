@@ -20,6 +20,11 @@ use crate::host::State;
 use crate::shared::SharedTable;
 
 const HANDLER: &str = "ambit:filter/handler";
+/// The minor version of the `ambit:filter` world this host runs (`sdk/wit/filter.wit`);
+/// any patch version of it is accepted.
+const WORLD: &str = "0.2";
+/// The SDK a filter of another world is rebuilt with.
+const REBUILD_WITH: &str = "@ambit/filter-sdk 0.2 (npx ambit-filter build)";
 const HOST_PREFIX: &str = "ambit:filter/";
 /// Compiled components kept after their last filter is unloaded.
 const KEEP_UNUSED: usize = 8;
@@ -202,15 +207,28 @@ impl Shared {
     fn check_world(&self, label: &str, component: &Component) -> Result<(), LoadError> {
         let ty = component.component_type();
         let exports: Vec<String> = ty.exports(&self.engine).map(|(name, _)| name.to_string()).collect();
-        let handler = exports.iter().any(|n| n == HANDLER || n.starts_with(&format!("{HANDLER}@0.1.")));
-        if !handler {
-            let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
-            return Err(LoadError {
-                code: "AMBIT_ERR_WRONG_WORLD",
-                message: format!(
-                    "{label} is a component of another world: it exports [{list}] but not {HANDLER}@0.1.x; build it against the ambit:filter world with `ambit-filter build`"
-                ),
-            });
+        match world_of(&exports) {
+            World::Current => {}
+            World::Other { series, export } => {
+                let runs = format!("this host runs ambit:filter@{WORLD}.x filters");
+                let message = if older_series(&series, WORLD) {
+                    format!("{label} was built for ambit:filter@{series}.x (it exports {export}); {runs}: rebuild it with {REBUILD_WITH}")
+                } else {
+                    format!(
+                        "{label} was built for ambit:filter@{series}.x (it exports {export}), newer than this host's world; {runs}: upgrade the node proxy, or rebuild the filter with {REBUILD_WITH}"
+                    )
+                };
+                return Err(LoadError { code: "AMBIT_ERR_WRONG_WORLD", message });
+            }
+            World::Foreign => {
+                let list = if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") };
+                return Err(LoadError {
+                    code: "AMBIT_ERR_WRONG_WORLD",
+                    message: format!(
+                        "{label} is a component of another world: it exports [{list}] but not {HANDLER}@{WORLD}.x; build it against the ambit:filter world with `ambit-filter build`"
+                    ),
+                });
+            }
         }
         let foreign: Vec<String> = ty
             .imports(&self.engine)
@@ -221,11 +239,83 @@ impl Shared {
             return Err(LoadError {
                 code: "AMBIT_ERR_WRONG_WORLD",
                 message: format!(
-                    "{label} imports [{}], which the ambit:filter world does not provide; filters may import only ambit:filter/host (build with `ambit-filter build`, which stubs WASI)",
+                    "{label} imports [{}], which the ambit:filter world does not provide; filters may import only ambit:filter/host and ambit:filter/types (build with `ambit-filter build`)",
                     foreign.join(", ")
                 ),
             });
         }
         Ok(())
+    }
+}
+
+/// Which `ambit:filter` world a component's exports belong to.
+#[derive(Debug, PartialEq, Eq)]
+enum World {
+    /// `ambit:filter@0.2.x`.
+    Current,
+    /// Another version of `ambit:filter`: its `major.minor`, and the handler export that says so.
+    Other { series: String, export: String },
+    /// Not an `ambit:filter` component.
+    Foreign,
+}
+
+fn world_of(exports: &[String]) -> World {
+    let mut other = None;
+    for name in exports {
+        let Some(rest) = name.strip_prefix(HANDLER) else { continue };
+        match rest.strip_prefix('@') {
+            Some(version) if version.strip_prefix(WORLD).is_some_and(|patch| patch.starts_with('.')) => return World::Current,
+            Some(version) => {
+                let series = version.split('.').take(2).collect::<Vec<_>>().join(".");
+                other = Some(World::Other { series, export: name.clone() });
+            }
+            // The first releases were unversioned.
+            None if rest.is_empty() => other = Some(World::Other { series: "0.1".into(), export: name.clone() }),
+            None => {}
+        }
+    }
+    other.unwrap_or(World::Foreign)
+}
+
+/// Whether `a` (`major.minor`) comes before `b`.
+fn older_series(a: &str, b: &str) -> bool {
+    let parse = |s: &str| -> (u64, u64) {
+        let mut it = s.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+        (it.next().unwrap_or(0), it.next().unwrap_or(0))
+    };
+    parse(a) < parse(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn other(series: &str, export: &str) -> World {
+        World::Other { series: series.into(), export: export.into() }
+    }
+
+    #[test]
+    fn the_world_is_told_by_the_handler_export() {
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.2.0"])), World::Current);
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.2.7"])), World::Current);
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.1.3"])), other("0.1", "ambit:filter/handler@0.1.3"));
+        assert_eq!(world_of(&names(&["ambit:filter/handler"])), other("0.1", "ambit:filter/handler"));
+        assert_eq!(world_of(&names(&["ambit:filter/handler@0.20.0"])), other("0.20", "ambit:filter/handler@0.20.0"));
+        assert_eq!(world_of(&names(&["ambit:filter/handler@1.0.0"])), other("1.0", "ambit:filter/handler@1.0.0"));
+        assert_eq!(world_of(&names(&["greet"])), World::Foreign);
+        assert_eq!(world_of(&names(&["ambit:filter/handlers@0.2.0"])), World::Foreign);
+        assert_eq!(world_of(&[]), World::Foreign);
+    }
+
+    #[test]
+    fn series_order() {
+        assert!(older_series("0.1", "0.2"));
+        assert!(!older_series("0.2", "0.2"));
+        assert!(!older_series("0.20", "0.2"));
+        assert!(!older_series("1.0", "0.2"));
     }
 }

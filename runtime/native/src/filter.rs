@@ -351,6 +351,9 @@ enum Configure {
     Failed(CallFailure),
 }
 
+/// What wasmtime says when a guest returns still holding a borrow it was lent.
+const BORROW_KEPT: &str = "borrow handles still remain";
+
 /// The cause of a failure, without wasmtime's context lines.
 fn error_text(e: &wasmtime::Error) -> String {
     e.root_cause().to_string()
@@ -364,7 +367,10 @@ fn classify(e: &wasmtime::Error, state: &mut State, deadline_ms: f64) -> CallFai
             message: format!("did not return within its {deadline_ms} ms deadline and was stopped"),
         };
     }
-    let text = error_text(e);
+    let mut text = error_text(e);
+    if text.contains(BORROW_KEPT) {
+        text = format!("the filter returned still holding a handle it was lent (the context or a head); a filter must drop lent handles before it returns ({text})");
+    }
     let message = match state.reported.take() {
         Some(reported) => format!("{reported} ({text})"),
         None => text,

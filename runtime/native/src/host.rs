@@ -9,9 +9,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use wasmtime::ResourceLimiter;
+use wasmtime::component::Resource;
 
 use crate::bindings::ambit::filter::host::{self as wit_host, LogLevel, ServiceLoad, SharedEntry};
 use crate::bindings::ambit::filter::types as wit_types;
+use crate::heads::{ContextHandle, Heads, Refusal, RequestHandle, ResponseHandle, Side};
 use crate::shared::SharedTable;
 use crate::wire::Directives;
 
@@ -105,6 +107,8 @@ pub struct CallScope {
     /// ...else this snapshot.
     pub load: (u32, u32),
     pub directives: Directives,
+    /// The context and heads lent to the filters of the phase.
+    pub heads: Heads,
 }
 
 /// The data of one filter instance's store.
@@ -174,7 +178,148 @@ fn cut(mut s: String) -> String {
     s
 }
 
+impl State {
+    /// A call on a lent resource that the filter got wrong traps with this.
+    fn refused(&self, r: Refusal) -> wasmtime::Error {
+        wasmtime::format_err!("{}: filter {} {}", r.code, self.filter, r.message)
+    }
+
+    fn heads<T>(&self, f: impl FnOnce(&Heads) -> Result<T, Refusal>) -> wasmtime::Result<T> {
+        f(&self.scope.heads).map_err(|r| self.refused(r))
+    }
+
+    fn heads_mut(&mut self, f: impl FnOnce(&mut Heads) -> Result<(), Refusal>) -> wasmtime::Result<()> {
+        f(&mut self.scope.heads).map_err(|r| self.refused(r))
+    }
+}
+
 impl wit_types::Host for State {}
+
+// The host never gives a filter an owned handle, so `drop` is never called with one of
+// ours; a borrow's end needs nothing from the host.
+
+impl wit_types::HostContext for State {
+    fn direction(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<wit_types::Direction> {
+        self.heads(|h| Ok(h.context()?.direction()))
+    }
+
+    fn source(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<wit_types::Peer> {
+        self.heads(|h| Ok(h.context()?.source()))
+    }
+
+    fn destination(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<wit_types::Peer> {
+        self.heads(|h| Ok(h.context()?.destination()))
+    }
+
+    fn service(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<Option<String>> {
+        self.heads(|h| Ok(h.context()?.ctx.service.clone()))
+    }
+
+    fn route(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<Option<String>> {
+        self.heads(|h| Ok(h.context()?.ctx.route.clone()))
+    }
+
+    fn request_id(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<String> {
+        self.heads(|h| Ok(h.context()?.ctx.request_id.clone()))
+    }
+
+    fn attempt(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<u32> {
+        self.heads(|h| Ok(h.context()?.ctx.attempt))
+    }
+
+    fn tls(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<Option<wit_types::TlsInfo>> {
+        self.heads(|h| Ok(h.context()?.tls()))
+    }
+
+    fn drop(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<()> {
+        Ok(())
+    }
+}
+
+/// The header calls both heads have, on the list of `Side`.
+macro_rules! header_methods {
+    ($handle:ty, $side:ident) => {
+        fn get(&mut self, _: Resource<$handle>, name: String) -> wasmtime::Result<Option<String>> {
+            self.heads(|h| h.get(Side::$side, &name))
+        }
+
+        fn get_all(&mut self, _: Resource<$handle>, name: String) -> wasmtime::Result<Vec<String>> {
+            self.heads(|h| h.get_all(Side::$side, &name))
+        }
+
+        fn has(&mut self, _: Resource<$handle>, name: String) -> wasmtime::Result<bool> {
+            self.heads(|h| h.has(Side::$side, &name))
+        }
+
+        fn set(&mut self, _: Resource<$handle>, name: String, value: String) -> wasmtime::Result<()> {
+            self.heads_mut(|h| h.set(Side::$side, name, value))
+        }
+
+        fn append(&mut self, _: Resource<$handle>, name: String, value: String) -> wasmtime::Result<()> {
+            self.heads_mut(|h| h.append(Side::$side, name, value))
+        }
+
+        fn remove(&mut self, _: Resource<$handle>, name: String) -> wasmtime::Result<()> {
+            self.heads_mut(|h| h.remove(Side::$side, name))
+        }
+
+        fn size(&mut self, _: Resource<$handle>) -> wasmtime::Result<u32> {
+            self.heads(|h| h.size(Side::$side))
+        }
+
+        fn entries(&mut self, _: Resource<$handle>) -> wasmtime::Result<Vec<(String, String)>> {
+            self.heads(|h| h.entries(Side::$side))
+        }
+
+        fn drop(&mut self, _: Resource<$handle>) -> wasmtime::Result<()> {
+            Ok(())
+        }
+    };
+}
+
+impl wit_types::HostRequestHead for State {
+    fn method(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        self.heads(|h| Ok(h.request()?.method.clone()))
+    }
+
+    fn scheme(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        self.heads(|h| Ok(h.request()?.scheme.clone()))
+    }
+
+    fn authority(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        self.heads(|h| Ok(h.request()?.authority.clone()))
+    }
+
+    fn path(&mut self, _: Resource<RequestHandle>) -> wasmtime::Result<String> {
+        self.heads(|h| Ok(h.request()?.path.clone()))
+    }
+
+    fn set_method(&mut self, _: Resource<RequestHandle>, value: String) -> wasmtime::Result<()> {
+        self.heads_mut(|h| h.set_method(value))
+    }
+
+    fn set_authority(&mut self, _: Resource<RequestHandle>, value: String) -> wasmtime::Result<()> {
+        self.heads_mut(|h| h.set_authority(value))
+    }
+
+    fn set_path(&mut self, _: Resource<RequestHandle>, value: String) -> wasmtime::Result<()> {
+        self.heads_mut(|h| h.set_path(value))
+    }
+
+    header_methods!(RequestHandle, Request);
+}
+
+impl wit_types::HostResponseHead for State {
+    fn status(&mut self, _: Resource<ResponseHandle>) -> wasmtime::Result<u16> {
+        self.heads(|h| Ok(h.response()?.status))
+    }
+
+    fn set_status(&mut self, _: Resource<ResponseHandle>, status: u16) -> wasmtime::Result<()> {
+        self.heads_mut(|h| h.set_status(status))
+    }
+
+    header_methods!(ResponseHandle, Response);
+}
 
 impl wit_host::Host for State {
     fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {

@@ -14,8 +14,10 @@ mod chain;
 mod engine;
 mod filter;
 mod guest_build;
+mod heads;
 mod host;
 mod ops;
+mod validate;
 mod shared;
 mod wire;
 
@@ -24,6 +26,13 @@ mod bindings {
         path: "../../sdk/wit",
         world: "filter",
         imports: { default: trappable },
+        // The heads and the context are lent to the guest for one phase; the host keeps
+        // them in the phase's own state (`heads.rs`), so a handle is only a marker.
+        with: {
+            "ambit:filter/types.context": crate::heads::ContextHandle,
+            "ambit:filter/types.request-head": crate::heads::RequestHandle,
+            "ambit:filter/types.response-head": crate::heads::ResponseHandle,
+        },
     });
 }
 
@@ -31,6 +40,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use napi::bindgen_prelude::*;
@@ -189,7 +199,7 @@ impl NativeEngine {
     /// when a first attempt decides to retry.
     #[napi]
     pub fn run(&self, job: u32, chain: u32, input: String, load: Option<Int32Array>) -> Result<()> {
-        let chain = self.inner()?.chains.lock().unwrap().get(&chain).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {chain} is not defined")))?;
+        let chain = self.chain(chain)?;
         let _ = self.calls.send(Job::Run { job, chain, input, load });
         Ok(())
     }
@@ -206,6 +216,33 @@ impl NativeEngine {
             "instantiateCpuUs": p.instantiate_cpu_us, "configureCpuUs": p.configure_cpu_us,
             "rssPerInstanceBytes": p.rss_per_instance_bytes,
         }).to_string())
+    }
+
+    /// Benchmark hook, run on the calling thread: parses `input` (JSON of a `PhaseInput`)
+    /// once, then runs that phase over chain `chain` `iterations` times, each on a fresh
+    /// copy of the input, as `run` does but without the crossing. Answers JSON
+    /// `{ iterations, phaseUs: { p50, p99, mean }, serializeUs: { p50, p99, mean }, outcome }`:
+    /// the phase alone, writing its outcome as JSON, and the last outcome (to check what
+    /// was measured did what it should).
+    #[napi]
+    pub fn bench_phase(&self, chain: u32, input: String, iterations: u32) -> Result<String> {
+        let chain = self.chain(chain)?;
+        let input: PhaseInput = serde_json::from_str(&input).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: bad phase input: {e}")))?;
+        let n = iterations.max(1) as usize;
+        let (mut phase_us, mut serialize_us) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut last = String::new();
+        for _ in 0..n {
+            let copy = input.clone();
+            let t0 = Instant::now();
+            let outcome = chain::run_phase(&chain, copy, None);
+            let t1 = Instant::now();
+            last = serde_json::to_string(&outcome).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: {e}")))?;
+            let t2 = Instant::now();
+            phase_us.push((t1 - t0).as_secs_f64() * 1e6);
+            serialize_us.push((t2 - t1).as_secs_f64() * 1e6);
+        }
+        let outcome: serde_json::Value = serde_json::from_str(&last).unwrap_or(serde_json::Value::Null);
+        Ok(json!({ "iterations": n, "phaseUs": summary(phase_us), "serializeUs": summary(serialize_us), "outcome": outcome }).to_string())
     }
 
     /// Engine facts and per-filter instance counts, as JSON.
@@ -249,9 +286,21 @@ impl NativeEngine {
         inner.filters.lock().unwrap().clear();
     }
 
+    fn chain(&self, id: u32) -> Result<Arc<Vec<Arc<FilterModule>>>> {
+        self.inner()?.chains.lock().unwrap().get(&id).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {id} is not defined")))
+    }
+
     fn inner(&self) -> Result<&Arc<Inner>> {
         self.inner.as_ref().ok_or_else(|| Error::from_reason("AMBIT_ERR_ENGINE_CLOSED: the wasmtime engine is shut down"))
     }
+}
+
+/// p50, p99 and mean of samples (µs), for the benchmark hooks.
+fn summary(mut samples: Vec<f64>) -> serde_json::Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples.get(((samples.len() - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+    let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+    json!({ "p50": at(0.5), "p99": at(0.99), "mean": mean })
 }
 
 /// The wasmtime release the addon was built with.

@@ -8,7 +8,7 @@ use crate::bindings::ambit::filter::types as wit;
 
 pub type HeaderList = Vec<(String, String)>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     pub identity: Option<String>,
@@ -18,7 +18,7 @@ pub struct Peer {
     pub port: u16,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct Context {
     pub direction: Direction,
@@ -28,6 +28,9 @@ pub struct Context {
     pub route: Option<String>,
     pub request_id: String,
     pub attempt: u32,
+    /// The TLS session the request arrived on, when the caller knows it.
+    #[serde(default)]
+    pub tls: Option<TlsInfo>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -37,14 +40,14 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,
     pub sni: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 pub struct Connection {
     pub context: Context,
     pub tls: Option<TlsInfo>,
@@ -73,7 +76,7 @@ pub struct ServiceLoad {
 }
 
 /// What the host knows about the attempt (`AttemptFacts`).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Clone, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct Facts {
     pub upstream_error: Option<String>,
@@ -83,7 +86,7 @@ pub struct Facts {
 
 /// One phase of a chain, as `FilterChain.run` receives it (the live load counters travel
 /// beside the JSON).
-#[derive(Deserialize)]
+#[derive(Deserialize, Clone)]
 #[serde(tag = "phase")]
 pub enum PhaseInput {
     #[serde(rename = "connection")]
@@ -107,14 +110,6 @@ pub enum PhaseInput {
         #[serde(default)]
         facts: Facts,
     },
-}
-
-impl PhaseInput {
-    pub fn facts(&self) -> &Facts {
-        match self {
-            PhaseInput::Connection { facts, .. } | PhaseInput::RequestHeaders { facts, .. } | PhaseInput::ResponseHeaders { facts, .. } => facts,
-        }
-    }
 }
 
 /// What request-phase filters asked of the host (`RequestDirectives`).
@@ -217,9 +212,9 @@ pub struct PhaseOutcome {
     pub counters: Vec<(String, String, u32)>,
 }
 
-// ---- JSON → WIT ----
+// ---- JSON → WIT (when a filter asks) ----
 
-fn peer(p: &Peer) -> wit::Peer {
+pub fn peer(p: &Peer) -> wit::Peer {
     wit::Peer {
         identity: p.identity.clone(),
         workload: p.workload.clone(),
@@ -229,54 +224,6 @@ fn peer(p: &Peer) -> wit::Peer {
     }
 }
 
-pub fn context(c: &Context) -> wit::Context {
-    wit::Context {
-        direction: match c.direction {
-            Direction::Inbound => wit::Direction::Inbound,
-            Direction::Outbound => wit::Direction::Outbound,
-        },
-        source: peer(&c.source),
-        destination: peer(&c.destination),
-        service: c.service.clone(),
-        route: c.route.clone(),
-        request_id: c.request_id.clone(),
-        attempt: c.attempt,
-    }
-}
-
-pub fn connection(c: &Connection) -> wit::Connection {
-    wit::Connection {
-        context: context(&c.context),
-        tls: c.tls.as_ref().map(|t| wit::TlsInfo { version: t.version.clone(), cipher: t.cipher.clone(), sni: t.sni.clone() }),
-    }
-}
-
-pub fn request_head(r: &RequestHead) -> wit::RequestHead {
-    wit::RequestHead {
-        method: r.method.clone(),
-        scheme: r.scheme.clone(),
-        authority: r.authority.clone(),
-        path: r.path.clone(),
-        headers: r.headers.clone(),
-    }
-}
-
-pub fn response_head(r: &ResponseHead) -> wit::ResponseHead {
-    wit::ResponseHead { status: r.status, headers: r.headers.clone() }
-}
-
-// ---- WIT → JSON ----
-
-pub fn header_ops(ops: Vec<wit::HeaderOp>) -> Vec<HeaderOp> {
-    ops.into_iter()
-        .map(|op| match op {
-            wit::HeaderOp::Set(kv) => HeaderOp::Set(kv),
-            wit::HeaderOp::Append(kv) => HeaderOp::Append(kv),
-            wit::HeaderOp::Remove(k) => HeaderOp::Remove(k),
-        })
-        .collect()
-}
-
-pub fn local_response(r: wit::LocalResponse) -> LocalResponse {
-    LocalResponse { status: r.status, headers: r.headers, body: r.body }
+pub fn tls(t: &TlsInfo) -> wit::TlsInfo {
+    wit::TlsInfo { version: t.version.clone(), cipher: t.cipher.clone(), sni: t.sni.clone() }
 }

@@ -69,6 +69,21 @@ export interface InstanceProbe {
   rssPerInstanceBytes: number;
 }
 
+/** p50, p99 and mean of a benchmark's samples, in µs. */
+export interface SampleSummary {
+  p50: number;
+  p99: number;
+  mean: number;
+}
+
+/** What `benchPhase` measured on the calling thread: the phase alone, writing its outcome as JSON, and the last outcome. */
+export interface PhaseBench {
+  iterations: number;
+  phaseUs: SampleSummary;
+  serializeUs: SampleSummary;
+  outcome: Record<string, unknown>;
+}
+
 type NativeAnswer = { error: { code: string; message: string } } | { ok: { phases: PhaseName[]; sha256: string; cache: string } };
 
 interface Loaded {
@@ -268,6 +283,17 @@ export class WasmtimeEngine implements FilterEngine {
   async probeInstances(binding: FilterBinding, count: number): Promise<InstanceProbe> {
     const loaded = await this.load(bindingKey(binding), binding);
     return JSON.parse(this.native.probeInstances(loaded.handle, count)) as InstanceProbe;
+  }
+
+  /**
+   * Benchmark hook: runs one phase of `chain` `iterations` times on the calling thread
+   * (blocking it), in native code without the crossing to the engine's threads. The input
+   * is parsed once; each run gets a fresh copy of it.
+   */
+  benchPhase(chain: FilterChain, input: PhaseInput, iterations: number): PhaseBench {
+    if (!(chain instanceof WasmtimeChain)) throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', 'benchPhase takes a chain of this wasmtime engine');
+    const { load: _load, ...rest } = input;
+    return JSON.parse(this.native.benchPhase(chain.id, JSON.stringify(rest), iterations)) as PhaseBench;
   }
 
   /** Engine facts for `/config_dump`: wasmtime version, threads, pool sizes, instances per filter. */

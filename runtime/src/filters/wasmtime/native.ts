@@ -14,6 +14,7 @@ export interface NativeEngineHandle {
   run(job: number, chain: number, input: string, load?: Int32Array | null): void;
   info(): string;
   probeInstances(handle: number, count: number): string;
+  benchPhase(chain: number, input: string, iterations: number): string;
   close(): void;
 }
 
