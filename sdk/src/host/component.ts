@@ -8,6 +8,7 @@ import { setFlagsFromString } from 'node:v8';
 import { AmbitError, errorMessage } from './errors.js';
 import { capMemory } from './memory.js';
 import { bindComponent } from './bind.js';
+import { directShape, instantiateDirect, type DirectShape } from './direct.js';
 import { TYPES_IMPORT } from './resources.js';
 import {
   HANDLER_INTERFACE, HOST_FUNCTIONS, HOST_INTERFACE, TYPES_INTERFACE, WIT_PACKAGE, WORLD_VERSION, type ComponentHandler, type Handler, type HostImports,
@@ -194,11 +195,49 @@ export function loadGlue(gluePath: string): Promise<Instantiate> {
 }
 
 /**
+ * How a component is bound on V8: `direct` (the world's own binding, `direct.ts`, for a
+ * component of one core module; others fall back to jco's glue) or `jco` (jco's
+ * generated glue always). Default `direct`; `AMBIT_V8_BINDING=jco` picks jco's.
+ */
+export type V8Binding = 'direct' | 'jco';
+
+const shapes = new WeakMap<CoreModules, DirectShape | null>();
+
+function shapeOf(modules: CoreModules): DirectShape | undefined {
+  let s = shapes.get(modules);
+  if (s === undefined) {
+    s = directShape(modules) ?? null;
+    shapes.set(modules, s);
+  }
+  return s ?? undefined;
+}
+
+/** Which binding `instantiateHandler` would use for these modules. */
+export function bindingOf(modules: CoreModules, binding: V8Binding = defaultBinding()): V8Binding {
+  return binding === 'direct' && shapeOf(modules) ? 'direct' : 'jco';
+}
+
+function defaultBinding(): V8Binding {
+  return process.env.AMBIT_V8_BINDING === 'jco' ? 'jco' : 'direct';
+}
+
+/**
  * Creates one instance and returns its `handler` export, bound to the host's data view
  * ({@link bindComponent}). Synchronous, so it can run between calls. `label` is the
  * filter's name, used in the messages of its failures.
  */
-export function instantiateHandler(instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter'): Handler {
+export function instantiateHandler(
+  instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter', binding: V8Binding = defaultBinding(),
+): Handler {
+  const shape = binding === 'direct' ? shapeOf(modules) : undefined;
+  if (shape) {
+    try {
+      return bindComponent(instantiateDirect(modules[shape.file]!, shape, host), label);
+    } catch (e) {
+      if (e instanceof AmbitError) throw e;
+      throw new AmbitError('AMBIT_ERR_INSTANTIATE', `${label}: instantiation failed: ${errorMessage(e)}`, { cause: e });
+    }
+  }
   const hostImport: Record<string, unknown> = {};
   for (const fn of HOST_FUNCTIONS) hostImport[fn] = host[fn];
   const version = WIT_PACKAGE.slice(WIT_PACKAGE.indexOf('@'));

@@ -7,10 +7,11 @@ export { applyHeaderOps, applyHeaderOp, applyRequestOps, applyResponseOps } from
 export { AmbitError, errorMessage, type AmbitErrorCode } from './errors.js';
 export { capMemory, PAGE_BYTES } from './memory.js';
 export {
-  prepareComponent, compileCore, loadGlue, instantiateHandler, checkComponentBinary, sha256Hex, defaultCacheDir,
+  prepareComponent, compileCore, loadGlue, instantiateHandler, bindingOf, type V8Binding, checkComponentBinary, sha256Hex, defaultCacheDir,
   type PreparedComponent, type CoreModules,
 } from './component.js';
 export { bindComponent } from './bind.js';
+export { directShape, instantiateDirect, type DirectShape } from './direct.js';
 export { HostContext, HostRequestHead, HostResponseHead, TYPES_IMPORT } from './resources.js';
 export {
   OUTPUT_LIMITS, checkHeaderName, checkHeaderValue, checkMethod, checkPath, checkAuthority, checkStatus, checkLocalResponse,
