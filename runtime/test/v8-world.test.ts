@@ -30,6 +30,7 @@ describe('V8 engine, ambit:filter@0.2.0', () => {
   it('returns the header changes of a request phase as operations', async () => {
     const chain = await engine.createChain([probe('p')]);
     expect(chain.filters[0]!.phases).toEqual(['connection', 'requestHeaders', 'responseHeaders']);
+    expect(engine.info()['bindings']).toMatchObject({ p: 'direct' });
     const out = await chain.run({ phase: 'requestHeaders', ctx: ctx({ requestId: 'r-1' }), request: request('/items', [['x-in', 'v'], ['cookie', 'c']]) });
     expect(out).toMatchObject({
       action: 'continue',

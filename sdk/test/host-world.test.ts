@@ -152,6 +152,13 @@ describe.each(['direct', 'jco'] as const)('binding %s', (binding) => {
       expect(f.request({ path: '/' }).action).toBe('continue');
     });
 
+    it.runIf(binding === 'direct')('a call that returns keeping a lent handle traps, as on wasmtime', () => {
+      const e = thrown(() => f.request({ path: '/k' }));
+      expect(e).toBeInstanceOf(FilterTrapError);
+      expect(e.message).toContain('borrow handles still remain at the end of the call');
+      expect(f.request({ path: '/r' }).action).toBe('respond');
+    });
+
     it('a trap reports what the filter said before it', () => {
       const e = thrown(() => f.request({ path: '/x' }));
       expect(e.message).toContain('Error: boom');

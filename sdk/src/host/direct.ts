@@ -102,7 +102,7 @@ export function instantiateDirect(module: WebAssembly.Module, shape: DirectShape
   let realloc: Fn | undefined;
   let buffer: ArrayBuffer | undefined;
   let view = new DataView(new ArrayBuffer(0));
-  let bytes = new Uint8Array(0);
+  let bytes: Buffer = Buffer.alloc(0);
   let entered = false;
   let poisoned = false;
 
@@ -111,7 +111,7 @@ export function instantiateDirect(module: WebAssembly.Module, shape: DirectShape
     if (b !== buffer) {
       buffer = b;
       view = new DataView(b);
-      bytes = new Uint8Array(b);
+      bytes = Buffer.from(b);
     }
     return view;
   };
@@ -121,14 +121,12 @@ export function instantiateDirect(module: WebAssembly.Module, shape: DirectShape
   };
 
   const readString = (ptr: number, len: number): string => {
-    bounds(ptr >>> 0, len >>> 0, 1);
     ptr >>>= 0;
     len >>>= 0;
-    if (len <= 64) {
-      let ascii = true;
-      for (let i = 0; i < len; i++) if (bytes[ptr + i]! >= 0x80) { ascii = false; break; }
-      if (ascii) return String.fromCharCode.apply(null, bytes.subarray(ptr, ptr + len) as unknown as number[]);
-    }
+    bounds(ptr, len, 1);
+    let ascii = true;
+    for (let i = ptr, end = ptr + len; i < end; i++) if (bytes[i]! >= 0x80) { ascii = false; break; }
+    if (ascii) return bytes.toString('latin1', ptr, ptr + len);
     try {
       return utf8.decode(bytes.subarray(ptr, ptr + len));
     } catch {
