@@ -17,11 +17,14 @@ let root: string;
 let cleanup: () => Promise<void>;
 let restoreCache: () => void;
 let probeDir: string;
+/** The probe declaring every capability. */
+let fullDir: string;
 
 beforeAll(async () => {
   ({ root, cleanup } = await makeTempRoot('world'));
   restoreCache = useCacheIn(root);
   probeDir = await writeProbePackage(path.join(root, 'probe'));
+  fullDir = await writeProbePackage(path.join(root, 'full'), ['log', 'counters', 'clock', 'random', 'shared', 'traffic']);
 });
 afterAll(async () => {
   restoreCache?.();
@@ -90,6 +93,54 @@ describe.each(['direct', 'jco'] as const)('binding %s', (binding) => {
 
     it('passes traffic directives back with the request', () => {
       expect(f.request({ path: '/d' })).toMatchObject({ action: 'continue', ops: [], directives: { delayMs: 5, subset: 'v2' } });
+    });
+  });
+
+  describe('every value of the world, lifted and lowered', () => {
+    let full: TestFilter;
+    beforeAll(async () => {
+      full = await loadFilter(fullDir, { random: () => 0.25 });
+    });
+
+    it('the request phase reads the context, the head and the host', () => {
+      const r = full.request(
+        { method: 'POST', scheme: 'https', authority: 'api.test', path: '/e', headers: { accept: '*/*', 'x-multi': ['one', 'two'] } },
+        {
+          direction: 'outbound', service: 'api.a', route: 'r1', attempt: 3, tls: { sni: 'api.test' },
+          source: { identity: 'spiffe://td/ns/a/sa/b', workload: 'web', namespace: 'a', address: '10.0.0.1', port: 40123 },
+          destination: { workload: 'api', port: 8443 },
+        },
+      );
+      expect(r.action).toBe('continue');
+      if (r.action !== 'continue') return;
+      expect(r.ops.map((o) => (o.tag === 'remove' ? [o.tag, o.val] : [o.tag, ...o.val]))).toEqual([
+        ['set', 'x-size', '3'], ['set', 'x-multi-count', '2'], ['set', 'x-multi-first', 'one'], ['set', 'x-entries', '3'],
+        ['set', 'x-entry0', 'accept'], ['set', 'x-has-accept', '1'], ['set', 'x-method', 'POST'], ['set', 'x-scheme', 'https'],
+        ['set', 'x-authority', 'api.test'], ['set', 'x-direction', 'outbound'], ['set', 'x-src-identity', 'spiffe://td/ns/a/sa/b'],
+        ['set', 'x-src-workload', 'web'], ['set', 'x-src-namespace', 'a'], ['set', 'x-src-address', '10.0.0.1'], ['set', 'x-src-port', '40123'],
+        ['set', 'x-dst-workload', 'api'], ['set', 'x-dst-port', '8443'], ['set', 'x-service', 'api.a'], ['set', 'x-route', 'r1'],
+        ['set', 'x-attempt', '3'], ['set', 'x-tls-version', 'TLSv1.3'], ['set', 'x-sni', 'api.test'], ['set', 'x-shared-add', '2'],
+        ['set', 'x-shared-set', '1'], ['set', 'x-shared-value', 'v1'], ['set', 'x-shared-version-is-set', '1'], ['set', 'x-random', '25'],
+      ]);
+      expect(r.directives).toEqual({ perTryTimeoutMs: 700 });
+    });
+
+    it('the response phase reads the response head, the forwarded request and the upstream facts', () => {
+      const r = full.response(
+        { status: 502, headers: [['server', 'up'], ['x-multi', 'a'], ['x-multi', 'b']] },
+        { method: 'PUT', path: '/e', headers: { 'x-in': 'forwarded' } },
+        { upstreamError: 'reset', load: { activeRequests: 4, activeRetries: 1 } },
+      );
+      expect(r.action).toBe('continue');
+      if (r.action !== 'continue') return;
+      expect(r.ops.map((o) => (o.tag === 'remove' ? [o.tag, o.val] : [o.tag, ...o.val]))).toEqual([
+        ['set', 'x-server', 'up'], ['remove', 'server'], ['append', 'x-a', '1'], ['set', 'x-status', '502'], ['set', 'x-size', '3'],
+        ['set', 'x-multi-count', '2'], ['set', 'x-entries', '3'], ['set', 'x-entry0-value', 'up'], ['set', 'x-has-server', '1'],
+        ['set', 'x-upstream-error', 'reset'], ['set', 'x-load-active', '4'], ['set', 'x-load-retries', '1'], ['set', 'x-req-method', 'PUT'],
+        ['set', 'x-req-in', 'forwarded'],
+      ]);
+      expect(r.response.headers.map(([k]) => k)).toEqual(['x-multi', 'x-multi', 'x-server', 'x-a', 'x-status', 'x-size', 'x-multi-count',
+        'x-entries', 'x-entry0-value', 'x-has-server', 'x-upstream-error', 'x-load-active', 'x-load-retries', 'x-req-method', 'x-req-in']);
     });
   });
 
