@@ -311,7 +311,7 @@ export function instantiateDirect(module: WebAssembly.Module, shape: DirectShape
     try {
       const at = call[0](...args) >>> 0;
       const out = lift(at);
-      if (loans.open !== 0) throw new Trap('borrow handles still remain at the end of the call: the filter did not drop a lent resource');
+      if (loans.open !== 0) throw new Trap('the filter returned still holding a handle it was lent (the context or a head); a filter must drop lent handles before it returns (borrow handles still remain at the end of the call)');
       call[1]?.(at);
       return out;
     } catch (e) {
