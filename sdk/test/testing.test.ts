@@ -6,7 +6,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmbitError } from '@ambit/filter-sdk/host';
 import { FilterTrapError, loadFilter, type TestFilter } from '@ambit/filter-sdk/testing';
-import { buildWithCli, copyHello, makeTempRoot, useCacheIn, writeFilterPackage } from './helpers.js';
+import { buildWithCli, copyHello, makeTempRoot, rejection, thrown, useCacheIn, writeFilterPackage } from './helpers.js';
 
 let root: string;
 let cleanup: () => Promise<void>;
@@ -72,26 +72,6 @@ afterAll(async () => {
   restoreCache?.();
   await cleanup?.();
 });
-
-/** The error `fn` throws (an `expect(...).toThrow` that hands back the error). */
-function thrown(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a throw');
-}
-
-/** The error `p` rejects with. */
-async function rejection(p: Promise<unknown>): Promise<unknown> {
-  try {
-    await p;
-  } catch (e) {
-    return e;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('harness on the hello example (default config)', () => {
   let f: TestFilter;
