@@ -16,6 +16,7 @@ import { AmbitError, errorMessage } from '../host/errors.js';
 import { createHostImports, newCallScope } from '../host/imports.js';
 import { SharedTable } from '../host/shared.js';
 import { loadFilterArtifact, type FilterManifest } from '../host/package.js';
+import { mapFilterStack, readSourceMap } from '../host/source-map.js';
 
 export interface PeerInput {
   identity?: string;
@@ -175,6 +176,8 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     return h;
   };
   let handler: abi.Handler | undefined = fresh();
+  // A trap's stack names the filter's TypeScript lines, as the node proxy logs it.
+  const sourceMap = readSourceMap(artifact.wasm);
   const call = <T>(phase: string, fn: (h: abi.Handler) => T): T => {
     handler ??= fresh();
     reported = undefined;
@@ -182,7 +185,7 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
       return fn(handler);
     } catch (e) {
       handler = undefined;
-      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${reported} (${errorMessage(e)})`, { cause: e }));
+      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${mapFilterStack(reported, sourceMap)} (${errorMessage(e)})`, { cause: e }));
     }
   };
   return {
