@@ -133,7 +133,7 @@ pub struct NativeEngine {
 #[napi]
 impl NativeEngine {
     /// `options`: JSON of the engine options (threads, epochTickMs, maxInstances,
-    /// maxMemoryPages, tableElements, maxIdlePerFilter, cacheDir). `onDone(job, json)`
+    /// maxMemoryPages, tableElements, maxIdlePerFilter, keepResidentBytes, cacheDir). `onDone(job, json)`
     /// receives every result.
     #[napi(constructor)]
     pub fn new(options: String, on_done: Function<FnArgs<(u32, String)>, ()>) -> Result<Self> {
@@ -264,6 +264,7 @@ impl NativeEngine {
             "epochTickMs": s.tick.as_secs_f64() * 1000.0,
             "maxInstances": s.max_instances,
             "maxMemoryPages": s.max_memory_bytes / 65536,
+            "keepResidentBytes": s.keep_resident_bytes,
             "cacheDir": s.cache_dir.as_ref().map(|d| d.display().to_string()),
             "sharedTables": s.shared_table_paths(),
             "filters": filters,
