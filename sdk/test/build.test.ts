@@ -47,11 +47,11 @@ describe('ambit-filter build: the hello example', () => {
     expect(run.stderr).toContain('ambit-filter: bundling with esbuild');
     expect(run.stderr).toMatch(/ambit-filter: bundled [\d.]+ KiB of JavaScript/);
     expect(run.stderr).toContain('ambit-filter: filter "hello": phases connection, requestHeaders, responseHeaders; capabilities log, counters');
-    expect(run.stderr).toContain('ambit-filter: componentizing with QuickJS');
+    expect(run.stderr).toContain('ambit-filter: pre-initializing the QuickJS engine with the filter');
     expect(run.stderr).toContain('ambit-filter: checking the component against the ambit:filter world');
     expect(run.stderr).toMatch(/ambit-filter: wrote dist\/filter\.wasm \([\d.]+ MiB, sha256 [0-9a-f]{12}…\)/);
     // The steps come in this order.
-    const order = ['type-checking', 'bundling with esbuild', 'componentizing', 'checking the component', 'wrote'];
+    const order = ['type-checking', 'bundling with esbuild', 'pre-initializing', 'checking the component', 'wrote'];
     const at = order.map((step) => lines.findIndex((l) => l.includes(step)));
     expect(at).toEqual([...at].sort((a, b) => a - b));
     expect(at.every((i) => i >= 0)).toBe(true);
@@ -73,7 +73,7 @@ describe('ambit-filter build: the hello example', () => {
     expect(manifest.package).toBe('@ambit/example-hello');
     expect(manifest.version).toBe('0.1.0');
     expect(manifest.engine).toBe('quickjs');
-    expect(manifest.world).toBe('ambit:filter/filter@0.1.0');
+    expect(manifest.world).toBe('ambit:filter/filter@0.2.0');
     expect(manifest.capabilities).toEqual(['log', 'counters']);
     expect(manifest.phases).toEqual(['connection', 'requestHeaders', 'responseHeaders']);
   });
@@ -200,10 +200,10 @@ describe('ambit-filter build: errors name the filter source file and line', () =
     expect(run.stderr).not.toContain('filter.bundle.js');
   });
 
-  it('maps a throw inside the engine during componentize (wizer init) back to the filter source line', async () => {
+  it('maps a throw inside the engine during pre-initialization back to the filter source line', async () => {
     // Node has Buffer, the QuickJS engine in the component does not: the module loads
     // in Node (where the build reads the definition) and throws only during the
-    // QuickJS wizer initialisation, where the position is one in the bundle.
+    // engine's pre-initialization, where the position is one in the bundle.
     const dir = await writeFilterPackage(path.join(root, 'engine-throw'), [
       "import { defineFilter } from '@ambit/filter-sdk';",
       '',
@@ -221,11 +221,11 @@ describe('ambit-filter build: errors name the filter source file and line', () =
     ].join('\n'));
     const run = await runCli(['build', dir]);
     expectBuildError(run);
-    expect(run.stderr).toContain('componentizing with QuickJS');
-    expect(run.stderr).toMatch(/AMBIT_ERR_BUILD: src\/filter\.ts:6:\d+ - componentize failed/);
+    expect(run.stderr).toContain('pre-initializing the QuickJS engine');
+    expect(run.stderr).toMatch(/AMBIT_ERR_BUILD: src\/filter\.ts:6:\d+ - the filter could not be evaluated at build time/);
     expect(run.stderr).toContain("cannot read property 'from' of undefined");
     expect(run.stderr).toMatch(/\(src\/filter\.ts:6:\d+\)/);
-    expect(run.stderr).not.toContain('filter.bundle.js:');
+    expect(run.stderr).not.toContain('filter.js:');
   });
 
   it('rejects a module without a default defineFilter export, naming the line of defineFilter', async () => {
@@ -301,6 +301,70 @@ describe('ambit-filter build: errors name the filter source file and line', () =
     const dir = await copyHello(path.join(root, 'unknown-engine'));
     const run = await runCli(['build', dir, '--engine', 'v8']);
     expectBuildError(run);
-    expect(run.stderr).toContain('unknown engine "v8": use quickjs or starlingmonkey');
+    expect(run.stderr).toContain('unknown engine "v8": the SDK builds filters with quickjs');
+  });
+});
+
+describe('ambit-filter build: reproducible, checked, complete', () => {
+  it('gives the same bytes for the same source and SDK, wherever the package sits', async () => {
+    const a = await copyHello(path.join(root, 'repro-a'));
+    const b = await copyHello(path.join(root, 'elsewhere', 'repro-b'));
+    const [ra, rb] = [await runCli(['build', a]), await runCli(['build', b])];
+    expect(ra.code, ra.stderr).toBe(0);
+    expect(rb.code, rb.stderr).toBe(0);
+    const sha = async (d: string) => createHash('sha256').update(await readFile(path.join(d, 'dist/filter.wasm'))).digest('hex');
+    expect(await sha(a)).toBe(await sha(b));
+    const again = await runCli(['build', a]);
+    expect(again.code).toBe(0);
+    expect(await sha(a)).toBe(await sha(b));
+  });
+
+  it('reports Date.now() and new Date() in a filter without the clock capability, at their TypeScript lines', async () => {
+    const dir = await writeFilterPackage(path.join(root, 'clock-undeclared'), [
+      "import { defineFilter, log } from '@ambit/filter-sdk';",
+      '',
+      'export default defineFilter({',
+      "  capabilities: ['log'],",
+      '  onRequest(req) {',
+      "    req.headers.set('x-t', String(Date.now()));",
+      "    log.info(new Date().toISOString());",
+      '  },',
+      '});',
+      '',
+    ].join('\n'));
+    const run = await runCli(['build', dir]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toContain('AMBIT_ERR_BUILD');
+    expect(run.stderr).toMatch(/src\/filter\.ts:6:\d+ - Date\.now\(\) reads the host's clock, which needs the "clock" capability/);
+    expect(run.stderr).toMatch(/src\/filter\.ts:7:\d+ - new Date\(\) reads the host's clock/);
+  });
+
+  it('reports an SDK host function used without its capability', async () => {
+    const dir = await writeFilterPackage(path.join(root, 'shared-undeclared'), [
+      "import { defineFilter, shared as table } from '@ambit/filter-sdk';",
+      '',
+      'export default defineFilter({',
+      '  onRequest() {',
+      "    table.add('hits');",
+      '  },',
+      '});',
+      '',
+    ].join('\n'));
+    const run = await runCli(['build', dir]);
+    expect(run.code).not.toBe(0);
+    expect(run.stderr).toMatch(/src\/filter\.ts:5:\d+ - shared\.add uses the host, which needs the "shared" capability; the filter does not declare it/);
+  });
+
+  it('writes dist/schema.json for a filter without config (it accepts only an empty object)', async () => {
+    const dir = await writeFilterPackage(path.join(root, 'no-config'), [
+      "import { defineFilter } from '@ambit/filter-sdk';",
+      '',
+      "export default defineFilter({ onRequest(req) { req.headers.set('x-plain', '1'); } });",
+      '',
+    ].join('\n'));
+    const run = await runCli(['build', dir]);
+    expect(run.code, run.stderr).toBe(0);
+    const schema = JSON.parse(await readFile(path.join(dir, 'dist/schema.json'), 'utf8')) as { type: string; additionalProperties: boolean };
+    expect(schema).toMatchObject({ type: 'object', additionalProperties: false, properties: {} });
   });
 });

@@ -79,3 +79,23 @@ export async function buildWithCli(dir: string, extra: string[] = []): Promise<C
   if (run.code !== 0) throw new Error(`ambit-filter build ${dir} ${extra.join(' ')} exited with ${run.code}:\n${run.stderr}`);
   return run;
 }
+
+/** The error `fn` throws (an `expect(...).toThrow` that hands back the error). */
+export function thrown(fn: () => unknown): Error {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a throw');
+}
+
+/** The error `p` rejects with. */
+export async function rejection(p: Promise<unknown>): Promise<Error> {
+  try {
+    await p;
+  } catch (e) {
+    return e as Error;
+  }
+  throw new Error('expected a rejection');
+}

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmbitError } from '@ambit/filter-sdk/host';
 import { FilterTrapError, loadFilter, SharedTable } from '@ambit/filter-sdk/testing';
-import { buildWithCli, makeTempRoot, useCacheIn, writeFilterPackage } from './helpers.js';
+import { buildWithCli, makeTempRoot, thrown, useCacheIn, writeFilterPackage } from './helpers.js';
 
 let root: string;
 let cleanup: () => Promise<void>;
@@ -56,11 +56,6 @@ afterAll(async () => {
   restoreCache?.();
   await cleanup?.();
 });
-
-function thrown(fn: () => unknown): unknown {
-  try { fn(); } catch (e) { return e; }
-  throw new Error('expected a throw');
-}
 
 describe('host functions from a component', () => {
   it('random() comes from the host (the harness can fix it)', async () => {

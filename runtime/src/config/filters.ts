@@ -74,7 +74,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
     const name = f.name ?? artifact.name;
     try {
       const binding = bindingFromArtifact(artifact, {
-        name, config: f.config, failurePolicy: f.failurePolicy, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages, instances: f.instances,
+        name, config: f.config, failurePolicy: f.failurePolicy, exposeErrors: f.exposeErrors, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages, instances: f.instances,
       });
       // Shared storage belongs to this filter of this (uniquely named) binding: two services'
       // rate limits never share buckets by accident; a reload keeps them.

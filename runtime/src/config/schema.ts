@@ -189,6 +189,7 @@ export const FilterRefSchema = Obj({
   sha256: Type.Optional(Sha256Pin),
   config: Type.Optional(Type.Unknown({ description: 'The filter\'s configuration, validated against its schema.' })),
   failurePolicy: StringEnum(FAILURE_POLICIES, { default: 'fail-closed', description: 'What a trap or missed deadline does: `fail-closed` answers 503 naming the filter, `fail-open` skips it. Default fail-closed.' }),
+  exposeErrors: Type.Optional(Type.Boolean({ description: 'Put a failing filter\'s error text (its exception, mapped to its TypeScript source) in the 503 a fail-closed failure answers, as well as in the log. For development: exception texts can carry request data. Default false.' })),
   deadlineMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 50, description: 'Longest a single filter call may run. Default 50 ms.' }),
   memoryMaxPages: Type.Integer({ minimum: 1, maximum: 65536, default: 1024, description: 'Linear memory cap in 64 KiB pages. Default 1024 (64 MiB).' }),
   instances: StringEnum(INSTANCE_STRATEGIES, {

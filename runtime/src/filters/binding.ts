@@ -8,7 +8,7 @@ import type { FailurePolicy, FilterBinding, InstanceStrategy } from './engine.js
  */
 export function bindingFromArtifact(
   artifact: FilterArtifact,
-  settings: { config?: unknown; failurePolicy?: FailurePolicy; deadlineMs?: number; memoryMaxPages?: number; instances?: InstanceStrategy; name?: string } = {},
+  settings: { config?: unknown; failurePolicy?: FailurePolicy; deadlineMs?: number; memoryMaxPages?: number; instances?: InstanceStrategy; name?: string; exposeErrors?: boolean } = {},
 ): FilterBinding {
   const name = settings.name ?? artifact.name;
   return {
@@ -21,5 +21,6 @@ export function bindingFromArtifact(
     deadlineMs: settings.deadlineMs,
     memoryMaxPages: settings.memoryMaxPages,
     instances: settings.instances,
+    ...(settings.exposeErrors ? { exposeErrors: true } : {}),
   };
 }

@@ -28,12 +28,16 @@ export type ActionOf<P extends PhaseInput['phase']> =
 
 export type CallFilter = (index: number, input: PhaseInput) => ActionOf<PhaseInput['phase']>;
 
-/** The response a fail-closed failure turns into. */
-export function failureResponse(f: { filter: string; kind: FailureKind; message: string }): LocalResponse {
+/**
+ * The response a fail-closed failure turns into: 503 naming the filter and the kind of
+ * failure. The failure's message (an exception's text) is the operator's, in the log;
+ * the client sees it only when `expose` is set (the binding's `exposeErrors`).
+ */
+export function failureResponse(f: { filter: string; kind: FailureKind; message: string }, expose = false): LocalResponse {
   return {
     status: 503,
     headers: [['content-type', 'text/plain; charset=utf-8'], ['x-ambit-filter-error', `${f.filter}; ${f.kind}`]],
-    body: `filter ${f.filter} failed (${f.kind}): ${f.message}\n`,
+    body: expose ? `filter ${f.filter} failed (${f.kind}): ${f.message}\n` : `filter ${f.filter} failed (${f.kind})\n`,
   };
 }
 

@@ -48,6 +48,8 @@ export interface FilterBinding {
    * scope share one. Default: `name`. The mesh config sets `<binding name>/<filter name>`.
    */
   sharedScope?: string;
+  /** Send a failure's message (an exception's text) to the client in the 503 too. Default false: only the log has it. */
+  exposeErrors?: boolean;
 }
 
 /**

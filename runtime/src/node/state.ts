@@ -3,6 +3,7 @@
  * one filter chain per distinct filter plan (created before the swap, so a reload
  * never serves a half-built state), and routes looked up by destination.
  */
+import { reportFailures } from '../filters/report-failures.js';
 import type { Direction } from '../deps.js';
 import type { LoadedMeshConfig, ResolvedFilters, ServiceConfig } from '../config/index.js';
 import { chainBindings } from '../config/index.js';
@@ -65,7 +66,10 @@ export async function buildState(
   }
   const chains = new Map<string, FilterChain>();
   try {
-    for (const [key, plan] of plans) chains.set(key, await engine.createChain(chainBindings(plan, resolved)));
+    for (const [key, plan] of plans) {
+      const bindings = chainBindings(plan, resolved);
+      chains.set(key, reportFailures(await engine.createChain(bindings), bindings));
+    }
   } catch (e) {
     await Promise.all([...chains.values()].map((c) => c.close()));
     throw e;

@@ -163,6 +163,12 @@ export function createTelemetry(options: TelemetryOptions): AmbitTelemetry {
 
     filterPhase(phase, outcome) {
       metrics.filterPhase(phase, outcome);
+      // Each failure once, with the filter's own words: a trap's exception and its stack,
+      // at the TypeScript lines (mapped by the chain), and what the policy made of it.
+      for (const f of outcome.failures) {
+        filterLogger(f.filter).error({ phase, kind: f.kind, policy: f.policy }, `filter ${f.filter} failed (${f.kind}) in ${phase}, ${f.policy === 'fail-open' ? 'skipped (fail-open)' : 'answered for it (fail-closed)'}: ${f.message}`);
+      }
+      if (outcome.failures.length > 0) prompt();
     },
 
     filterCounter(filter, name, delta) {

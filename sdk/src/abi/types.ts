@@ -1,14 +1,26 @@
 /**
- * The `ambit:filter@0.1.0` world as JavaScript values, the shapes both sides of a
- * component call see (records are camelCase objects, variants are `{ tag, val }`,
- * `option<T>` is `T | undefined | null`, flags are objects of booleans).
+ * The `ambit:filter@0.2.0` world as a host sees it in JavaScript (records are camelCase
+ * objects, variants are `{ tag, val }`, `option<T>` is `T | undefined | null`, flags are
+ * objects of booleans, resources are objects whose methods the guest calls).
+ *
+ * Two layers:
+ * - the component's own interface ({@link ComponentHandler}): phases take borrowed
+ *   resources ({@link ContextResource}, {@link RequestHeadResource},
+ *   {@link ResponseHeadResource}) and return actions without header changes, which
+ *   the guest made by calls on the heads;
+ * - the host's data view ({@link Handler}): plain heads in, and for a phase that goes on,
+ *   the header operations the filter made ({@link HeaderOp}), which the proxy applies.
+ *   A host adapts one to the other (`@ambit/filter-sdk/host`, `bindComponent`).
  *
  * Keep in step with `sdk/wit/filter.wit`.
  */
 
-export const WIT_PACKAGE = 'ambit:filter@0.1.0';
+export const WIT_PACKAGE = 'ambit:filter@0.2.0';
+/** The world version a host accepts: any `0.2.x`. */
+export const WORLD_VERSION = '0.2';
 /** Interface names as they appear in a component's imports and exports. */
 export const HOST_INTERFACE = 'ambit:filter/host';
+export const TYPES_INTERFACE = 'ambit:filter/types';
 export const HANDLER_INTERFACE = 'ambit:filter/handler';
 
 export type Direction = 'inbound' | 'outbound';
@@ -27,6 +39,7 @@ export interface TlsInfo {
   sni?: string | null;
 }
 
+/** What the host knows about a request (or a connection), the data behind the `context` resource. */
 export interface Context {
   direction: Direction;
   source: Peer;
@@ -35,6 +48,8 @@ export interface Context {
   route?: string | null;
   requestId: string;
   attempt: number;
+  /** The TLS session the connection arrived on, for `context.tls()` in the request and response phases. */
+  tls?: TlsInfo | null;
 }
 
 export interface Connection {
@@ -77,10 +92,12 @@ export interface RetryRequest {
 
 export type ConnectionAction = { tag: 'allow' } | { tag: 'deny'; val: string };
 
+/** A request phase's result as the host passes it on: `proceed` carries the header changes the filter made. */
 export type RequestAction =
   | { tag: 'proceed'; val: HeaderOp[] }
   | { tag: 'respond'; val: LocalResponse };
 
+/** A response phase's result as the host passes it on: `proceed` carries the header changes the filter made. */
 export type ResponseAction =
   | { tag: 'proceed'; val: HeaderOp[] }
   | { tag: 'respond'; val: LocalResponse }
@@ -104,12 +121,71 @@ export interface FilterInfo {
 
 export type ConfigureResult = { tag: 'ok'; val: FilterInfo } | { tag: 'invalid'; val: string };
 
-/** The `handler` interface a filter component exports. */
+/**
+ * A configured filter instance as a host calls it: plain heads in; for a phase that goes
+ * on, the header operations the filter made. A request phase does not change
+ * `request` itself: the caller applies the operations (`applyRequestOps`), as the proxy
+ * does, so the next filter sees them.
+ */
 export interface Handler {
   configure(config: string): ConfigureResult;
   onConnection(conn: Connection): ConnectionAction;
   onRequestHeaders(ctx: Context, request: RequestHead): RequestAction;
   onResponseHeaders(ctx: Context, request: RequestHead, response: ResponseHead): ResponseAction;
+}
+
+/** `context`: the facts of the traffic, read on demand. */
+export interface ContextResource {
+  direction(): Direction;
+  source(): Peer;
+  destination(): Peer;
+  service(): string | undefined;
+  route(): string | undefined;
+  requestId(): string;
+  attempt(): number;
+  tls(): TlsInfo | undefined;
+}
+
+/** The header calls both heads answer. Names are case-insensitive; reads return them lower-case. */
+export interface HeadResource {
+  get(name: string): string | undefined;
+  getAll(name: string): string[];
+  has(name: string): boolean;
+  set(name: string, value: string): void;
+  append(name: string, value: string): void;
+  remove(name: string): void;
+  size(): number;
+  entries(): Headers;
+}
+
+/** `request-head`: writable in the request phase; read-only (writes trap) in the response phase. */
+export interface RequestHeadResource extends HeadResource {
+  method(): string;
+  scheme(): string;
+  authority(): string;
+  path(): string;
+  setMethod(value: string): void;
+  setAuthority(value: string): void;
+  setPath(value: string): void;
+}
+
+/** `response-head`. */
+export interface ResponseHeadResource extends HeadResource {
+  status(): number;
+  setStatus(status: number): void;
+}
+
+/** `request-action` of the world: header changes were made on the head, not returned. */
+export type ComponentRequestAction = { tag: 'proceed' } | { tag: 'respond'; val: LocalResponse };
+/** `response-action` of the world. */
+export type ComponentResponseAction = { tag: 'proceed' } | { tag: 'respond'; val: LocalResponse } | { tag: 'retry'; val: RetryRequest };
+
+/** The `handler` interface a filter component exports, with its borrowed resources. */
+export interface ComponentHandler {
+  configure(config: string): ConfigureResult;
+  onConnection(ctx: ContextResource): ConnectionAction;
+  onRequestHeaders(ctx: ContextResource, request: RequestHeadResource): ComponentRequestAction;
+  onResponseHeaders(ctx: ContextResource, request: RequestHeadResource, response: ResponseHeadResource): ComponentResponseAction;
 }
 
 export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';

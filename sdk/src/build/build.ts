@@ -1,4 +1,5 @@
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -8,17 +9,21 @@ import { prepareComponent, sha256Hex } from '../host/component.js';
 import { checkCapabilities, type FilterManifest, type PackageField } from '../host/package.js';
 import { PHASE_NAMES, WIT_PACKAGE, type Capability, type PhaseName } from '../abi/types.js';
 import { typecheck } from './typecheck.js';
+import { findCapabilityUses, undeclaredUses } from './lint.js';
 import { mapBundleMessage } from './sourcemap.js';
+// The bundle's name in stack traces, and the custom section holding its source map
+// (sources relative to the package), read back by the host to report traps.
+import { BUNDLE_NAME, SOURCE_MAP_SECTION } from '../host/source-map.js';
 
-/** The JavaScript engine embedded in the component. */
-export type GuestEngine = 'quickjs' | 'starlingmonkey';
+/** The JavaScript engine embedded in the component: QuickJS-ng, pre-initialized. */
+export type GuestEngine = 'quickjs';
 
 export interface BuildOptions {
   /** The filter package folder (holding package.json). */
   dir: string;
-  /** Default `quickjs`: small (≈1.6 MB) and fast to call. `starlingmonkey`: SpiderMonkey, ≈12 MB. */
+  /** `quickjs` (the only engine): one core module, pre-initialized with the filter. */
   engine?: GuestEngine;
-  /** Skip the TypeScript check (the bundle is still built from TypeScript). */
+  /** Skip the TypeScript check (the bundle is still built from TypeScript; capability uses are still checked). */
   skipTypecheck?: boolean;
   /** Progress lines; default: nothing. */
   log?: (line: string) => void;
@@ -27,15 +32,19 @@ export interface BuildOptions {
 export interface BuildResult {
   wasmPath: string;
   manifestPath: string;
-  schemaPath: string | undefined;
+  schemaPath: string;
   manifest: FilterManifest;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The WIT world shipped with the SDK. */
 export const WIT_DIR = path.resolve(here, '../../wit');
+/** The engine module: QuickJS-ng and the world's bindings (`sdk/engine`, built by its build.sh). */
+export const ENGINE_WASM = path.resolve(here, '../../engine/quickjs.wasm');
+const SDK_DIR = path.resolve(here, '../..');
 const SDK_VERSION = (JSON.parse(await readFile(path.resolve(here, '../../package.json'), 'utf8')) as { version: string }).version;
-const BUNDLE_NAME = 'filter.bundle.js';
+/** The schema of a filter without `config`: it takes none. */
+const NO_CONFIG_SCHEMA = { type: 'object', description: 'This filter takes no configuration.', properties: {}, additionalProperties: false };
 
 interface FilterPackageJson {
   name?: string;
@@ -63,7 +72,7 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   const dir = path.resolve(options.dir);
   const log = options.log ?? (() => {});
   const engine = options.engine ?? 'quickjs';
-  if (engine !== 'quickjs' && engine !== 'starlingmonkey') fail(`unknown engine "${engine as string}": use quickjs or starlingmonkey`);
+  if (engine !== 'quickjs') fail(`unknown engine "${engine as string}": the SDK builds filters with quickjs`);
   const pkgPath = path.join(dir, 'package.json');
   if (!existsSync(pkgPath)) fail(`${dir} has no package.json: run ambit-filter build in a filter package folder`);
   let pkg: FilterPackageJson;
@@ -82,95 +91,56 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   const packageName = pkg.name ?? path.basename(dir);
   const started = performance.now();
 
-  if (!options.skipTypecheck) {
-    log(`type-checking ${path.relative(dir, entry)}`);
-    const errors = await typecheck(entry, dir);
-    if (errors.length > 0) fail(`TypeScript found ${errors.length} error(s):\n${errors.join('\n')}`);
-  }
+  log(options.skipTypecheck ? 'checking capabilities' : `type-checking ${path.relative(dir, entry)}`);
+  const checked = await typecheck(entry, dir);
+  if (!options.skipTypecheck && checked.errors.length > 0) fail(`TypeScript found ${checked.errors.length} error(s):\n${checked.errors.join('\n')}`);
 
-  log('bundling with esbuild');
   // Loading the definition in Node first reports a missing default export, or a
   // top-level throw, against the filter's own source lines.
   const facts = await inspectDefinition(entry, dir, outDir, packageName, field.capabilities);
-  const esbuild = await import('esbuild');
-  const importHost = engine === 'quickjs'
-    ? `import host from '${hostSpecifier()}';`
-    : `import * as host from '${hostSpecifier()}';`;
-  const stub = [
-    importHost,
-    `import definition from ${JSON.stringify(entry)};`,
-    `import { bindFilter, installHost } from ${JSON.stringify(path.resolve(here, '../guest/runtime.js'))};`,
-    'installHost(host);',
-    `export const handler = bindFilter(definition, ${JSON.stringify(shortName(packageName))}, host);`,
-  ].join('\n');
-  let bundle: string;
-  let map: SourceMapPayload;
-  try {
-    const out = await esbuild.build({
-      stdin: { contents: stub, resolveDir: dir, sourcefile: 'ambit-entry.js', loader: 'js' },
-      absWorkingDir: dir,
-      bundle: true,
-      format: 'esm',
-      platform: 'neutral',
-      mainFields: ['module', 'main'],
-      target: 'es2022',
-      external: ['ambit:filter/*'],
-      sourcemap: 'external',
-      outfile: path.join(outDir, BUNDLE_NAME),
-      write: false,
-      logLevel: 'silent',
-      alias: { '@ambit/filter-sdk': path.resolve(here, '../guest-index.js') },
-      define: { 'process.env.NODE_ENV': '"production"' },
-    });
-    const js = out.outputFiles.find((f) => f.path.endsWith('.js'));
-    const mapFile = out.outputFiles.find((f) => f.path.endsWith('.map'));
-    if (!js || !mapFile) fail('esbuild produced no output');
-    bundle = js.text;
-    map = JSON.parse(mapFile.text) as SourceMapPayload;
-  } catch (e) {
-    if (e instanceof AmbitError) throw e;
-    failBundling(e);
-  }
-  log(`bundled ${(bundle.length / 1024).toFixed(1)} KiB of JavaScript`);
+  const undeclared = undeclaredUses(findCapabilityUses(checked.program, checked.ts, dir), facts.capabilities);
+  if (undeclared.length > 0) fail(`the filter uses capabilities it does not declare:\n${undeclared.join('\n')}`);
   log(`filter "${facts.name ?? shortName(packageName)}": phases ${facts.phases.join(', ')}; capabilities ${facts.capabilities.join(', ') || 'none'}`);
 
-  log(`componentizing with ${engine === 'quickjs' ? 'QuickJS' : 'StarlingMonkey'}`);
-  await mkdir(outDir, { recursive: true });
-  const bundlePath = path.join(outDir, BUNDLE_NAME);
-  await writeFile(bundlePath, `${bundle}\n//# sourceMappingURL=${BUNDLE_NAME}.map\n`);
-  await writeFile(`${bundlePath}.map`, JSON.stringify(map));
-  let component: Uint8Array;
+  log('bundling with esbuild');
+  const { js: bundle, map } = await bundleFilter(entry, dir, packageName);
+  log(`bundled ${(bundle.length / 1024).toFixed(1)} KiB of JavaScript`);
+
+  log('pre-initializing the QuickJS engine with the filter');
+  const native = loadNative();
+  let core: Uint8Array;
   try {
-    component = engine === 'quickjs' ? await componentizeQuickJs(bundle, bundlePath) : await componentizeStarlingMonkey(bundlePath);
+    core = native.buildGuest(await readFile(ENGINE_WASM), bundle, BUNDLE_NAME, WIT_DIR, 'filter');
   } catch (e) {
-    if (e instanceof AmbitError) throw e;
-    const mapped = mapBundleMessage(errorMessage(e), BUNDLE_NAME, map, dir, outDir);
+    const mapped = mapBundleMessage(errorMessage(e).replace(/^AMBIT_ERR_BUILD: /, ''), BUNDLE_NAME, map, dir, dir);
     const where = mapped.origin ? `${mapped.origin} - ` : '';
-    fail(`${where}componentize failed (the filter's top-level code threw or did not parse):\n${mapped.text.replace(/^[:\s]+/, '').trimEnd()}`, e);
+    fail(`${where}the filter could not be evaluated at build time:\n${mapped.text.trimEnd()}`, e);
   }
+  const component = withCustomSection(core, SOURCE_MAP_SECTION, Buffer.from(JSON.stringify(map)));
 
   log('checking the component against the ambit:filter world');
   await prepareComponent(component, { label: `${packageName} (built)` });
 
+  await mkdir(outDir, { recursive: true });
   const wasmPath = path.join(dir, wasmRel);
   await writeFile(wasmPath, component);
-  let schemaPath: string | undefined;
-  if (facts.schema) {
-    schemaPath = path.join(dir, schemaRel);
-    await writeFile(schemaPath, `${JSON.stringify(facts.schema, null, 2)}\n`);
-  }
+  // Always written: a package's `ambit.schema` names a file that exists, even for a
+  // filter that takes no configuration (its schema accepts only an empty object).
+  const schema = facts.schema ?? NO_CONFIG_SCHEMA;
+  const schemaPath = path.join(dir, schemaRel);
+  await writeFile(schemaPath, `${JSON.stringify(schema, null, 2)}\n`);
   const manifest: FilterManifest = {
     package: packageName,
     version: pkg.version ?? '0.0.0',
     name: facts.name ?? shortName(packageName),
     world: `${WIT_PACKAGE.replace('@', '/filter@')}`,
-    engine,
+    engine: 'quickjs',
     wasm: path.basename(wasmPath),
     sha256: sha256Hex(component),
     size: component.length,
     capabilities: facts.capabilities,
     phases: facts.phases,
-    schema: facts.schema,
+    schema: facts.schema ?? NO_CONFIG_SCHEMA,
     sdkVersion: SDK_VERSION,
   };
   const manifestPath = path.join(path.dirname(wasmPath), 'manifest.json');
@@ -178,10 +148,6 @@ export async function buildFilter(options: BuildOptions): Promise<BuildResult> {
   const secs = ((performance.now() - started) / 1000).toFixed(1);
   log(`wrote ${path.relative(dir, wasmPath)} (${(component.length / 2 ** 20).toFixed(2)} MiB, sha256 ${manifest.sha256.slice(0, 12)}…) in ${secs} s`);
   return { wasmPath, manifestPath, schemaPath, manifest };
-}
-
-function hostSpecifier(): string {
-  return WIT_PACKAGE.replace('@', '/host@');
 }
 
 function shortName(pkgName: string): string {
@@ -287,48 +253,84 @@ async function inspectDefinition(
   }
 }
 
-async function componentizeQuickJs(bundle: string, bundlePath: string): Promise<Uint8Array> {
-  const { componentize } = await import('componentize-qjs');
-  const { component } = await componentize({
-    witPath: WIT_DIR,
-    world: 'filter',
-    jsSource: bundle,
-    jsPath: bundlePath,
-    sync: true,
-    stubWasi: true,
-  });
-  return new Uint8Array(component);
+interface NativeBuilder {
+  buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer;
 }
 
-type ComponentizeJs = { componentize(opts: Record<string, unknown>): Promise<{ component: Uint8Array }> };
-
-async function componentizeStarlingMonkey(bundlePath: string): Promise<Uint8Array> {
-  // The package is ESM-only (its exports have no "require" condition), so it cannot
-  // be probed with require.resolve: import it and tell "not installed" apart.
-  let componentize: ComponentizeJs['componentize'];
+/** The build half of `@ambit/native`: the pre-initializer and component encoder. */
+function loadNative(): NativeBuilder {
   try {
-    ({ componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as ComponentizeJs);
+    const native = createRequire(import.meta.url)('@ambit/native') as Partial<NativeBuilder>;
+    if (typeof native.buildGuest !== 'function') throw new Error('this @ambit/native has no buildGuest: update it to the SDK\'s version');
+    return native as NativeBuilder;
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    // Only "the package itself is missing": a missing dependency of it is reported as
-    // "Cannot find package 'X' imported from …/componentize-js/…", which must not match.
-    if (code === 'ERR_MODULE_NOT_FOUND' && errorMessage(e).startsWith("Cannot find package '@bytecodealliance/componentize-js'")) {
-      fail('the starlingmonkey engine needs @bytecodealliance/componentize-js: npm install @bytecodealliance/componentize-js');
-    }
-    // A dependency of componentize-js that is not installed is no fault of the filter's
-    // top-level code: say what is missing (componentize-js 0.23 imports
-    // @bytecodealliance/preview2-shim without declaring it as a dependency).
-    if (code === 'ERR_MODULE_NOT_FOUND') {
-      const missing = /Cannot find package '([^']+)'/.exec(errorMessage(e))?.[1];
-      fail(`the starlingmonkey engine could not be loaded${missing ? `: ${missing} is not installed (npm install ${missing})` : ''}: ${errorMessage(e)}`, e);
-    }
-    throw e;
+    fail(`building a filter needs @ambit/native (a prebuilt binary for ${process.platform}-${process.arch}; in a clone of the Ambit repo, install Rust and run npm run build): ${errorMessage(e)}`, e);
   }
-  const { component } = await componentize({
-    sourcePath: bundlePath,
-    witPath: WIT_DIR,
-    worldName: 'filter',
-    disableFeatures: ['stdio', 'random', 'clocks', 'http', 'fetch-event'],
-  });
-  return new Uint8Array(component);
+}
+
+/**
+ * Bundles the filter for the engine: one script that installs the filter as the
+ * engine's handler. Whitespace is minified (no file paths end up in the bundle, so the
+ * bytes do not depend on where the package sits); names are kept for stack traces.
+ * The source map names the package's files relative to it, the SDK's as `@ambit/filter-sdk/…`.
+ */
+async function bundleFilter(entry: string, dir: string, packageName: string): Promise<{ js: string; map: SourceMapPayload }> {
+  const esbuild = await import('esbuild');
+  const stub = [
+    `import definition from ${JSON.stringify(entry)};`,
+    `import { installFilter } from ${JSON.stringify(path.resolve(here, '../guest/runtime.js'))};`,
+    `installFilter(definition, ${JSON.stringify(shortName(packageName))});`,
+  ].join('\n');
+  try {
+    const out = await esbuild.build({
+      stdin: { contents: stub, resolveDir: dir, sourcefile: 'ambit-entry.js', loader: 'js' },
+      absWorkingDir: dir,
+      bundle: true,
+      format: 'iife',
+      platform: 'neutral',
+      mainFields: ['module', 'main'],
+      target: 'es2022',
+      minifyWhitespace: true,
+      legalComments: 'none',
+      sourcemap: 'external',
+      sourcesContent: false,
+      outfile: path.join(dir, BUNDLE_NAME),
+      write: false,
+      logLevel: 'silent',
+      alias: { '@ambit/filter-sdk': path.resolve(here, '../guest-index.js') },
+      define: { 'process.env.NODE_ENV': '"production"' },
+    });
+    const js = out.outputFiles.find((f) => f.path.endsWith('.js'));
+    const mapFile = out.outputFiles.find((f) => f.path.endsWith('.map'));
+    if (!js || !mapFile) fail('esbuild produced no output');
+    const map = JSON.parse(mapFile.text) as SourceMapPayload;
+    map.sources = map.sources.map((s) => {
+      const abs = path.resolve(dir, s);
+      const fromSdk = path.relative(SDK_DIR, abs);
+      if (!fromSdk.startsWith('..') && !path.isAbsolute(fromSdk)) return `@ambit/filter-sdk/${fromSdk.split(path.sep).join('/')}`;
+      return path.relative(dir, abs).split(path.sep).join('/');
+    });
+    return { js: js.text, map };
+  } catch (e) {
+    if (e instanceof AmbitError) throw e;
+    failBundling(e);
+  }
+}
+
+/** Appends a custom section to a component (or module): allowed anywhere, read by no engine. */
+function withCustomSection(wasm: Uint8Array, name: string, payload: Uint8Array): Uint8Array {
+  const nameBytes = Buffer.from(name);
+  const body = Buffer.concat([leb128(nameBytes.length), nameBytes, payload]);
+  return Buffer.concat([wasm, Buffer.from([0]), leb128(body.length), body]);
+}
+
+function leb128(n: number): Buffer {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return Buffer.from(out);
 }

@@ -8,7 +8,7 @@ const program = new Command('ambit-filter').description('Build Ambit WebAssembly
 program
   .command('build')
   .argument('[dir]', 'filter package folder', '.')
-  .option('--engine <engine>', 'JavaScript engine inside the component: quickjs | starlingmonkey', 'quickjs')
+  .option('--engine <engine>', 'JavaScript engine inside the component (quickjs)', 'quickjs')
   .option('--no-typecheck', 'skip the TypeScript check')
   .description('type-check, bundle and componentize a filter into dist/filter.wasm with a manifest')
   .action(async (dir: string, opts: { engine: GuestEngine; typecheck: boolean }) => {

@@ -11,7 +11,7 @@ const SDK_TYPES = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..
  * same SDK the bundler puts into the component (see the esbuild alias in build.ts),
  * whether or not (and in whatever version) the filter package has it installed.
  */
-export async function typecheck(entry: string, root: string): Promise<string[]> {
+export async function typecheck(entry: string, root: string): Promise<{ errors: string[]; program: import('typescript').Program; ts: typeof import('typescript') }> {
   const ts = (await import('typescript')).default;
   const options: import('typescript').CompilerOptions = {
     paths: { '@ambit/filter-sdk': [SDK_TYPES] },
@@ -27,7 +27,7 @@ export async function typecheck(entry: string, root: string): Promise<string[]> 
   };
   const program = ts.createProgram([entry], options);
   const diagnostics = ts.getPreEmitDiagnostics(program);
-  return diagnostics
+  const errors = diagnostics
     .filter((d) => d.category === ts.DiagnosticCategory.Error)
     .map((d) => {
       const message = ts.flattenDiagnosticMessageText(d.messageText, '\n');
@@ -37,4 +37,5 @@ export async function typecheck(entry: string, root: string): Promise<string[]> 
       const text = d.file.text.split('\n')[line] ?? '';
       return `${rel}:${line + 1}:${character + 1} - error TS${d.code}: ${message}\n    ${text.trimEnd()}\n    ${' '.repeat(character)}^`;
     });
+  return { errors, program, ts };
 }

@@ -1,24 +1,14 @@
-import type { HostImports } from '../abi/types.js';
+import { natives as need } from './natives.js';
 
-let host: HostImports | undefined;
-
-/** @internal Installed by the generated component entry before any phase runs. */
-export function installHost(h: HostImports): void {
-  host = h;
-}
-
-function need(): HostImports {
-  if (!host) throw new Error('the Ambit host is not available outside a filter call');
-  return host;
-}
+const LEVELS = { trace: 0, debug: 1, info: 2, warn: 3, error: 4 } as const;
 
 /** Writes to the node proxy's log, tagged with the filter's name. Needs the `log` capability. */
 export const log = {
-  trace: (msg: string): void => need().log('trace', msg),
-  debug: (msg: string): void => need().log('debug', msg),
-  info: (msg: string): void => need().log('info', msg),
-  warn: (msg: string): void => need().log('warn', msg),
-  error: (msg: string): void => need().log('error', msg),
+  trace: (msg: string): void => need().log(LEVELS.trace, String(msg)),
+  debug: (msg: string): void => need().log(LEVELS.debug, String(msg)),
+  info: (msg: string): void => need().log(LEVELS.info, String(msg)),
+  warn: (msg: string): void => need().log(LEVELS.warn, String(msg)),
+  error: (msg: string): void => need().log(LEVELS.error, String(msg)),
 };
 
 /** Adds to a named counter (Prometheus `ambit_filter_counter_total`). Needs the `counters` capability. */
@@ -52,7 +42,10 @@ export interface SharedValue {
  */
 export const shared = {
   /** The value at `key` and its version, or undefined. */
-  get: (key: string): SharedValue | undefined => need().sharedGet(key) ?? undefined,
+  get: (key: string): SharedValue | undefined => {
+    const e = need().sharedGet(String(key));
+    return e ? { value: e[0], version: e[1] } : undefined;
+  },
   /** Stores `value` if the entry is still at `version` (0: only if absent). False: someone wrote first; read again. */
   compareAndSet: (key: string, value: string, version: number): boolean => need().sharedSet(key, value, version >>> 0),
   /** Atomically adds `delta` to the integer at `key` (absent: 0); returns the new value. */
@@ -65,10 +58,10 @@ export const shared = {
   update<T extends string | undefined>(key: string, fn: (current: string | undefined) => T, maxTries = 64): T {
     const h = need();
     for (let i = 0; ; i++) {
-      const cur = h.sharedGet(key) ?? undefined;
-      const next = fn(cur?.value);
+      const cur = h.sharedGet(key);
+      const next = fn(cur?.[0]);
       if (next === undefined) return next;
-      if (h.sharedSet(key, next, cur?.version ?? 0)) return next;
+      if (h.sharedSet(key, next, cur?.[1] ?? 0)) return next;
       if (i + 1 >= maxTries) throw new Error(`shared.update(${key}): still contended after ${maxTries} tries`);
     }
   },
@@ -83,5 +76,8 @@ export const traffic = {
   /** Request phase: limit each upstream attempt to `ms` until response headers (0: none). Needs `traffic`. */
   setPerTryTimeout: (ms: number): void => need().setPerTryTimeout(Math.max(0, Math.floor(ms))),
   /** Requests (and retries) in flight to the destination service on this proxy. */
-  load: (): { activeRequests: number; activeRetries: number } => need().upstreamLoad(),
+  load: (): { activeRequests: number; activeRetries: number } => {
+    const [activeRequests, activeRetries] = need().upstreamLoad();
+    return { activeRequests, activeRetries };
+  },
 };

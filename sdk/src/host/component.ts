@@ -7,7 +7,12 @@ import { pathToFileURL } from 'node:url';
 import { setFlagsFromString } from 'node:v8';
 import { AmbitError, errorMessage } from './errors.js';
 import { capMemory } from './memory.js';
-import { HANDLER_INTERFACE, HOST_FUNCTIONS, HOST_INTERFACE, type Handler, type HostImports } from '../abi/types.js';
+import { bindComponent } from './bind.js';
+import { directShape, instantiateDirect, type DirectShape } from './direct.js';
+import { TYPES_IMPORT } from './resources.js';
+import {
+  HANDLER_INTERFACE, HOST_FUNCTIONS, HOST_INTERFACE, TYPES_INTERFACE, WIT_PACKAGE, WORLD_VERSION, type ComponentHandler, type Handler, type HostImports,
+} from '../abi/types.js';
 
 // QuickJS components use extended-const initialisers, behind a flag on Node 20.
 // The flag is process-wide and must be set before the first compile.
@@ -27,7 +32,8 @@ export interface PreparedComponent {
 /** Core modules compiled under one memory cap; can be posted to worker threads. */
 export type CoreModules = Record<string, WebAssembly.Module>;
 
-const TRANSPILER_TAG = 'jco-transpile-0.15';
+/** Names the transpiler and what this file does to its output: a change of either makes a new cache entry. */
+const TRANSPILER_TAG = 'jco-transpile-0.15-world-0.2';
 const COMPONENT_LAYER = [0x0d, 0x00, 0x01, 0x00];
 
 export function sha256Hex(bytes: Uint8Array): string {
@@ -114,20 +120,41 @@ export async function prepareComponent(
   return { sha256, dir, gluePath: path.join(dir, 'component.js'), coreFiles };
 }
 
+/** The SDK a filter of an older world is rebuilt with. */
+const REBUILD_WITH = `@ambit/filter-sdk ${WORLD_VERSION} (npx ambit-filter build)`;
+
+/** Whether `a` (`major.minor`) comes before `b`. */
+function olderSeries(a: string, b: string): boolean {
+  const [am = 0, an = 0] = a.split('.').map(Number);
+  const [bm = 0, bn = 0] = b.split('.').map(Number);
+  return am < bm || (am === bm && an < bn);
+}
+
 function checkWorld(label: string, imports: string[], exports: Array<[string, string]>): void {
   const exported = exports.map(([name]) => name);
-  const handler = exported.find((n) => n === HANDLER_INTERFACE || n.startsWith(`${HANDLER_INTERFACE}@0.1.`));
+  const handler = exported.find((n) => n.startsWith(`${HANDLER_INTERFACE}@${WORLD_VERSION}.`));
   if (!handler) {
+    const older = exported.find((n) => n.startsWith(`${HANDLER_INTERFACE}@`));
+    if (older) {
+      const series = older.slice(HANDLER_INTERFACE.length + 1).split('.').slice(0, 2).join('.');
+      const runs = `this host runs ambit:filter@${WORLD_VERSION}.x filters`;
+      throw new AmbitError(
+        'AMBIT_ERR_WRONG_WORLD',
+        olderSeries(series, WORLD_VERSION)
+          ? `${label} was built for ambit:filter@${series}.x (it exports ${older}); ${runs}: rebuild it with ${REBUILD_WITH}`
+          : `${label} was built for ambit:filter@${series}.x (it exports ${older}), newer than this host's world; ${runs}: upgrade the node proxy, or rebuild the filter with ${REBUILD_WITH}`,
+      );
+    }
     throw new AmbitError(
       'AMBIT_ERR_WRONG_WORLD',
-      `${label} is a component of another world: it exports [${exported.join(', ') || 'nothing'}] but not ${HANDLER_INTERFACE}@0.1.x; build it against the ambit:filter world with \`ambit-filter build\``,
+      `${label} is a component of another world: it exports [${exported.join(', ') || 'nothing'}] but not ${HANDLER_INTERFACE}@${WORLD_VERSION}.x; build it against the ambit:filter world with \`ambit-filter build\``,
     );
   }
   const foreign = imports.filter((i) => !i.startsWith('ambit:filter/'));
   if (foreign.length > 0) {
     throw new AmbitError(
       'AMBIT_ERR_WRONG_WORLD',
-      `${label} imports [${foreign.join(', ')}], which the ambit:filter world does not provide; filters may import only ${HOST_INTERFACE} (build with \`ambit-filter build\`, which stubs WASI)`,
+      `${label} imports [${foreign.join(', ')}], which the ambit:filter world does not provide; filters may import only ${HOST_INTERFACE} and ${TYPES_INTERFACE} (build with \`ambit-filter build\`)`,
     );
   }
 }
@@ -167,10 +194,53 @@ export function loadGlue(gluePath: string): Promise<Instantiate> {
   return p;
 }
 
-/** Creates one instance and returns its `handler` export. Synchronous, so it can run between calls. */
-export function instantiateHandler(instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter'): Handler {
+/**
+ * How a component is bound on V8: `direct` (the world's own binding, `direct.ts`, for a
+ * component of one core module; others fall back to jco's glue) or `jco` (jco's
+ * generated glue always). Default `direct`; `AMBIT_V8_BINDING=jco` picks jco's.
+ */
+export type V8Binding = 'direct' | 'jco';
+
+const shapes = new WeakMap<CoreModules, DirectShape | null>();
+
+function shapeOf(modules: CoreModules): DirectShape | undefined {
+  let s = shapes.get(modules);
+  if (s === undefined) {
+    s = directShape(modules) ?? null;
+    shapes.set(modules, s);
+  }
+  return s ?? undefined;
+}
+
+/** Which binding `instantiateHandler` would use for these modules. */
+export function bindingOf(modules: CoreModules, binding: V8Binding = defaultBinding()): V8Binding {
+  return binding === 'direct' && shapeOf(modules) ? 'direct' : 'jco';
+}
+
+function defaultBinding(): V8Binding {
+  return process.env.AMBIT_V8_BINDING === 'jco' ? 'jco' : 'direct';
+}
+
+/**
+ * Creates one instance and returns its `handler` export, bound to the host's data view
+ * ({@link bindComponent}). Synchronous, so it can run between calls. `label` is the
+ * filter's name, used in the messages of its failures.
+ */
+export function instantiateHandler(
+  instantiate: Instantiate, modules: CoreModules, host: HostImports, label = 'filter', binding: V8Binding = defaultBinding(),
+): Handler {
+  const shape = binding === 'direct' ? shapeOf(modules) : undefined;
+  if (shape) {
+    try {
+      return bindComponent(instantiateDirect(modules[shape.file]!, shape, host), label);
+    } catch (e) {
+      if (e instanceof AmbitError) throw e;
+      throw new AmbitError('AMBIT_ERR_INSTANTIATE', `${label}: instantiation failed: ${errorMessage(e)}`, { cause: e });
+    }
+  }
   const hostImport: Record<string, unknown> = {};
   for (const fn of HOST_FUNCTIONS) hostImport[fn] = host[fn];
+  const version = WIT_PACKAGE.slice(WIT_PACKAGE.indexOf('@'));
   try {
     const exports = instantiate(
       (name) => {
@@ -178,12 +248,15 @@ export function instantiateHandler(instantiate: Instantiate, modules: CoreModule
         if (!m) throw new Error(`core module ${name} missing`);
         return m;
       },
-      { [HOST_INTERFACE]: hostImport, [`${HOST_INTERFACE}@0.1.0`]: hostImport },
+      {
+        [HOST_INTERFACE]: hostImport, [`${HOST_INTERFACE}${version}`]: hostImport,
+        [TYPES_INTERFACE]: TYPES_IMPORT, [`${TYPES_INTERFACE}${version}`]: TYPES_IMPORT,
+      },
       (m, i) => new WebAssembly.Instance(m, i),
     );
-    const handler = (exports.handler ?? exports[`${HANDLER_INTERFACE}@0.1.0`]) as Handler | undefined;
+    const handler = (exports.handler ?? exports[`${HANDLER_INTERFACE}${version}`]) as ComponentHandler | undefined;
     if (!handler) throw new Error('the component has no handler export');
-    return handler;
+    return bindComponent(handler, label);
   } catch (e) {
     if (e instanceof AmbitError) throw e;
     throw new AmbitError('AMBIT_ERR_INSTANTIATE', `${label}: instantiation failed: ${errorMessage(e)}`, { cause: e });

@@ -19,6 +19,12 @@ export type AmbitErrorCode =
   | 'AMBIT_ERR_ENGINE_UNAVAILABLE'
   /** A filter called a host function wrongly (wrong phase, oversized key or value): the call traps. */
   | 'AMBIT_ERR_HOST_CALL'
+  /**
+   * A filter's output is not valid HTTP or is too large (a header name or value, a status, a local
+   * response, a head changed in a phase where it is read-only): the call fails, per the binding's
+   * failure policy.
+   */
+  | 'AMBIT_ERR_FILTER_OUTPUT'
   /** The node's shared table of a binding (capability `shared`) cannot be opened: the message names the file and what to do. */
   | 'AMBIT_ERR_SHARED_TABLE'
   /** Traffic capture (eBPF or nftables) could not be installed, updated or removed; the message says which step and what to do. */

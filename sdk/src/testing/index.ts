@@ -16,6 +16,7 @@ import { AmbitError, errorMessage } from '../host/errors.js';
 import { createHostImports, newCallScope } from '../host/imports.js';
 import { SharedTable } from '../host/shared.js';
 import { loadFilterArtifact, type FilterManifest } from '../host/package.js';
+import { mapFilterStack, readSourceMap } from '../host/source-map.js';
 
 export interface PeerInput {
   identity?: string;
@@ -37,6 +38,8 @@ export interface ContextInput {
   upstreamError?: string;
   /** What `traffic.load()` answers (default: nothing in flight). */
   load?: { activeRequests: number; activeRetries: number };
+  /** The TLS session the connection arrived on (`ctx.tls`); default plaintext. */
+  tls?: { version?: string; cipher?: string; sni?: string };
 }
 
 export type HeadersInput = Record<string, string | string[]> | Array<[string, string]>;
@@ -54,9 +57,7 @@ export interface ResponseInput {
   headers?: HeadersInput;
 }
 
-export interface ConnectionInput extends ContextInput {
-  tls?: { version?: string; cipher?: string; sni?: string };
-}
+export type ConnectionInput = ContextInput;
 
 export type ConnectionResult = { action: 'allow' } | { action: 'deny'; reason: string };
 
@@ -122,8 +123,13 @@ function peer(p: PeerInput | undefined, port: number): abi.Peer {
 let seq = 0;
 export { SharedTable };
 
+function toTls(t: ContextInput['tls']): abi.TlsInfo | undefined {
+  return t ? { version: t.version ?? 'TLSv1.3', cipher: t.cipher ?? 'TLS_AES_128_GCM_SHA256', sni: t.sni } : undefined;
+}
+
 export function toContext(c: ContextInput = {}): abi.Context {
   return {
+    tls: toTls(c.tls),
     direction: c.direction ?? 'inbound',
     source: peer(c.source, 40000),
     destination: peer(c.destination, 8080),
@@ -170,6 +176,8 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     return h;
   };
   let handler: abi.Handler | undefined = fresh();
+  // A trap's stack names the filter's TypeScript lines, as the node proxy logs it.
+  const sourceMap = readSourceMap(artifact.wasm);
   const call = <T>(phase: string, fn: (h: abi.Handler) => T): T => {
     handler ??= fresh();
     reported = undefined;
@@ -177,7 +185,7 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
       return fn(handler);
     } catch (e) {
       handler = undefined;
-      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${reported} (${errorMessage(e)})`, { cause: e }));
+      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${mapFilterStack(reported, sourceMap)} (${errorMessage(e)})`, { cause: e }));
     }
   };
   return {
@@ -189,17 +197,16 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     shared,
     connection(input = {}) {
       enter('connection', input);
-      const conn: abi.Connection = {
-        context: toContext(input),
-        tls: input.tls ? { version: input.tls.version ?? 'TLSv1.3', cipher: input.tls.cipher ?? 'TLS_AES_128_GCM_SHA256', sni: input.tls.sni } : undefined,
-      };
+      const context = toContext(input);
+      const conn: abi.Connection = { context, tls: context.tls };
       const r = call('onConnection', (h) => h.onConnection(conn));
       return r.tag === 'allow' ? { action: 'allow' } : { action: 'deny', reason: r.val };
     },
     request(request, ctx) {
       const head = toRequest(request);
       enter('requestHeaders', ctx);
-      const r = call('onRequest', (h) => h.onRequestHeaders(toContext(ctx), structuredClone(head)));
+      // The host does not change `head`: it returns the operations, applied here as the proxy does.
+      const r = call('onRequest', (h) => h.onRequestHeaders(toContext(ctx), head));
       if (r.tag === 'respond') return { action: 'respond', response: r.val };
       applyRequestOps(head, r.val);
       return { action: 'continue', request: head, ops: r.val, directives: scope.directives };
@@ -207,7 +214,7 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     response(response, request, ctx) {
       const head: abi.ResponseHead = { status: response?.status ?? 200, headers: toHeaders(response?.headers) };
       enter('responseHeaders', ctx);
-      const r = call('onResponse', (h) => h.onResponseHeaders(toContext(ctx), toRequest(request), structuredClone(head)));
+      const r = call('onResponse', (h) => h.onResponseHeaders(toContext(ctx), toRequest(request), head));
       if (r.tag === 'respond') return { action: 'respond', response: r.val };
       if (r.tag === 'retry') return { action: 'retry', delayMs: r.val.delayMs, reason: r.val.reason };
       applyResponseOps(head, r.val);

@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import {
-  AmbitError, compileCore, errorMessage, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName,
+  AmbitError, compileCore, errorMessage, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName, type V8Binding,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
@@ -76,6 +76,7 @@ interface LoadedFilter {
   msg: LoadFilter;
   refs: number;
   phases: PhaseName[];
+  binding: V8Binding | undefined;
 }
 
 interface Member {
@@ -329,7 +330,7 @@ export class V8Engine implements FilterEngine {
             for (const s of this.slots) this.send(s, { type: 'unload', key });
             throw new AmbitError(bad.error.code as 'AMBIT_ERR_INSTANTIATE', bad.error.message);
           }
-          loaded = this.filters.get(key) ?? { msg, refs: 0, phases: results[0]!.phases ?? [] };
+          loaded = this.filters.get(key) ?? { msg, refs: 0, phases: results[0]!.phases ?? [], binding: results[0]!.binding };
           this.filters.set(key, loaded);
         }
         loaded.refs++;
@@ -391,6 +392,8 @@ export class V8Engine implements FilterEngine {
   info(): Record<string, unknown> {
     return {
       node: process.versions.node, v8: process.versions.v8, workers: this.slots.length, queued: this.queue.length, filters: this.filters.size,
+      // How each filter's component is bound: `direct` (the world's own binding) or `jco` (jco's glue).
+      bindings: Object.fromEntries([...this.filters.values()].map((f) => [f.msg.name, f.binding])),
       sharedTables: Object.fromEntries([...this.sharedTables].map(([scope, t]) => [scope, 'path' in t ? t.path : 'in this process only'])),
     };
   }

@@ -1,5 +1,5 @@
 /** Messages between the V8 engine (main thread) and its worker threads. */
-import type { Capability, CoreModules, FailurePolicy, HeaderOp, LogLevel, PhaseName } from '../../deps.js';
+import type { Capability, CoreModules, FailurePolicy, HeaderOp, LogLevel, PhaseName, V8Binding } from '../../deps.js';
 import type { InstanceStrategy, PhaseInput, PhaseOutcome } from '../engine.js';
 
 export interface LoadFilter {
@@ -38,7 +38,8 @@ export interface RunPhase {
 export type ToWorker = LoadFilter | DefineChain | RunPhase | { type: 'unload'; key: string } | { type: 'drop-chain'; id: number };
 
 export type FromWorker =
-  | { type: 'loaded'; key: string; phases?: PhaseName[]; error?: { code: string; message: string } }
+  /** `binding`: how the worker bound the component (the world's own binding, or jco's glue). */
+  | { type: 'loaded'; key: string; phases?: PhaseName[]; binding?: V8Binding; error?: { code: string; message: string } }
   | { type: 'result'; job: number; outcome: PhaseOutcome; logs: LogLine[]; counters: CounterAdd[] };
 
 export type LogLine = [filter: string, level: LogLevel, message: string];

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  AmbitError, createHostImports, errorMessage, instantiateHandler, loadGlue, newCallScope, SharedTable,
+  AmbitError, bindingOf, createHostImports, errorMessage, instantiateHandler, loadGlue, newCallScope, SharedTable,
   type Handler, type HeaderOp, type HostImports, type PhaseName, type SharedStore,
 } from '../../deps.js';
 import { openSharedTable } from '@ambit/addon/shared';
@@ -80,7 +80,7 @@ async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
     const first = create();
     if (!slot.perRequest) slot.handler = first;
     slots.set(msg.key, slot);
-    post({ type: 'loaded', key: msg.key, phases });
+    post({ type: 'loaded', key: msg.key, phases, binding: bindingOf(msg.modules) });
   } catch (e) {
     const code = e instanceof AmbitError ? e.code : 'AMBIT_ERR_INSTANTIATE';
     post({ type: 'loaded', key: msg.key, error: { code, message: errorMessage(e) } });
