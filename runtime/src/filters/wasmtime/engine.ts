@@ -82,10 +82,11 @@ export interface SampleSummary {
   mean: number;
 }
 
-/** What `benchPhase` measured on the calling thread: the phase alone, writing its outcome as JSON, and the last outcome. */
+/** What `benchPhase` measured on the calling thread: the phase alone (wall and thread CPU time), writing its outcome as JSON, and the last outcome. */
 export interface PhaseBench {
   iterations: number;
   phaseUs: SampleSummary;
+  phaseCpuUs: SampleSummary;
   serializeUs: SampleSummary;
   outcome: Record<string, unknown>;
 }
