@@ -16,6 +16,7 @@ import { AmbitError, errorMessage } from '../host/errors.js';
 import { createHostImports, newCallScope } from '../host/imports.js';
 import { SharedTable } from '../host/shared.js';
 import { loadFilterArtifact, type FilterManifest } from '../host/package.js';
+import { mapFilterStack, readSourceMap } from '../host/source-map.js';
 
 export interface PeerInput {
   identity?: string;
@@ -153,6 +154,8 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
   const logs: TestFilter['logs'] = [];
   const counters = new Map<string, number>();
   let reported: string | undefined;
+  /** The build's source map: what the filter reports is shown at its TypeScript lines. */
+  const sourceMap = readSourceMap(artifact.wasm);
   const shared = options.shared ?? SharedTable.create();
   const scope = newCallScope();
   const host = createHostImports(artifact.name, artifact.capabilities, {
@@ -182,7 +185,8 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
       return fn(handler);
     } catch (e) {
       handler = undefined;
-      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${reported} (${errorMessage(e)})`, { cause: e }));
+      const said = reported === undefined ? undefined : mapFilterStack(reported, sourceMap);
+      throw new FilterTrapError(artifact.name, phase, said === undefined ? e : new Error(`${said} (${errorMessage(e)})`, { cause: e }));
     }
   };
   return {
