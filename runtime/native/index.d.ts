@@ -31,11 +31,28 @@ export declare class NativeEngine {
    * `{ instantiateUs, configureUs, instantiateCpuUs, configureCpuUs, rssPerInstanceBytes }`.
    */
   probeInstances(handle: number, count: number): string
+  /**
+   * Benchmark hook, run on the calling thread: parses `input` (JSON of a `PhaseInput`)
+   * once, then runs that phase over chain `chain` `iterations` times, each on a fresh
+   * copy of the input, as `run` does but without the crossing. Answers JSON
+   * `{ iterations, phaseUs: { p50, p99, mean }, serializeUs: { p50, p99, mean }, outcome }`:
+   * the phase alone, writing its outcome as JSON, and the last outcome (to check what
+   * was measured did what it should).
+   */
+  benchPhase(chain: number, input: string, iterations: number): string
   /** Engine facts and per-filter instance counts, as JSON. */
   info(): string
   /** Stops the engine's threads once queued jobs are done. */
   close(): void
 }
+
+/**
+ * Builds a JavaScript filter component: the engine module (`sdk/engine/quickjs.wasm`)
+ * pre-initialized with the filter's bundle (`source`, named `file` in stack traces),
+ * wrapped as a component of `world` from the WIT in `witDir`. Throws
+ * `AMBIT_ERR_BUILD: …` saying what failed (the bundle's own exception included).
+ */
+export declare function buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer
 
 /** The wasmtime release the addon was built with. */
 export declare function wasmtimeVersion(): string

@@ -34,6 +34,6 @@ function installClocks(): void {
     apply: () => new RealDate(n.now()).toString(),
   });
   Object.defineProperty(globalThis, 'Date', { value: DateFunction, configurable: true, writable: true, enumerable: false });
-  const perf = (globalThis as { performance?: { now: () => number } }).performance;
-  if (perf) Object.defineProperty(perf, 'now', { value: () => n.monotonic(), configurable: true, writable: true });
+  const performance = { now: (): number => n.monotonic(), timeOrigin: 0 };
+  Object.defineProperty(globalThis, 'performance', { value: performance, configurable: true, writable: true, enumerable: false });
 }

@@ -154,8 +154,6 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
   const logs: TestFilter['logs'] = [];
   const counters = new Map<string, number>();
   let reported: string | undefined;
-  /** The build's source map: what the filter reports is shown at its TypeScript lines. */
-  const sourceMap = readSourceMap(artifact.wasm);
   const shared = options.shared ?? SharedTable.create();
   const scope = newCallScope();
   const host = createHostImports(artifact.name, artifact.capabilities, {
@@ -178,6 +176,8 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     return h;
   };
   let handler: abi.Handler | undefined = fresh();
+  // A trap's stack names the filter's TypeScript lines, as the node proxy logs it.
+  const sourceMap = readSourceMap(artifact.wasm);
   const call = <T>(phase: string, fn: (h: abi.Handler) => T): T => {
     handler ??= fresh();
     reported = undefined;
@@ -185,8 +185,7 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
       return fn(handler);
     } catch (e) {
       handler = undefined;
-      const said = reported === undefined ? undefined : mapFilterStack(reported, sourceMap);
-      throw new FilterTrapError(artifact.name, phase, said === undefined ? e : new Error(`${said} (${errorMessage(e)})`, { cause: e }));
+      throw new FilterTrapError(artifact.name, phase, reported === undefined ? e : new Error(`${mapFilterStack(reported, sourceMap)} (${errorMessage(e)})`, { cause: e }));
     }
   };
   return {
