@@ -4,9 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { AmbitError, loadFilterArtifact, type Context, type RequestHead, type ResponseHead } from '@ambit/filter-sdk/host';
 import { bindingFromArtifact, type FilterBinding, type FilterEngine, type PhaseOutcome } from '@ambit/runtime';
-import { buildBuiltinFilters, buildFixtures, builtinDir, type Fixtures } from './fixtures.js';
+import { buildBuiltinFilters, buildFixtures, builtinDir, REPO, type Fixtures } from './fixtures.js';
 import { wrongWorldComponent } from './wrong-world.js';
 
 export function ctx(over: Partial<Context> = {}): Context {
@@ -227,6 +228,9 @@ export function describeEngineConformance(name: string, makeEngine: () => Filter
       await expect(engine.createChain([{ ...base, wasm: truncated }])).rejects.toMatchObject({ code: 'AMBIT_ERR_NOT_COMPONENT' });
       const other = await wrongWorldComponent();
       await expect(engine.createChain([{ ...base, wasm: other }])).rejects.toMatchObject({ code: 'AMBIT_ERR_WRONG_WORLD', message: expect.stringContaining('ambit:filter/handler') });
+      // A filter as the 0.1 SDK built it (the hello example, kept as a benchmark fixture): refused, naming the SDK to rebuild with.
+      const v01 = new Uint8Array(await readFile(path.join(REPO, 'bench/fixtures/hello-0.1/filter.wasm')));
+      await expect(engine.createChain([{ ...base, wasm: v01 }])).rejects.toMatchObject({ code: 'AMBIT_ERR_WRONG_WORLD', message: expect.stringMatching(/0\.1.*rebuild it with @ambit\/filter-sdk 0\.2/) });
       await expect(engine.createChain([mis({ tag: 'tiny' }, { memoryMaxPages: 4 })])).rejects.toMatchObject({ code: 'AMBIT_ERR_MEMORY_CAP' });
       expect(header(opsHeaders(await live.run({ phase: 'requestHeaders', ctx: ctx(), request: request() })), 'x-chain')).toEqual(['live']);
       await live.close();

@@ -49,8 +49,12 @@ for f in guest os; do
   objs+=("$work/$f.o")
 done
 
+# AMBIT_ENGINE_NAMES=1 keeps the function names (for profiling) and writes the module to
+# the work folder only.
+strip=-Wl,--strip-all
+[ "${AMBIT_ENGINE_NAMES:-}" = 1 ] && strip=-Wl,--strip-debug
 "$CC" --target=wasm32-wasi -nostartfiles -Wl,--no-entry -Wl,--stack-first -Wl,-z,stack-size=262144 \
-  -Wl,--gc-sections -Wl,--strip-all -o "$work/quickjs.wasm" "${objs[@]}" -lwasi-emulated-signal
+  -Wl,--gc-sections $strip -o "$work/quickjs.wasm" "${objs[@]}" -lwasi-emulated-signal
 
 # Nothing but the world may be imported.
 node -e '
@@ -58,5 +62,6 @@ const m = new WebAssembly.Module(require("fs").readFileSync(process.argv[1]));
 const bad = WebAssembly.Module.imports(m).filter((i) => !i.module.startsWith("ambit:filter/"));
 if (bad.length) { console.error("engine imports outside the world:", bad.map((i) => i.module + "." + i.name).join(", ")); process.exit(1); }
 ' "$work/quickjs.wasm"
+if [ "${AMBIT_ENGINE_NAMES:-}" = 1 ]; then echo "with names: $work/quickjs.wasm"; exit 0; fi
 cp "$work/quickjs.wasm" quickjs.wasm
 echo "engine/quickjs.wasm: $(wc -c < quickjs.wasm) bytes, sha256 $(sha256sum quickjs.wasm | cut -c1-16)…"

@@ -124,7 +124,7 @@ describe('output rules', () => {
     ['a value with CR', () => checkHeaderValue('f', 'x', 'a\rb'), false],
     ['a value with NUL', () => checkHeaderValue('f', 'x', 'a\u0000'), false],
     ['a value with DEL', () => checkHeaderValue('f', 'x', 'a\u007f'), false],
-    ['a value beyond Latin-1', () => checkHeaderValue('f', 'x', '€'), false],
+    ['a value beyond Latin-1 (sent as UTF-8: obs-text bytes)', () => checkHeaderValue('f', 'x', '€ →'), true],
     ['a path with a query', () => checkPath('f', '/a/b?c=d&e'), true],
     ['a path with a space', () => checkPath('f', '/a b'), false],
     ['a path too long', () => checkPath('f', `/${'a'.repeat(OUTPUT_LIMITS.pathBytes)}`), false],

@@ -107,6 +107,10 @@ impl Shared {
             // of address space, released when the engine closes.
             .memory_reservation(4 << 30)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        // For profiling filters with `perf`: names the compiled functions in /tmp/perf-<pid>.map.
+        if std::env::var_os("AMBIT_WASM_PERFMAP").is_some() {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&config)?;
 
         let mut linker: Linker<State> = Linker::new(&engine);

@@ -325,7 +325,7 @@ pub struct Probe {
     pub rss_per_instance_bytes: f64,
 }
 
-fn thread_cpu_us() -> f64 {
+pub(crate) fn thread_cpu_us() -> f64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };

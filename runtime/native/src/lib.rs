@@ -229,20 +229,21 @@ impl NativeEngine {
         let chain = self.chain(chain)?;
         let input: PhaseInput = serde_json::from_str(&input).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: bad phase input: {e}")))?;
         let n = iterations.max(1) as usize;
-        let (mut phase_us, mut serialize_us) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let (mut phase_us, mut serialize_us, mut cpu_us) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
         let mut last = String::new();
         for _ in 0..n {
             let copy = input.clone();
-            let t0 = Instant::now();
+            let (t0, c0) = (Instant::now(), filter::thread_cpu_us());
             let outcome = chain::run_phase(&chain, copy, None);
-            let t1 = Instant::now();
+            let (t1, c1) = (Instant::now(), filter::thread_cpu_us());
+            cpu_us.push(c1 - c0);
             last = serde_json::to_string(&outcome).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: {e}")))?;
             let t2 = Instant::now();
             phase_us.push((t1 - t0).as_secs_f64() * 1e6);
             serialize_us.push((t2 - t1).as_secs_f64() * 1e6);
         }
         let outcome: serde_json::Value = serde_json::from_str(&last).unwrap_or(serde_json::Value::Null);
-        Ok(json!({ "iterations": n, "phaseUs": summary(phase_us), "serializeUs": summary(serialize_us), "outcome": outcome }).to_string())
+        Ok(json!({ "iterations": n, "phaseUs": summary(phase_us), "phaseCpuUs": summary(cpu_us), "serializeUs": summary(serialize_us), "outcome": outcome }).to_string())
     }
 
     /// Engine facts and per-filter instance counts, as JSON.

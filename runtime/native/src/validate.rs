@@ -54,9 +54,10 @@ pub fn header_name(name: &str) -> Result<(), String> {
 }
 
 /// A field value: visible characters, space, tab and obs-text (RFC 9110 §5.5); no CR, LF,
-/// NUL or other control characters, nothing beyond Latin-1 (what HTTP/1.1 can carry).
+/// NUL or other control characters. Values go on the wire as UTF-8, whose bytes beyond
+/// ASCII are all obs-text, so any character from U+0080 up is allowed.
 pub fn header_value(name: &str, value: &str) -> Result<(), String> {
-    if value.chars().all(|c| matches!(c, '\t' | ' '..='~' | '\u{80}'..='\u{ff}')) {
+    if value.chars().all(|c| matches!(c, '\t' | ' '..='~' | '\u{80}'..)) {
         return Ok(());
     }
     Err(format!(
@@ -74,7 +75,7 @@ pub fn method(value: &str) -> Result<(), String> {
 
 /// A path in origin form: `/`, then visible characters (no space, no control character).
 pub fn path(value: &str) -> Result<(), String> {
-    let visible = |c: char| matches!(c, '!'..='~' | '\u{80}'..='\u{ff}');
+    let visible = |c: char| matches!(c, '!'..='~' | '\u{80}'..);
     if !(value.starts_with('/') && value.chars().all(visible)) {
         return Err(format!("set the path to {}; a path starts with \"/\" and has no spaces or control characters", show(value)));
     }
@@ -150,10 +151,12 @@ mod tests {
     }
 
     #[test]
-    fn values_refuse_cr_lf_nul_controls_and_what_http_cannot_carry() {
+    fn values_refuse_cr_lf_nul_and_controls() {
         assert!(header_value("x", "a b\tc ünï ~").is_ok());
         assert!(header_value("x", "").is_ok());
-        for bad in ["a\rb", "a\nb", "a\0b", "a\x01b", "a\x7fb", "中"] {
+        // Sent as UTF-8: every byte beyond ASCII is obs-text.
+        assert!(header_value("x", "中 → €").is_ok());
+        for bad in ["a\rb", "a\nb", "a\0b", "a\x01b", "a\x7fb"] {
             let e = header_value("x", bad).unwrap_err();
             assert!(e.contains("not a valid HTTP field value"), "{e}");
         }

@@ -1,7 +1,8 @@
 import type { FilterDefinition, Respond } from './public-types.js';
 import type { EngineHandler } from './natives.js';
 import { natives } from './natives.js';
-import { RequestView, ResponseView, connectionView, contextView, responseContextView } from './messages.js';
+import { RequestView, ResponseView, connectionView, contextView, responseContextView, useNatives } from './messages.js';
+import { useHeaderNatives } from './headers.js';
 
 /** Bits of the world's `phases` flags. */
 const CONNECTION = 1;
@@ -31,7 +32,8 @@ function wrongVerdict(phase: string, v: unknown, allowed: string): Error {
  * traps the call: the host applies the binding's failure policy.
  */
 export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string): EngineHandler {
-  const n = natives();
+  useNatives(natives());
+  useHeaderNatives(natives());
   let config = undefined as C;
   const phases = (def.onConnection ? CONNECTION : 0) | (def.onRequest ? REQUEST_HEADERS : 0) | (def.onResponse ? RESPONSE_HEADERS : 0);
   const name = def.name ?? fallbackName;
@@ -47,21 +49,21 @@ export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string): E
     },
     onConnection(ctx) {
       if (!def.onConnection) return undefined;
-      const v = def.onConnection(connectionView(n, ctx), contextView(n, ctx, config));
+      const v = def.onConnection(connectionView(ctx), contextView(ctx, config));
       if (v === undefined || v === null) return undefined;
       if (verdictKind(v) === 'deny') return v.reason;
       throw wrongVerdict('onConnection', v, 'deny(reason)');
     },
     onRequest(ctx, req) {
       if (!def.onRequest) return undefined;
-      const v = def.onRequest(new RequestView(n, req), contextView(n, ctx, config));
+      const v = def.onRequest(new RequestView(req), contextView(ctx, config));
       if (v === undefined || v === null) return undefined;
       if (verdictKind(v) === 'respond') return v as Respond;
       throw wrongVerdict('onRequest', v, 'respond(...)');
     },
     onResponse(ctx, req, res) {
       if (!def.onResponse) return undefined;
-      const v = def.onResponse(new ResponseView(n, res), responseContextView(n, ctx, req, config));
+      const v = def.onResponse(new ResponseView(res), responseContextView(ctx, req, config));
       if (v === undefined || v === null) return undefined;
       const kind = verdictKind(v);
       if (kind === 'respond' || kind === 'retry') return v;

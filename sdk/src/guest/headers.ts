@@ -1,5 +1,14 @@
 import { natives, type Natives } from './natives.js';
 
+const K = Symbol('ambit.head');
+const H = Symbol('ambit.handle');
+let N: Natives;
+
+/** @internal Binds header maps to the engine's natives (once, when the filter is installed). */
+export function useHeaderNatives(n: Natives): void {
+  N = n;
+}
+
 /** Which head a {@link HeaderMap} reads: the request's, the response's, or the forwarded request's (read-only). */
 type HeadKind = 'request' | 'response' | 'forwarded';
 
@@ -9,66 +18,61 @@ type HeadKind = 'request' | 'response' | 'forwarded';
  * upstream see it. Names are case-insensitive; reads return them lower-case.
  */
 export class HeaderMap {
-  readonly #n: Natives;
-  readonly #h: number;
-  readonly #kind: HeadKind;
+  declare [K]: HeadKind;
+  declare [H]: number;
 
   /** @internal */
   constructor(kind: HeadKind, handle: number) {
-    this.#n = natives();
-    this.#h = handle;
-    this.#kind = kind;
+    this[K] = kind;
+    this[H] = handle;
   }
 
   /** The first value of `name`, or undefined. */
   get(name: string): string | undefined {
-    const n = this.#n;
-    return this.#kind === 'response' ? n.resGet(this.#h, String(name)) : n.reqGet(this.#h, String(name));
+    return this[K] === 'response' ? N.resGet(this[H], String(name)) : N.reqGet(this[H], String(name));
   }
 
   /** Every value of `name`, in order. */
   getAll(name: string): string[] {
-    const n = this.#n;
-    return this.#kind === 'response' ? n.resGetAll(this.#h, String(name)) : n.reqGetAll(this.#h, String(name));
+    return this[K] === 'response' ? N.resGetAll(this[H], String(name)) : N.reqGetAll(this[H], String(name));
   }
 
   has(name: string): boolean {
-    const n = this.#n;
-    return this.#kind === 'response' ? n.resHas(this.#h, String(name)) : n.reqHas(this.#h, String(name));
+    return this[K] === 'response' ? N.resHas(this[H], String(name)) : N.reqHas(this[H], String(name));
   }
 
   /** Replaces every value of `name` with `value`. */
   set(name: string, value: string): this {
-    const k = this.#writable(name);
-    if (this.#kind === 'response') this.#n.resSet(this.#h, k, String(value));
-    else this.#n.reqSet(this.#h, k, String(value));
+    const k = this.writable(name);
+    if (this[K] === 'response') N.resSet(this[H], k, String(value));
+    else N.reqSet(this[H], k, String(value));
     return this;
   }
 
   /** Adds a value, keeping the existing ones. */
   append(name: string, value: string): this {
-    const k = this.#writable(name);
-    if (this.#kind === 'response') this.#n.resAppend(this.#h, k, String(value));
-    else this.#n.reqAppend(this.#h, k, String(value));
+    const k = this.writable(name);
+    if (this[K] === 'response') N.resAppend(this[H], k, String(value));
+    else N.reqAppend(this[H], k, String(value));
     return this;
   }
 
   /** Removes every value of `name`. */
   delete(name: string): this {
-    const k = this.#writable(name);
-    if (this.#kind === 'response') this.#n.resRemove(this.#h, k);
-    else this.#n.reqRemove(this.#h, k);
+    const k = this.writable(name);
+    if (this[K] === 'response') N.resRemove(this[H], k);
+    else N.reqRemove(this[H], k);
     return this;
   }
 
   /** How many entries the list has (a repeated header counts once per value). */
   get size(): number {
-    return this.#kind === 'response' ? this.#n.resSize(this.#h) : this.#n.reqSize(this.#h);
+    return this[K] === 'response' ? N.resSize(this[H]) : N.reqSize(this[H]);
   }
 
   /** `[name, value]` pairs in order; names are lower-case. One host call for the whole list. */
   entries(): IterableIterator<[string, string]> {
-    const list = this.#kind === 'response' ? this.#n.resEntries(this.#h) : this.#n.reqEntries(this.#h);
+    const list = this[K] === 'response' ? N.resEntries(this[H]) : N.reqEntries(this[H]);
     return list[Symbol.iterator]();
   }
 
@@ -76,8 +80,8 @@ export class HeaderMap {
     return this.entries();
   }
 
-  #writable(name: string): string {
-    if (this.#kind === 'forwarded') {
+  private writable(name: string): string {
+    if (this[K] === 'forwarded') {
       throw new TypeError('the forwarded request is read-only in the response phase: change it in onRequest');
     }
     const n = String(name);

@@ -32,10 +32,14 @@ export const OUTPUT_LIMITS = {
 
 /** `token` of RFC 9110 §5.6.2: a field name or a method. */
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** `field-value` characters of RFC 9110 §5.5: visible ASCII, space, tab and obs-text; no CR, LF or NUL. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
-/** An origin-form target: `/`, then visible ASCII or obs-text (no space, no control character). */
-const ORIGIN_FORM = /^\/[\x21-\x7e\x80-\xff]*$/;
+/**
+ * `field-value` of RFC 9110 §5.5: visible ASCII, space, tab and obs-text; no CR, LF, NUL or
+ * other control character. Values go on the wire as UTF-8, whose bytes beyond ASCII are
+ * all obs-text, so any character from U+0080 up is allowed.
+ */
+const FIELD_VALUE = /^[\t\x20-\x7e\u0080-\uffff]*$/;
+/** An origin-form target: `/`, then visible ASCII or obs-text as UTF-8 (no space, no control character). */
+const ORIGIN_FORM = /^\/[\x21-\x7e\u0080-\uffff]*$/;
 /** `authority` of RFC 3986 without userinfo: host (reg-name, IPv4, or an IP literal in brackets) and port. */
 const AUTHORITY = /^[A-Za-z0-9\-._~!$&'()*+,;=%[\]:]+$/;
 
