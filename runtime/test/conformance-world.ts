@@ -120,6 +120,15 @@ export function describeWorldConformance(name: string, makeEngine: () => FilterE
       await chain.close();
     });
 
+    it('carries what a filter reported before it trapped into the failure (the proxy maps it to TypeScript lines)', async () => {
+      const chain = await engine.createChain([probe('boom')]);
+      const out = await chain.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/x') });
+      expect(out).toMatchObject({ action: 'respond', response: { status: 503 }, failures: [{ filter: 'boom', kind: 'trap' }] });
+      expect(out.failures[0]!.message).toContain('Error: boom');
+      expect(out.failures[0]!.message).toContain('at onRequest (filter.js:1:10)');
+      await chain.close();
+    });
+
     it('stops a call past its deadline and keeps serving', async () => {
       const chain = await engine.createChain([probe('spin', { deadlineMs: 100 })]);
       const stuck = await chain.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/w') });

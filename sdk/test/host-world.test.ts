@@ -210,10 +210,11 @@ describe.each(['direct', 'jco'] as const)('binding %s', (binding) => {
       expect(f.request({ path: '/r' }).action).toBe('respond');
     });
 
-    it('a trap reports what the filter said before it', () => {
+    it('a trap reports what the filter said before it, at its TypeScript line (the build\'s source map)', () => {
       const e = thrown(() => f.request({ path: '/x' }));
       expect(e.message).toContain('Error: boom');
-      expect(e.message).toContain('src/filter.ts:3:5');
+      expect(e.message).toContain('at onRequest (src/filter.ts:3:5)');
+      expect(e.message).not.toContain('filter.js:1:10');
       expect(thrown(() => f.request({ path: '/u' })).message).toContain('unreachable');
       expect(f.request({ path: '/r' }).action).toBe('respond');
     });

@@ -17,6 +17,10 @@ import {
 // QuickJS components use extended-const initialisers, behind a flag on Node 20.
 // The flag is process-wide and must be set before the first compile.
 setFlagsFromString('--experimental-wasm-extended-const');
+// Compile every function of a filter when it loads, not on its first call: a JS engine
+// module has thousands, and compiling them lazily put tens of milliseconds on the first
+// requests of each worker (past a 50 ms deadline on a busy machine).
+setFlagsFromString('--no-wasm-lazy-compilation');
 
 /** A component turned into an ES module plus core modules, ready to compile. */
 export interface PreparedComponent {

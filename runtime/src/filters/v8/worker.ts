@@ -10,7 +10,7 @@ import {
   type Handler, type HeaderOp, type HostImports, type PhaseName, type SharedStore,
 } from '../../deps.js';
 import { openSharedTable } from '@ambit/addon/shared';
-import { runPhase, type ActionOf, type ChainMember } from '../chain.js';
+import { phaseOrder, runPhase, type ActionOf, type ChainMember } from '../chain.js';
 import type { PhaseInput } from '../engine.js';
 import { CTRL, PROGRESS_BYTES, sharedNow, type CounterAdd, type LoadFilter, type LogLine, type SharedControl, type ToWorker, type FromWorker } from './protocol.js';
 
@@ -122,6 +122,12 @@ function writeProgress(job: number, position: number, ops: HeaderOp[]): void {
 function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   const chain = chains.get(msg.chain);
   if (!chain) throw new Error(`chain ${msg.chain} unknown to the worker`);
+  // The watchdog may look before the first filter is entered: show it this job's first
+  // filter and start, never the previous job's (a stale start would read as an overrun).
+  const position = msg.startAt ?? 0;
+  started[0] = sharedNow();
+  Atomics.store(ctrl, CTRL.MEMBER, phaseOrder(chain.members, msg.input.phase)[position] ?? 0);
+  Atomics.store(ctrl, CTRL.POSITION, position);
   Atomics.store(ctrl, CTRL.JOB, msg.job);
   scope.phase = msg.input.phase;
   scope.facts = msg.input.facts ?? {};
