@@ -36,7 +36,7 @@ crate_dir=$(cargo metadata --quiet --format-version 1 --manifest-path "$work/fet
   node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>{const m=JSON.parse(s);const p=m.packages.find(p=>p.name===process.argv[1]);console.log(require("path").dirname(p.manifest_path))})' "$QUICKJS_CRATE")
 qjs="$crate_dir/quickjs"
 
-flags=(--target=wasm32-wasi -O2 -g0 -ffunction-sections -fdata-sections
+flags=(--target=wasm32-wasi -mbulk-memory -O2 -g0 -ffunction-sections -fdata-sections
   -D_GNU_SOURCE -DEMSCRIPTEN=1 -DFE_DOWNWARD=0 -DFE_UPWARD=0 -D_WASI_EMULATED_SIGNAL -DNDEBUG
   -Wno-everything -ffile-prefix-map="$qjs"=quickjs -ffile-prefix-map="$PWD"=engine)
 objs=()
@@ -53,7 +53,7 @@ done
 # the work folder only.
 strip=-Wl,--strip-all
 [ "${AMBIT_ENGINE_NAMES:-}" = 1 ] && strip=-Wl,--strip-debug
-"$CC" --target=wasm32-wasi -nostartfiles -Wl,--no-entry -Wl,--stack-first -Wl,-z,stack-size=262144 \
+"$CC" --target=wasm32-wasi -mbulk-memory -nostartfiles -Wl,--no-entry -Wl,--stack-first -Wl,-z,stack-size=262144 \
   -Wl,--gc-sections $strip -o "$work/quickjs.wasm" "${objs[@]}" -lwasi-emulated-signal
 
 # Nothing but the world may be imported.
