@@ -26,7 +26,7 @@ tmp="$out.tmp.$$"
 rm -rf "$tmp"; mkdir -p "$tmp"
 trap 'rm -rf "$tmp"' EXIT
 cd "$here"
-export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--mod=mod}"
+export CGO_ENABLED=0 GOFLAGS="${GOFLAGS:--mod=readonly}"
 for target in k8s.io/kubernetes/cmd/kube-apiserver go.etcd.io/etcd/server/v3 k8s.io/kubernetes/cmd/kubectl; do
   name="$(basename "$target")"; [ "$name" = v3 ] && name=etcd
   echo "building $name ($target)" >&2

@@ -8,7 +8,12 @@ import * as grpc from '@grpc/grpc-js';
 import { controlplane } from '@ambit/runtime';
 import type { MeshModel } from '../model/mesh.js';
 import { ControllerError, errorMessage } from '../errors.js';
-import type { NodeAuthenticator, NodeCaller } from '../identity/node-auth.js';
+import type { NodeCaller } from '../identity/node-auth.js';
+
+/** Who a call comes from (NodeAuthenticator: TokenReview). */
+export interface Authenticator {
+  authenticate(authorization: string | undefined): Promise<NodeCaller>;
+}
 import { NodeSession } from './session.js';
 
 type ConfigRequest = controlplane.ConfigRequest;
@@ -33,7 +38,7 @@ export class Distributor {
 
   constructor(
     private readonly model: MeshModel,
-    private readonly auth: NodeAuthenticator,
+    private readonly auth: Authenticator,
     private readonly sign: CsrHandler,
     private readonly events: DistributionEvents,
   ) {}
@@ -98,7 +103,7 @@ export class Distributor {
           if (req.node !== caller.node) {
             throw new ControllerError('AMBIT_ERR_NODE_AUTH', `the stream asks for node ${req.node} but the token's pod runs on ${caller.node}`);
           }
-          session = new NodeSession(caller.node, call, req.initialResourceVersions ?? {});
+          session = new NodeSession(caller.node, call, req.initialResourceVersions ?? {}, (other, scope) => this.model.nodeConcerns(other, scope));
           session.ackedVersion = req.appliedVersion;
           let set = this.sessions.get(caller.node);
           if (!set) this.sessions.set(caller.node, (set = new Set()));

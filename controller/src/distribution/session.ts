@@ -6,7 +6,7 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { controlplane } from '@ambit/runtime';
-import type { ResourceTable } from '../model/table.js';
+import type { Resource, ResourceTable } from '../model/table.js';
 
 type ConfigRequest = controlplane.ConfigRequest;
 type ConfigResponse = controlplane.ConfigResponse;
@@ -21,12 +21,19 @@ export class NodeSession {
   connectedAt = Date.now();
   #nonce = 0;
 
-  constructor(readonly node: string, readonly call: grpc.ServerDuplexStream<ConfigRequest, ConfigResponse>, initial: Record<string, string>) {
+  constructor(
+    readonly node: string,
+    readonly call: grpc.ServerDuplexStream<ConfigRequest, ConfigResponse>,
+    initial: Record<string, string>,
+    /** Whether another node's entry concerns this one (see MeshModel.nodeConcerns); default: every node does. */
+    private readonly nodeConcerns: (other: string, scope: ReadonlySet<string> | '*') => boolean = () => true,
+  ) {
     for (const [k, v] of Object.entries(initial)) this.sent.set(k, v);
   }
 
-  inScope(namespace: string | undefined): boolean {
-    return namespace === undefined || this.scope === '*' || this.scope.has(namespace);
+  inScope(r: Pick<Resource, 'type' | 'name' | 'namespace'>): boolean {
+    if (r.type === 'node') return r.name === this.node || this.nodeConcerns(r.name, this.scope);
+    return r.namespace === undefined || this.scope === '*' || this.scope.has(r.namespace);
   }
 
   /** The response bringing the node from what it has to `keys` (all of its scope when undefined), or undefined when nothing changes. */
@@ -35,7 +42,7 @@ export class NodeSession {
     const removed: ConfigResponse['removed'] = [];
     const consider = (key: string) => {
       const r = table.get(key);
-      if (r && this.inScope(r.namespace)) {
+      if (r && this.inScope(r)) {
         if (this.sent.get(key) !== r.version) {
           resources.push({ type: r.type, name: r.name, version: r.version, body: r.json });
           this.sent.set(key, r.version);

@@ -160,6 +160,16 @@ export class MeshModel {
     return scope;
   }
 
+  /**
+   * Whether node `other`'s entry (its HBONE address) concerns a node seeing `scope`: it runs
+   * workloads of a namespace in it. A node always sees itself.
+   */
+  nodeConcerns(other: string, scope: ReadonlySet<string> | '*'): boolean {
+    if (scope === '*') return true;
+    for (const ns of this.#localNamespaces.get(other)?.keys() ?? []) if (scope.has(ns)) return true;
+    return false;
+  }
+
   takeDirtyNodes(): Set<string> {
     const d = this.#dirtyNodes;
     this.#dirtyNodes = new Set();
@@ -194,6 +204,7 @@ export class MeshModel {
       if (n <= 0) {
         m.delete(before.namespace);
         this.#dirtyNodes.add(before.node);
+        this.table.touch(`node/${before.node}`);
       } else m.set(before.namespace, n);
       this.#podNode.delete(key);
     }
@@ -202,7 +213,10 @@ export class MeshModel {
       if (!m) this.#localNamespaces.set(at.node, (m = new Map()));
       const n = m.get(at.namespace) ?? 0;
       m.set(at.namespace, n + 1);
-      if (n === 0) this.#dirtyNodes.add(at.node);
+      if (n === 0) {
+        this.#dirtyNodes.add(at.node);
+        this.table.touch(`node/${at.node}`);
+      }
       this.#podNode.set(key, at);
     }
   }
@@ -227,7 +241,7 @@ export class MeshModel {
     const out = [];
     if (applicable.length > 0) {
       const mapped = applicable
-        .sort((a, b) => (a.metadata.namespace + a.metadata.name < b.metadata.namespace + b.metadata.name ? -1 : 1))
+        .sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1))
         .map((ap) => ({ ap, policy: mapAuthorizationPolicy(ap).policy }))
         .filter((m): m is { ap: AuthorizationPolicy; policy: AuthzPolicyConfig } => m.policy !== undefined);
       for (const pod of this.podsByNamespace.get(ns)?.values() ?? []) {

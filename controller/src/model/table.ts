@@ -81,6 +81,11 @@ export class ResourceTable {
     return this.#owners.get(owner) ?? new Set();
   }
 
+  /** Counts `key` as changed: who may see it changed, though its body did not. */
+  touch(key: string): void {
+    if (this.#resources.has(key)) this.#changed.add(key);
+  }
+
   /** Keys changed (added, updated or removed) since the last call. */
   takeChanges(): Set<string> {
     const c = this.#changed;

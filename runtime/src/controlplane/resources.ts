@@ -45,6 +45,11 @@ export class ResourceSet {
     return Object.fromEntries([...this.#byKey].map(([k, v]) => [k, v.version]));
   }
 
+  /** The version held of `type/name`, if any. */
+  version(key: string): string | undefined {
+    return this.#byKey.get(key)?.version;
+  }
+
   get size(): number {
     return this.#byKey.size;
   }
