@@ -119,9 +119,7 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   };
 
   const auth = new NodeAuthenticator(clients.authn, o.nodeServiceAccount, (ns, name) => model.pods.get(`${ns}/${name}`));
-  const podsOnNode = function* (node: string): Iterable<V1Pod> {
-    for (const p of model.pods.values()) if (p.spec?.nodeName === node) yield p;
-  };
+  const podsOnNode = (node: string): Iterable<V1Pod> => model.podsOn(node);
   const distributor = new Distributor(model, auth, (caller, csr, ttlMs) => {
     try {
       const r = signCsr({ ca, certTtlMs: o.certTtlMs, nodeServiceAccount: o.nodeServiceAccount, podsOnNode }, caller, csr, ttlMs);

@@ -17,6 +17,20 @@ import { markRunning, namespace, node, pod, service } from './support/objects.js
 import { AMBIT_CLI, CONTROLLER_CLI, start, type Proc } from './support/processes.js';
 import { requestFrom } from '../../runtime/test/support/mesh.js';
 import { buildBuiltinFilters } from '../../runtime/test/fixtures.js';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { rmdir } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { cgroup2Mount } from '../../runtime/src/capture/mounts.js';
+
+/** eBPF capture needs root and a cgroup2 mount; without them the capture test says why and skips. */
+const CAPTURE_SKIP = process.getuid?.() !== 0 ? 'eBPF capture needs root' : !cgroup2Mount() ? 'no cgroup2 mount' : undefined;
+const PIN_DIR = `ambit-ctrl-test-${randomBytes(3).toString('hex')}`;
+/** Its own pin folder and nft table name, so that cleaning up touches nothing else. */
+const CAPTURE = `{ mode: ebpf, pinDir: ${PIN_DIR}, nftTable: ${PIN_DIR}, sockhash: false }`;
+let webCgroup: string | undefined;
+/** The kubepods folder, when this suite made it (removed after). */
+let madeKubepods: string | undefined;
 
 const WEB = '127.0.31.1';
 const SERVER = '127.0.32.1';
@@ -66,13 +80,15 @@ async function nodePorts(): Promise<NodePorts> {
 async function startNode(name: string, ports: NodePorts, filterRoot = REPO): Promise<NodeProc> {
   const { outbound, inbound, admin, hbone } = ports;
   const base = path.join(cluster.dir, `${name}.yaml`);
+  // node-1 captures its enrolled pods by UID (eBPF), as a node proxy in a cluster does.
+  const capture = name === 'node-1' && !CAPTURE_SKIP ? CAPTURE : '{ mode: none }';
   await writeFile(base, `
 proxy:
   outbound: { address: 127.0.0.1, port: ${outbound}, target: "server.shop:80" }
   inbound: { address: 127.0.0.1, port: ${inbound} }
   hbone: { address: 127.0.0.1, port: ${hbone} }
   admin: { address: 127.0.0.1, port: ${admin} }
-capture: { mode: none }
+capture: ${capture}
 `);
   const proc = start(name, [AMBIT_CLI, 'run', '--controller', `127.0.0.1:${grpcPort}`, '--controller-ca', rootsFile, '--node-name', name,
     '--token-file', path.join(cluster.dir, `${name}.token`), '--config', base, '--filter-root', filterRoot, '--access-log', process.env.AMBIT_TEST_LOGS ? 'stdout' : 'off']);
@@ -123,6 +139,14 @@ describe('ambit controller against a real kube-apiserver', () => {
       service('shop', 'server', { selector: { app: 'server' }, port: 80, targetPort: serverPort, appProtocol: 'http' }),
     );
     await markRunning(cluster, 'shop', 'web', WEB);
+    if (!CAPTURE_SKIP) {
+      // What the kubelet's cgroupfs driver makes for the pod: kubepods/pod<uid>.
+      const uid = (JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'pod', 'web', '-o', 'json'])) as { metadata: { uid: string } }).metadata.uid;
+      const kubepods = path.join(cgroup2Mount()!, 'kubepods');
+      madeKubepods = (await mkdir(kubepods, { recursive: true })) ? kubepods : undefined;
+      webCgroup = path.join(kubepods, `pod${uid}`);
+      await mkdir(webCgroup);
+    }
     await markRunning(cluster, 'shop', 'server', SERVER);
     for (const n of ['node-1', 'node-2']) {
       tokens[n] = (await cluster.kubectl(['-n', 'ambit-system', 'create', 'token', 'ambit-node', '--bound-object-kind', 'Pod', '--bound-object-name', `ambit-${n}`])).trim();
@@ -160,6 +184,14 @@ describe('ambit controller against a real kube-apiserver', () => {
       if (controller) await writeFile(path.join(process.env.AMBIT_TEST_LOGS, 'controller.log'), controller.logs());
     }
     for (const n of nodes) await n.proc.stop();
+    if (!CAPTURE_SKIP && nodes[0]) {
+      // Pinned links outlive the proxy by design: remove them, then the pod's cgroup.
+      const uninstall = path.join(cluster.dir, 'uninstall.yaml');
+      await writeFile(uninstall, `node: node-1\ncapture: ${CAPTURE}\n`);
+      await promisify(execFile)(process.execPath, [AMBIT_CLI, 'capture', 'uninstall', '--config', uninstall]);
+    }
+    if (webCgroup) await rmdir(webCgroup).catch(() => undefined);
+    if (madeKubepods) await rmdir(madeKubepods).catch(() => undefined);
     await controller?.stop();
     for (const s of echoServers) s.close();
     await cluster?.stop();
@@ -331,6 +363,36 @@ describe('ambit controller against a real kube-apiserver', () => {
     }, 20_000);
     expect((mixed.server ?? 0) + (mixed['server-v2'] ?? 0)).toBe(40);
     await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-split']);
+  });
+
+  it.skipIf(CAPTURE_SKIP !== undefined)('captures an enrolled pod by its UID: its connect to the Service VIP goes through its node proxy', async () => {
+    const n1 = nodes[0]!;
+    const dump = await until('capture to enroll web', async () => {
+      const d = (await configDump(n1)) as unknown as { capture: { mode: string; pods?: unknown[]; workloads?: unknown[] } };
+      return d.capture.mode === 'ebpf' ? d : undefined;
+    });
+    expect(JSON.stringify(dump.capture)).toContain('web.shop');
+    const vip = (JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'service', 'server', '-o', 'json'])) as { spec: { clusterIP: string } }).spec.clusterIP;
+    // A client in the pod's cgroup, from the pod's address, connecting to the Service VIP as an app would.
+    const script = `const r=require('http').request({host:'${vip}',port:80,path:'/captured',localAddress:'${WEB}',agent:false},(res)=>{let b='';res.on('data',(d)=>b+=d);res.on('end',()=>{console.log(JSON.stringify({status:res.statusCode,body:b}));});});r.on('error',(e)=>console.log(JSON.stringify({error:e.message})));r.setTimeout(10000,()=>r.destroy(new Error('timeout')));r.end();`;
+    const out = await new Promise<string>((resolve, reject) => {
+      const p = spawn('/bin/sh', ['-c', `echo $$ > ${webCgroup}/cgroup.procs && exec "${process.execPath}" -e "$0"`, script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      p.stdout.on('data', (d: Buffer) => { o += d.toString(); });
+      p.stderr.on('data', (d: Buffer) => { o += d.toString(); });
+      p.on('exit', () => resolve(o));
+      p.on('error', reject);
+    });
+    const reply = JSON.parse(out.trim().split('\n').pop()!) as { status?: number; body?: string; error?: string };
+    expect(reply.error).toBeUndefined();
+    expect(reply.status).toBe(200);
+    expect(JSON.parse(reply.body!)).toMatchObject({ path: '/captured' });
+    // Nothing listens on the VIP: the reply came because node-1's eBPF program sent the
+    // connect to its outbound listener and answered SO_ORIGINAL_DST with the VIP.
+    const after = (await configDump(n1)) as unknown as { capture: { ebpf: { pods: { key: string; cgroup: string }[]; stats: { connectRedirected: number; origDstAnswered: number } } } };
+    expect(after.capture.ebpf.pods).toEqual([{ key: 'web.shop', cgroup: webCgroup }]);
+    expect(after.capture.ebpf.stats.connectRedirected).toBeGreaterThanOrEqual(1);
+    expect(after.capture.ebpf.stats.origDstAnswered).toBeGreaterThanOrEqual(1);
   });
 
   it('restarting the controller does not disturb traffic; nodes reconnect', async () => {

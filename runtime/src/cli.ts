@@ -168,7 +168,8 @@ program
 try {
   await program.parseAsync();
 } catch (e) {
-  const code = e instanceof AmbitError || e instanceof ControlPlaneError ? e.code : undefined;
+  const code = e instanceof AmbitError || e instanceof ControlPlaneError ? e.code
+    : typeof (e as { code?: unknown } | null)?.code === 'string' && String((e as { code: string }).code).startsWith('AMBIT_ERR_') ? (e as { code: string }).code : undefined;
   process.stderr.write(code ? `ambit: error ${code}: ${(e as Error).message}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 }

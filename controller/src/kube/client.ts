@@ -5,6 +5,7 @@
 import {
   AuthenticationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig,
 } from '@kubernetes/client-node';
+import { ControllerError, errorMessage } from '../errors.js';
 
 export interface KubeClients {
   readonly config: KubeConfig;
@@ -15,8 +16,12 @@ export interface KubeClients {
 
 export function kubeClients(kubeconfig?: string): KubeClients {
   const config = new KubeConfig();
-  if (kubeconfig) config.loadFromFile(kubeconfig);
-  else config.loadFromDefault();
+  try {
+    if (kubeconfig) config.loadFromFile(kubeconfig);
+    else config.loadFromDefault();
+  } catch (e) {
+    throw new ControllerError('AMBIT_ERR_KUBE_API', `cannot load the kubeconfig ${kubeconfig ?? process.env.KUBECONFIG ?? '(default)'}: ${errorMessage(e)}; pass --kubeconfig <file>, or run in a pod with a ServiceAccount`, { cause: e });
+  }
   return {
     config,
     core: config.makeApiClient(CoreV1Api),

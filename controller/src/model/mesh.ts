@@ -56,6 +56,8 @@ export class MeshModel {
   /** node → namespace → local workload count. */
   readonly #localNamespaces = new Map<string, Map<string, number>>();
   readonly #podNode = new Map<string, { node: string; namespace: string }>();
+  /** node → pods scheduled on it (whatever their state), for certificate requests. */
+  readonly #podsOnNode = new Map<string, Map<string, V1Pod>>();
 
   constructor(private settings: MeshSettings, private readonly problems: Problems) {
     this.#setMesh();
@@ -94,6 +96,13 @@ export class MeshModel {
     const ns = pod.metadata!.namespace!;
     const key = `${ns}/${pod.metadata!.name}`;
     let inNs = this.podsByNamespace.get(ns);
+    const before = this.pods.get(key)?.spec?.nodeName;
+    if (before) this.#podsOnNode.get(before)?.delete(key);
+    if (kind !== 'delete' && pod.spec?.nodeName) {
+      let m = this.#podsOnNode.get(pod.spec.nodeName);
+      if (!m) this.#podsOnNode.set(pod.spec.nodeName, (m = new Map()));
+      m.set(key, pod);
+    }
     if (kind === 'delete') {
       this.pods.delete(key);
       inNs?.delete(key);
@@ -168,6 +177,11 @@ export class MeshModel {
     if (scope === '*') return true;
     for (const ns of this.#localNamespaces.get(other)?.keys() ?? []) if (scope.has(ns)) return true;
     return false;
+  }
+
+  /** Pods scheduled on `node` (spec.nodeName). */
+  podsOn(node: string): Iterable<V1Pod> {
+    return this.#podsOnNode.get(node)?.values() ?? [];
   }
 
   takeDirtyNodes(): Set<string> {
