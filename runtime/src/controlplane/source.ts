@@ -35,6 +35,8 @@ export class ControllerSource implements ConfigSource {
   #loaded: PendingConfig | undefined;
   #locate: (pointer: string) => ResourceIssue | undefined = () => undefined;
   #first: PendingConfig | undefined;
+  /** A reload is queued that has not loaded yet. */
+  #queued = false;
 
   private constructor(
     readonly stream: ConfigStream,
@@ -70,6 +72,8 @@ export class ControllerSource implements ConfigSource {
   }
 
   async load(): Promise<LoadedMeshConfig> {
+    // From here on, a response merged later needs a reload of its own.
+    this.#queued = false;
     this.#loaded = this.stream.latest;
     const { value, locate } = this.stream.resources.assemble(this.options.node, this.base);
     this.#locate = locate;
@@ -84,7 +88,11 @@ export class ControllerSource implements ConfigSource {
   }
 
   watch(_loaded: LoadedMeshConfig, _resolved: unknown, reload: () => Promise<{ ok: boolean; error?: unknown }>, telemetry: Telemetry): SourceWatch {
+    // Responses arriving while one is being applied are applied together, once: the reload
+    // loads whatever has been merged by then, and its answer covers them.
     const onUpdate = (p: PendingConfig) => {
+      if (this.#queued) return;
+      this.#queued = true;
       telemetry.info(`controller: config ${p.systemVersion} received; applying`);
       void reload().then((outcome) => {
         const applied = this.#loaded ?? p;
