@@ -204,7 +204,7 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   add<HttpRoute & KubernetesObject>('HTTPRoute', '/apis/gateway.networking.k8s.io/v1/httproutes',
     custom<HttpRoute>('gateway.networking.k8s.io', 'v1', 'httproutes'), (k, x) => model.httpRoute(k, x));
   // FilterBindings: checked (packages, pins, configs) per generation, then put in the model.
-  const checks = new Map<string, { generation: number | undefined; check: Promise<FilterCheck> }>();
+  const checks = new Map<string, { generation: number | undefined; check: Promise<FilterCheck>; fb: FilterBinding }>();
   add<FilterBinding & KubernetesObject>('FilterBinding', `/apis/${GROUP}/${VERSION}/${PLURAL}`, custom<FilterBinding>(GROUP, VERSION, PLURAL), (k, fb) => {
     const key = `${fb.metadata.namespace}/${fb.metadata.name}`;
     if (k === 'delete') {
@@ -212,20 +212,22 @@ export async function startController(o: ControllerOptions, clients: KubeClients
       model.filterBinding('delete', fb, undefined);
       return;
     }
-    let c = checks.get(key);
-    if (!c || c.generation !== fb.metadata.generation) {
-      c = { generation: fb.metadata.generation, check: checkFilters(fb, o.filterRoot) };
-      checks.set(key, c);
+    const c = checks.get(key);
+    if (c && c.generation === fb.metadata.generation) {
+      // Same spec (a status or metadata update): keep the check (or wait for it).
+      c.fb = fb;
+      if (model.filterBindings.has(key)) model.filterBinding(k, fb, model.filterBindings.get(key)!.check);
+      return;
     }
-    const mine = c;
+    // A new spec: nodes keep what they have until it is checked.
+    const mine = { generation: fb.metadata.generation, check: checkFilters(fb, o.filterRoot), fb };
+    checks.set(key, mine);
     void mine.check.then((check) => {
       if (checks.get(key) !== mine) return;
-      // The latest copy the informer delivered (its status may have changed meanwhile).
-      model.filterBinding('update', model.filterBindings.get(key)?.fb ?? fb, check);
+      model.filterBinding('update', mine.fb, check);
       markStatus(key);
       schedulePush();
     });
-    model.filterBinding(k, fb, model.filterBindings.get(key)?.check);
   });
 
   const ready = Promise.all(informers.slice(0, 4).map((i) => i.synced)).then(() => undefined);
