@@ -22,7 +22,8 @@ import { MeshModel } from './model/mesh.js';
 import { desiredStatus, writeStatus } from './status.js';
 import type { AuthorizationPolicy } from './translate/authz.js';
 import { checkFilters, type FilterCheck } from './translate/filterbinding.js';
-import type { HttpRoute } from './translate/httproute.js';
+import { mapHttpRoute, type HttpRoute } from './translate/httproute.js';
+import { writeRouteStatus } from './route-status.js';
 
 export interface ControllerOptions {
   kubeconfig?: string;
@@ -202,7 +203,12 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   add<AuthorizationPolicy & KubernetesObject>('AuthorizationPolicy', '/apis/security.istio.io/v1/authorizationpolicies',
     custom<AuthorizationPolicy>('security.istio.io', 'v1', 'authorizationpolicies'), (k, x) => model.authorizationPolicy(k, x));
   add<HttpRoute & KubernetesObject>('HTTPRoute', '/apis/gateway.networking.k8s.io/v1/httproutes',
-    custom<HttpRoute>('gateway.networking.k8s.io', 'v1', 'httproutes'), (k, x) => model.httpRoute(k, x));
+    custom<HttpRoute>('gateway.networking.k8s.io', 'v1', 'httproutes'), (k, x) => {
+      model.httpRoute(k, x);
+      if (k === 'delete') return;
+      const mapped = mapHttpRoute(x, (name) => model.services.get(`${x.metadata.namespace}/${name}`));
+      writeRouteStatus(clients.custom, x, mapped).catch((e: unknown) => o.log('warn', errorMessage(e)));
+    });
   // FilterBindings: checked (packages, pins, configs) per generation, then put in the model.
   const checks = new Map<string, { generation: number | undefined; check: Promise<FilterCheck>; fb: FilterBinding }>();
   add<FilterBinding & KubernetesObject>('FilterBinding', `/apis/${GROUP}/${VERSION}/${PLURAL}`, custom<FilterBinding>(GROUP, VERSION, PLURAL), (k, fb) => {

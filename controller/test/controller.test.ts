@@ -355,6 +355,11 @@ describe('ambit controller against a real kube-apiserver', () => {
       return seen;
     };
     await until('all traffic on server-v2', async () => (await hits(10))['server-v2'] === 10, 20_000);
+    const status = await until('the route\'s status', async () => {
+      const r = JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'httproute', 'server-split', '-o', 'json'])) as { status?: { parents?: { controllerName: string; parentRef: { name: string }; conditions: { type: string; status: string }[] }[] } };
+      return r.status?.parents?.length ? r.status.parents : undefined;
+    });
+    expect(status).toEqual([expect.objectContaining({ controllerName: 'ambit.dev/controller', parentRef: expect.objectContaining({ name: 'server' }), conditions: [expect.objectContaining({ type: 'Accepted', status: 'True' })] })]);
     expect(await hits(20)).toEqual({ 'server-v2': 20 });
     await cluster.apply(route(1, 1));
     const mixed = await until('traffic on both', async () => {
