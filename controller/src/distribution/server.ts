@@ -73,7 +73,13 @@ export class Distributor {
         } else {
           res = s.diff(this.model.table, this.#systemVersion, changed);
         }
-        if (res) s.call.write(res);
+        if (!res) continue;
+        try {
+          s.call.write(res);
+        } catch (e) {
+          // The stream broke between events; its close handler forgets it.
+          this.events.log('warn', `config stream of node ${node}: ${errorMessage(e)}`);
+        }
       }
     }
   }
