@@ -11,6 +11,8 @@ import { showLocalMesh, startLocalMesh } from './demo/local-mesh.js';
 import { runClusterPrimary, runClusterWorker } from './node/cluster.js';
 import { runNode } from './node/run.js';
 import type { AccessLogDestination } from './telemetry/index.js';
+import { ControllerSource } from './controlplane/source.js';
+import { ControlPlaneError } from './controlplane/errors.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const program = new Command('ambit').description('Ambit: an ambient service-mesh node proxy with WebAssembly filters');
@@ -28,8 +30,14 @@ function untilSignal(): Promise<void> {
 
 program
   .command('run')
-  .description('run a node proxy from a mesh config file (reloaded when it or a filter changes)')
-  .requiredOption('-c, --config <file>', 'mesh config (YAML); see `ambit schema`')
+  .description('run a node proxy from a mesh config file (reloaded when it or a filter changes), or from the controller (--controller)')
+  .option('-c, --config <file>', 'mesh config (YAML); see `ambit schema`. With --controller: node-local settings (proxy, capture) only')
+  .addOption(new Option('--controller <host:port>', 'take the mesh config from the Ambit controller instead of a file').env('AMBIT_CONTROLLER'))
+  .addOption(new Option('--controller-ca <file>', 'PEM roots verifying the controller (its ambit-ca-root ConfigMap); without: plaintext').env('AMBIT_CONTROLLER_CA'))
+  .option('--controller-server-name <dns>', 'name in the controller\'s certificate', 'ambit-controller.ambit-system.svc')
+  .addOption(new Option('--node-name <name>', 'this node (default: the host name)').env('NODE_NAME'))
+  .addOption(new Option('--token-file <file>', 'the node proxy\'s ServiceAccount token').env('AMBIT_TOKEN_FILE').default('/var/run/secrets/kubernetes.io/serviceaccount/token'))
+  .option('--filter-root <dir>', 'where filter packages named by npm spec are installed (with --controller)', process.cwd())
   .addOption(new Option('-w, --workers <n>', 'proxy processes sharing the listeners (default: proxy.workers, else the number of cores)').argParser((v) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--workers takes a whole number ≥ 1, got ${v}`);
@@ -37,7 +45,12 @@ program
   }))
   .option('--access-log <dest>', 'stdout, off, or a file path', 'stdout')
   .option('--log-level <level>', 'trace, debug, info, warn, error', 'info')
-  .action(async (opts: { config: string; workers?: number; accessLog: string; logLevel: string }) => {
+  .action(async (opts: RunFlags) => {
+    if (opts.controller) {
+      await runFromController(opts);
+      return;
+    }
+    if (!opts.config) throw new Error('ambit run needs --config <file> (a mesh config) or --controller <host:port>');
     const config = path.resolve(opts.config);
     const common = { config, accessLog: accessLog(opts.accessLog), logLevel: opts.logLevel };
     if (cluster.isWorker) {
@@ -54,6 +67,53 @@ program
     const node = await runNode(common);
     await untilSignal();
     await node.close();
+  });
+
+interface RunFlags {
+  config?: string; workers?: number; accessLog: string; logLevel: string;
+  controller?: string; controllerCa?: string; controllerServerName: string; nodeName?: string; tokenFile: string; filterRoot: string;
+}
+
+/** `ambit run --controller`: one proxy process fed by the controller's stream. */
+async function runFromController(opts: RunFlags): Promise<void> {
+  if (opts.workers !== undefined && opts.workers > 1) {
+    throw new ControlPlaneError('AMBIT_ERR_CONTROLLER_USAGE', '--controller runs one proxy process: drop --workers (or set it to 1)');
+  }
+  const node = opts.nodeName ?? os.hostname();
+  const say = (level: 'info' | 'warn' | 'error', message: string) => process.stderr.write(`${JSON.stringify({ level, time: Date.now(), msg: message })}\n`);
+  say('info', `controller ${opts.controller}: waiting for the config of node ${node}`);
+  const source = await ControllerSource.connect({
+    connection: {
+      address: opts.controller!,
+      tokenFile: opts.tokenFile,
+      serverName: opts.controllerServerName,
+      ...(opts.controllerCa ? { caFile: path.resolve(opts.controllerCa) } : {}),
+    },
+    node,
+    filterRoot: path.resolve(opts.filterRoot),
+    ...(opts.config ? { baseConfig: path.resolve(opts.config) } : {}),
+    log: say,
+  });
+  const running = await runNode({ config: '', source, accessLog: accessLog(opts.accessLog), logLevel: opts.logLevel });
+  await untilSignal();
+  await running.close();
+}
+
+program
+  .command('controller')
+  .description('run the Kubernetes controller (the @ambit/controller package); `ambit controller --help` lists its flags')
+  .allowUnknownOption(true)
+  .helpOption(false)
+  .argument('[args...]')
+  .action(async (args: string[]) => {
+    const specifier = '@ambit/controller/cli';
+    let mod: { main(argv: string[]): Promise<void> };
+    try {
+      mod = (await import(specifier)) as typeof mod;
+    } catch (e) {
+      throw new Error(`ambit controller needs the @ambit/controller package (npm install @ambit/controller): ${(e as Error).message}`);
+    }
+    await mod.main(args);
   });
 
 const capture = program.command('capture').description('traffic capture (eBPF or nftables) of enrolled workloads');
@@ -108,6 +168,8 @@ program
 try {
   await program.parseAsync();
 } catch (e) {
-  process.stderr.write(e instanceof AmbitError ? `ambit: error ${e.code}: ${e.message}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
+  const code = e instanceof AmbitError || e instanceof ControlPlaneError ? e.code
+    : typeof (e as { code?: unknown } | null)?.code === 'string' && String((e as { code: string }).code).startsWith('AMBIT_ERR_') ? (e as { code: string }).code : undefined;
+  process.stderr.write(code ? `ambit: error ${code}: ${(e as Error).message}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 }

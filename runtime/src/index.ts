@@ -19,3 +19,5 @@ export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
 export * from './identity/index.js';
 export * as hbone from './hbone/index.js';
 export { startCapture, uninstallCapture, capturePlan, nftRuleset, type Capture, type CaptureStatus, type CaptureStats, type CapturePlan, type ActiveMode } from './capture/index.js';
+export * as controlplane from './controlplane/index.js';
+export { fileSource, type ConfigSource, type ReloadOutcome } from './node/source.js';

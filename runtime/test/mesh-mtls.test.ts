@@ -130,7 +130,7 @@ describe('mTLS between two node proxies (HBONE on loopback)', () => {
     const files = await Promise.all(['ca-cert.pem', 'ca-key.pem', 'root-cert.pem'].map((f) => readFile(path.join(dir, 'ca', f), 'utf8')));
     expect(files[1]).toContain('PRIVATE KEY');
     // Both nodes use the same CA: node-1 loaded what node-2 generated.
-    expect(node1.identity!.ca.certificate.fingerprint256).toBe(node2.identity!.ca.certificate.fingerprint256);
+    expect(node1.identity!.ca!.certificate.fingerprint256).toBe(node2.identity!.ca!.certificate.fingerprint256);
     expect(new X509Certificate(files[0]!).fingerprint256).toBe(ca.certificate.fingerprint256);
   });
 

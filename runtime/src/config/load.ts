@@ -445,6 +445,10 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
 function checkIdentity(config: MeshConfig, error: Report): void {
   const ca = config.identity!.ca;
   const files = ca.certFile !== undefined || ca.keyFile !== undefined || ca.chainFile !== undefined || ca.rootFile !== undefined;
+  if (ca.controller) {
+    if (ca.dir !== undefined || files) error('/identity/ca', 'controller: true means the controller signs; remove dir and the CA files (a node must not hold the CA key)');
+    return;
+  }
   if (ca.dir !== undefined && files) {
     error('/identity/ca', 'give either dir, or certFile and keyFile (with chainFile, rootFile), not both');
   } else if (ca.dir === undefined && (ca.certFile === undefined || ca.keyFile === undefined)) {

@@ -222,6 +222,9 @@ export const NodeSchema = Obj({
 });
 
 export const CaSchema = Obj({
+  controller: Type.Optional(Type.Boolean({
+    description: 'Certificates come from the Ambit controller: the node sends certificate signing requests over its gRPC channel and never holds the CA key. Set by the controller in the config it streams (`ambit run --controller`); not for YAML files.',
+  })),
   dir: Type.Optional(Type.String({
     minLength: 1,
     description: 'A folder (relative to this file) holding the CA: ca-cert.pem, ca-key.pem, and optionally cert-chain.pem and root-cert.pem (Istio\'s plug-in CA layout). When ca-cert.pem is absent, a root CA (ECDSA P-256, 10 years) is generated there on first start, the key written 0600.',
@@ -230,7 +233,7 @@ export const CaSchema = Obj({
   keyFile: Type.Optional(Type.String({ minLength: 1, description: 'Its private key, PEM.' })),
   chainFile: Type.Optional(Type.String({ minLength: 1, description: 'Certificates between the CA and the root, PEM.' })),
   rootFile: Type.Optional(Type.String({ minLength: 1, description: 'The trust anchor(s), PEM. Required when certFile is an intermediate.' })),
-}, { description: 'Where the mesh CA comes from: `dir` (load, or generate on first start), or `certFile` + `keyFile` (+ `chainFile`, `rootFile`).' });
+}, { description: 'Where the mesh CA comes from: `dir` (load, or generate on first start), or `certFile` + `keyFile` (+ `chainFile`, `rootFile`), or `controller: true` (the controller signs).' });
 
 export const IdentitySchema = Obj({
   ca: CaSchema,

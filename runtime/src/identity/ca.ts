@@ -22,17 +22,30 @@
  */
 import { createPrivateKey, generateKeyPairSync, randomBytes, X509Certificate, type KeyObject } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { isIPv4, isIPv6 } from 'node:net';
 import { join } from 'node:path';
 import { IdentityError } from './errors.js';
 import { parseSpiffeId, validateTrustDomain } from './spiffe.js';
 import {
   authorityKeyIdentifier, basicConstraints, buildCertificate, certificatesPem, distinguishedName, emptyName,
   extKeyUsage, issuedBy, isSelfSigned, keyIdentifier, KeyUsage, keyUsage, notAfter, notBefore, OID,
-  parseCertificates, randomSerial, readCertificateFields, subjectAltNameUris, subjectKeyIdentifier, subjectText, signatureAlgorithm,
-  type CertificateFields,
+  parseCertificates, randomSerial, readCertificateFields, subjectAltNameHosts, subjectAltNameUris, subjectKeyIdentifier, subjectText, signatureAlgorithm,
+  type CertificateFields, type Extension,
 } from './x509.js';
 
 const HOUR = 3_600_000;
+
+/** An IP address as the 4 or 16 bytes of an iPAddress SAN. */
+function ipBytes(ip: string): Buffer {
+  if (isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
+  if (!isIPv6(ip)) throw new IdentityError('issue-failed', `${ip} is not an IP address`);
+  const [head, tail = ''] = ip.split('::');
+  const parts = (s: string) => (s === '' ? [] : s.split(':'));
+  const h = parts(head!);
+  const t = parts(tail);
+  const groups = ip.includes('::') ? [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t] : h;
+  return Buffer.from(groups.flatMap((g) => { const n = parseInt(g, 16); return [n >> 8, n & 0xff]; }));
+}
 export const DEFAULT_WORKLOAD_TTL_MS = 24 * HOUR;
 export const DEFAULT_ROOT_TTL_MS = 10 * 365 * 24 * HOUR;
 export const DEFAULT_INTERMEDIATE_TTL_MS = 365 * 24 * HOUR;
@@ -382,50 +395,81 @@ export class CertificateAuthority implements CertificateIssuer {
 
   /** Issues a workload certificate (X.509-SVID) with a fresh ECDSA P-256 key. */
   issueWorkloadCertificate(req: WorkloadCertificateRequest): WorkloadCertificate {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    return { ...this.signWorkloadKey(req, publicKey), privateKey };
+  }
+
+  /**
+   * Signs a workload certificate for a key held elsewhere (a node proxy's certificate
+   * request, see ./csr.ts): same checks and extensions as `issueWorkloadCertificate`.
+   */
+  signWorkloadKey(req: WorkloadCertificateRequest, publicKey: KeyObject): Omit<WorkloadCertificate, 'privateKey'> {
     const id = parseSpiffeId(req.identity);
     if (id.trustDomain !== this.trustDomain) {
       throw new IdentityError('issue-failed', `cannot issue ${req.identity}: this CA issues for trust domain ${this.trustDomain}`);
     }
     if (id.path === '') throw new IdentityError('issue-failed', `cannot issue ${req.identity}: a workload SPIFFE ID needs a path (/ns/<ns>/sa/<sa>)`);
-    const ttl = req.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS;
-    if (!(ttl > 0)) throw new IdentityError('issue-failed', `ttlMs must be > 0, got ${ttl}`);
-    const now = Date.now();
-    const from = seconds(req.notBefore?.getTime() ?? now - (req.backdateMs ?? DEFAULT_CLOCK_SKEW_MS));
-    // Round notAfter up so a short TTL is not cut by the seconds resolution of X.509 times.
-    const until = new Date(Math.min(Math.ceil((req.notAfter?.getTime() ?? now + ttl) / 1000) * 1000, this.notAfter.getTime()));
-    if (until.getTime() <= from.getTime()) throw new IdentityError('issue-failed', `cannot issue ${req.identity}: notAfter ${until.toISOString()} is not after notBefore ${from.toISOString()}`);
-
-    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const der = buildCertificate({
-      serial: randomSerial(),
-      issuer: this.#fields.subject,
-      subject: emptyName(),
-      notBefore: from,
-      notAfter: until,
-      publicKey,
-      extensions: [
-        basicConstraints(false),
-        keyUsage([KeyUsage.digitalSignature]),
-        extKeyUsage([OID.serverAuth, OID.clientAuth]),
-        subjectAltNameUris([id.uri], true),
-        subjectKeyIdentifier(keyIdentifier(publicKey)),
-        authorityKeyIdentifier(this.#keyId),
-      ],
-    }, this.#key);
-    const cert = this.#selfCheck(new X509Certificate(der));
+    const { cert, from, until, now } = this.#sign(req, publicKey, [
+      extKeyUsage([OID.serverAuth, OID.clientAuth]),
+      subjectAltNameUris([id.uri], true),
+    ], emptyName(), req.identity);
     return {
       identity: id.uri,
       trustDomain: id.trustDomain,
       certificate: cert,
       intermediates: this.intermediates,
       certChainPem: certificatesPem([cert, ...this.intermediates]),
-      privateKey,
       serialNumber: cert.serialNumber,
       fingerprint256: cert.fingerprint256,
       notBefore: from,
       notAfter: until,
       issuedAt: new Date(now),
     };
+  }
+
+  /**
+   * A TLS server certificate for DNS names and IP addresses (no SPIFFE ID), with a fresh
+   * ECDSA P-256 key: what the controller's gRPC listener presents to node proxies.
+   */
+  issueServerCertificate(opts: { dnsNames: readonly string[]; ipAddresses?: readonly string[]; ttlMs?: number }): { certChainPem: string; keyPem: string; notAfter: Date } {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const ips = (opts.ipAddresses ?? []).map(ipBytes);
+    const name = opts.dnsNames[0] ?? opts.ipAddresses?.[0] ?? 'server';
+    const { cert, until } = this.#sign({ identity: name, ttlMs: opts.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS }, publicKey, [
+      extKeyUsage([OID.serverAuth]),
+      subjectAltNameHosts(opts.dnsNames, ips),
+    ], distinguishedName({ commonName: name }), name);
+    return {
+      certChainPem: certificatesPem([cert, ...this.intermediates]),
+      keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      notAfter: until,
+    };
+  }
+
+  #sign(req: WorkloadCertificateRequest, publicKey: KeyObject, extensions: Extension[], subject: ReturnType<typeof emptyName>, what: string) {
+    const ttl = req.ttlMs ?? DEFAULT_WORKLOAD_TTL_MS;
+    if (!(ttl > 0)) throw new IdentityError('issue-failed', `ttlMs must be > 0, got ${ttl}`);
+    const now = Date.now();
+    const from = seconds(req.notBefore?.getTime() ?? now - (req.backdateMs ?? DEFAULT_CLOCK_SKEW_MS));
+    // Round notAfter up so a short TTL is not cut by the seconds resolution of X.509 times.
+    const until = new Date(Math.min(Math.ceil((req.notAfter?.getTime() ?? now + ttl) / 1000) * 1000, this.notAfter.getTime()));
+    if (until.getTime() <= from.getTime()) throw new IdentityError('issue-failed', `cannot issue ${what}: notAfter ${until.toISOString()} is not after notBefore ${from.toISOString()}`);
+    const der = buildCertificate({
+      serial: randomSerial(),
+      issuer: this.#fields.subject,
+      subject,
+      notBefore: from,
+      notAfter: until,
+      publicKey,
+      extensions: [
+        basicConstraints(false),
+        keyUsage([KeyUsage.digitalSignature]),
+        ...extensions,
+        subjectKeyIdentifier(keyIdentifier(publicKey)),
+        authorityKeyIdentifier(this.#keyId),
+      ],
+    }, this.#key);
+    return { cert: this.#selfCheck(new X509Certificate(der)), from, until, now };
   }
 
   /** The CA as PEM files, Istio's layout: the only way to read the CA key. */

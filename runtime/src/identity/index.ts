@@ -9,6 +9,7 @@ export * from './bundle.js';
 export * from './store.js';
 export * from './verify.js';
 export * from './tls.js';
+export { createCsr, readCsr, type CsrContents } from './csr.js';
 export {
   buildCertificate, distinguishedName, emptyName, keyIdentifier, notAfter as certificateNotAfter,
   notBefore as certificateNotBefore, parseCertificates, certificatesPem, randomSerial, toPem,

@@ -46,16 +46,16 @@ export const KeyUsage = {
   cRLSign: 6,
 } as const;
 
-const bin = (b: Buffer): string => b.toString('binary');
-const buf = (s: string): Buffer => Buffer.from(s, 'binary');
-const der = (a: Asn1): Buffer => buf(asn1.toDer(a).getBytes());
-const fromDer = (b: Buffer): Asn1 =>
+export const bin = (b: Buffer): string => b.toString('binary');
+export const buf = (s: string): Buffer => Buffer.from(s, 'binary');
+export const der = (a: Asn1): Buffer => buf(asn1.toDer(a).getBytes());
+export const fromDer = (b: Buffer): Asn1 =>
   // decodeBitStrings: false keeps BIT STRING contents as bytes, so re-encoding is exact.
   (asn1.fromDer as unknown as (bytes: string, options: object) => Asn1)(bin(b), { strict: true, parseAllBytes: true, decodeBitStrings: false });
 
-const oid = (o: string): Asn1 => asn1.create(U, T.OID, false, asn1.oidToDer(o).getBytes());
-const seq = (items: Asn1[]): Asn1 => asn1.create(U, T.SEQUENCE, true, items);
-const octets = (b: Buffer): Asn1 => asn1.create(U, T.OCTETSTRING, false, bin(b));
+export const oid = (o: string): Asn1 => asn1.create(U, T.OID, false, asn1.oidToDer(o).getBytes());
+export const seq = (items: Asn1[]): Asn1 => asn1.create(U, T.SEQUENCE, true, items);
+export const octets = (b: Buffer): Asn1 => asn1.create(U, T.OCTETSTRING, false, bin(b));
 const bool = (v: boolean): Asn1 => asn1.create(U, T.BOOLEAN, false, v ? '\xff' : '\x00');
 const int = (n: number): Asn1 => asn1.create(U, T.INTEGER, false, asn1.integerToDer(n).getBytes());
 const utf8 = (s: string): Asn1 => asn1.create(U, T.UTF8, false, forge.util.encodeUtf8(s));
@@ -127,6 +127,18 @@ export function keyUsage(bits: readonly number[]): Extension {
 
 export function extKeyUsage(oids: readonly string[]): Extension {
   return { oid: OID.extKeyUsage, critical: false, value: seq(oids.map(oid)) };
+}
+
+/** SAN with DNS names and IP addresses (a server certificate, e.g. the controller's). */
+export function subjectAltNameHosts(dnsNames: readonly string[], ipAddresses: readonly Buffer[]): Extension {
+  return {
+    oid: OID.subjectAltName,
+    critical: false,
+    value: seq([
+      ...dnsNames.map((d) => asn1.create(CTX, 2, false, d)),
+      ...ipAddresses.map((ip) => asn1.create(CTX, 7, false, bin(ip))),
+    ]),
+  };
 }
 
 /** SAN with URIs only; critical when the subject is empty (RFC 5280 §4.2.1.6). */

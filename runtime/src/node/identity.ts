@@ -7,14 +7,16 @@
  */
 import path from 'node:path';
 import type { IdentityConfig, MeshConfig } from '../config/index.js';
-import { CertificateAuthority } from '../identity/ca.js';
+import { CertificateAuthority, type CertificateIssuer } from '../identity/ca.js';
+import { AmbitError } from '../deps.js';
 import { CertificateStore, type CertificateStoreDump } from '../identity/store.js';
 import { summarizeCertificate, type CertificateSummary } from '../identity/ca.js';
 import { workloadId } from '../identity/spiffe.js';
 import type { Telemetry } from '../telemetry/types.js';
 
 export interface NodeIdentity {
-  readonly ca: CertificateAuthority;
+  /** The mesh CA, when this node holds it (a YAML config's `identity.ca`); undefined when the controller signs. */
+  readonly ca: CertificateAuthority | undefined;
   readonly store: CertificateStore;
   /** `spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>`. */
   readonly nodeIdentity: string;
@@ -29,7 +31,7 @@ export interface NodeIdentity {
 
 export interface IdentityDump {
   nodeIdentity: string;
-  ca: { source: string; certificate: CertificateSummary; intermediates: CertificateSummary[]; roots: CertificateSummary[] };
+  ca: { source: string; certificate?: CertificateSummary; intermediates?: CertificateSummary[]; roots: CertificateSummary[] };
   certTtlMs: number;
   store: CertificateStoreDump;
 }
@@ -62,11 +64,28 @@ export async function loadCa(identity: IdentityConfig, trustDomain: string, conf
   return { ca, source: `files ${certFile}` };
 }
 
-export async function startIdentity(config: MeshConfig, configPath: string, telemetry: Telemetry): Promise<NodeIdentity> {
+/**
+ * Starts the node's identity: certificates from the CA the config names, or, with
+ * `identity.ca.controller`, from `remote` (the controller, over certificate signing requests).
+ */
+export async function startIdentity(
+  config: MeshConfig, configPath: string, telemetry: Telemetry, remote?: { issuer: CertificateIssuer; source: string },
+): Promise<NodeIdentity> {
   const identity = config.identity!;
-  const { ca, source } = await loadCa(identity, config.trustDomain, path.dirname(configPath));
+  let ca: CertificateAuthority | undefined;
+  let issuer: CertificateIssuer;
+  let source: string;
+  if (identity.ca.controller) {
+    if (!remote) {
+      throw new AmbitError('AMBIT_ERR_MESH_CONFIG', 'identity.ca.controller is set but this node proxy has no controller: run it with --controller <address>, or give identity.ca a dir or files');
+    }
+    ({ issuer, source } = remote);
+  } else {
+    ({ ca, source } = await loadCa(identity, config.trustDomain, path.dirname(configPath)));
+    issuer = ca;
+  }
   const nodeIdentity = workloadId(config.trustDomain, identity.nodeNamespace, identity.nodeServiceAccount);
-  const store = new CertificateStore({ issuer: ca, ttlMs: identity.certTtlMs, localIdentities: localIdentities(config, nodeIdentity) });
+  const store = new CertificateStore({ issuer, ttlMs: identity.certTtlMs, localIdentities: localIdentities(config, nodeIdentity) });
   store.on('rotated', (e) => telemetry.info(`certificate of ${e.identity} rotated`, {
     fingerprint256: e.current.fingerprint256, notAfter: e.current.notAfter.toISOString(), previousFingerprint256: e.previous.fingerprint256,
   }));
@@ -75,7 +94,7 @@ export async function startIdentity(config: MeshConfig, configPath: string, tele
     await Promise.all(ids.map((id) => store.acquire(id)));
   };
   await issueAll(localIdentities(config, nodeIdentity));
-  telemetry.info(`identity: CA ${ca.certificate.subject.replace(/\n/g, ', ')} (${source}); ${store.identities().length} certificates, lifetime ${identity.certTtlMs} ms`);
+  telemetry.info(`identity: ${ca ? `CA ${ca.certificate.subject.replace(/\n/g, ', ')}` : 'certificates signed by'} (${source}); ${store.identities().length} certificates, lifetime ${identity.certTtlMs} ms`);
   return {
     ca, store, nodeIdentity, caSource: source,
     async update(next) {
@@ -86,12 +105,9 @@ export async function startIdentity(config: MeshConfig, configPath: string, tele
     describe() {
       return {
         nodeIdentity,
-        ca: {
-          source,
-          certificate: summarizeCertificate(ca.certificate),
-          intermediates: ca.intermediates.map(summarizeCertificate),
-          roots: ca.roots.map(summarizeCertificate),
-        },
+        ca: ca
+          ? { source, certificate: summarizeCertificate(ca.certificate), intermediates: ca.intermediates.map(summarizeCertificate), roots: ca.roots.map(summarizeCertificate) }
+          : { source, roots: issuer.trustAnchors().map(summarizeCertificate) },
         certTtlMs: identity.certTtlMs,
         store: store.describe(),
       };

@@ -8,7 +8,7 @@
  * `cluster.ts` runs several of these as `node:cluster` workers sharing the listeners.
  */
 import { Registry } from 'prom-client';
-import { loadMeshConfig, resolveFilters, watchMeshConfig, type ConfigWatcher, type LoadedMeshConfig, type ResolvedFilters } from '../config/index.js';
+import { resolveFilters, type LoadedMeshConfig, type ResolvedFilters } from '../config/index.js';
 import { errorMessage } from '../deps.js';
 import type { FilterEngine } from '../filters/engine.js';
 import { chooseEngine } from '../filters/choose.js';
@@ -22,10 +22,13 @@ import { startIdentity, type NodeIdentity } from './identity.js';
 import { registerMeshMetrics } from '../telemetry/mesh-metrics.js';
 import { startCapture, type Capture } from '../capture/index.js';
 import { registerCaptureMetrics } from '../capture/metrics.js';
+import { fileSource, type ConfigSource, type ReloadOutcome, type SourceWatch } from './source.js';
 
 export interface RunOptions {
-  /** The mesh config file (YAML). */
+  /** The mesh config file (YAML); ignored when `source` is given. */
   config: string;
+  /** Where configs come from instead of the file (the controller's stream). */
+  source?: ConfigSource;
   accessLog?: AccessLogDestination;
   logLevel?: string;
   /** Serve the admin API from this process (off in cluster workers: the primary serves it). */
@@ -58,10 +61,11 @@ export interface RunningNode {
 export async function runNode(options: RunOptions): Promise<RunningNode> {
   const registry = options.registry ?? new Registry();
   const telemetry = createTelemetry({ registry, accessLog: options.accessLog ?? 'stdout', level: options.logLevel });
+  const source = options.source ?? fileSource(options.config);
   let loaded: LoadedMeshConfig;
   let resolved: ResolvedFilters;
   try {
-    loaded = await loadMeshConfig(options.config);
+    loaded = await source.load();
     for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}:${w.col ?? 1}` : ''}: ${w.pointer}: ${w.message}`);
     resolved = await resolveFilters(loaded);
   } catch (e) {
@@ -94,7 +98,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   let identity: NodeIdentity | undefined;
   if (config.identity) {
     try {
-      identity = await startIdentity(config, loaded.path, telemetry);
+      identity = await startIdentity(config, loaded.path, telemetry, source.remoteIssuer);
     } catch (e) {
       await state.close(0);
       await engine.close();
@@ -134,11 +138,11 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
   }
 
-  let reloading: Promise<boolean> = Promise.resolve(true);
-  let watcher: ConfigWatcher | undefined;
-  const reloadOnce = async (): Promise<boolean> => {
+  let reloading: Promise<ReloadOutcome> = Promise.resolve({ ok: true });
+  let watcher: SourceWatch | undefined;
+  const reloadOnce = async (): Promise<ReloadOutcome> => {
     try {
-      const nextLoaded = await loadMeshConfig(options.config);
+      const nextLoaded = await source.load();
       const nextResolved = await resolveFilters(nextLoaded);
       const next = await buildState(nextLoaded, nextResolved, engine, endpoints, ++version);
       if (identity) {
@@ -160,23 +164,22 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       void old;
       await proxy.swap(next);
       await capture?.update(nextLoaded.config);
-      return true;
+      return { ok: true };
     } catch (e) {
       telemetry.reloadResult(false);
       telemetry.error(`config reload failed; the previous config keeps serving: ${errorMessage(e)}`);
-      return false;
+      return { ok: false, error: e };
     }
   };
-  const reload = (): Promise<boolean> => {
+  const reloadDetailed = (): Promise<ReloadOutcome> => {
     reloading = reloading.then(reloadOnce, reloadOnce);
     return reloading;
   };
+  const reload = async (): Promise<boolean> => (await reloadDetailed()).ok;
   if (options.watch !== false) {
-    watcher = watchMeshConfig(loaded, resolved, (changed) => {
-      telemetry.info(`change seen in ${changed.join(', ')}; reloading`);
-      void reload();
-    }, { onError: (e: Error) => telemetry.warn(`watching config files: ${e.message}`) });
+    watcher = source.watch(loaded, resolved, reloadDetailed, telemetry);
   }
+  source.started?.();
 
   return {
     telemetry, proxy, admin, engine, identity, capture,
@@ -185,6 +188,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     async close() {
       watcher?.close();
       await reloading.catch(() => undefined);
+      source.close?.();
       await admin?.close();
       await capture?.close();
       await proxy.close(config.proxy.limits.drainTimeoutMs);

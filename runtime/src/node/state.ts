@@ -109,7 +109,10 @@ export async function buildState(
     // HTTP is parsed where a filter needs it, or where the port is declared HTTP (for
     // per-request metrics, retries of upstream failures and Host routing).
     const l7 = phases.has('requestHeaders') || phases.has('responseHeaders') || r.protocol === 'http' || r.protocol === 'http2';
-    return { ...r, chain, l7, connectionPhase: phases.has('connection') };
+    const policyKey = chain
+      ? plan.filters.map((f) => { const b = resolved.filters.get(f.id)?.binding; return b ? `${b.name}:${b.sha256}:${JSON.stringify(b.config)}` : f.id; }).join('|')
+      : undefined;
+    return { ...r, chain, l7, connectionPhase: phases.has('connection'), ...(policyKey !== undefined ? { policyKey } : {}) };
   };
 
   const routeFor = (direction: Direction, dest: Destination<Endpoint>): Route => {

@@ -81,6 +81,8 @@ export class NodeProxy {
   private readonly handler: ReturnType<typeof createRequestHandler>;
   /** HBONE in and out, when mTLS is on. */
   readonly tunnels: MeshTunnels | undefined;
+  /** Open byte splices and the policy they were admitted under (see `swap`). */
+  private readonly splices = new Map<Duplex, { conn: ConnInfo; policyKey: string | undefined }>();
 
   constructor(private readonly options: NodeProxyOptions) {
     this.current = options.state;
@@ -163,6 +165,18 @@ export class NodeProxy {
   async swap(next: ProxyState): Promise<void> {
     const old = this.current;
     this.current = next;
+    // A byte splice was admitted under the filters of its time; where the new config binds
+    // other filters to its destination, it is closed (as ztunnel does on a policy change), so
+    // that the client's next connection meets the new policy.
+    let closed = 0;
+    for (const [socket, s] of this.splices) {
+      const r = next.route(s.conn.direction, s.conn.destination.address, s.conn.destination.port);
+      if (r && (r.l7 || r.connectionPhase) && r.policyKey !== s.policyKey) {
+        socket.destroy();
+        closed++;
+      }
+    }
+    if (closed > 0) this.options.telemetry.info(`config change: closed ${closed} spliced connection(s) admitted under filters that no longer apply`);
     await old.close();
   }
 
@@ -339,7 +353,8 @@ export class NodeProxy {
       return;
     }
     ep.active++;
-    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs, undefined, this.dialerFor(conn, ep));
+    this.splices.set(socket, { conn, policyKey: route.policyKey });
+    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs, undefined, this.dialerFor(conn, ep)).finally(() => this.splices.delete(socket));
     ep.active--;
     recordResult(ep, r.connectFailed, route.endpoints, route.outlier);
     record('l4', { bytesReceived: r.bytesReceived, bytesSent: r.bytesSent, error: r.error, upstream: { address: ep.address, port: ep.port } });

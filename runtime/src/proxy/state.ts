@@ -50,6 +50,11 @@ export interface Route {
   /** The chain has a connection phase. */
   connectionPhase: boolean;
   /**
+   * What the chain enforces (its filters, packages and configs), to tell after a reload
+   * whether an open connection was admitted under the same policy.
+   */
+  policyKey?: string;
+  /**
    * Named subsets of the service's endpoints (`services[].subsets`: a name and workload
    * labels, like an Istio DestinationRule), for filters that route to one.
    */

@@ -1,0 +1,107 @@
+// Istio AuthorizationPolicy → authz filter policies, GAMMA HTTPRoute → traffic-split, and the
+// FilterBinding CRD generated from its TypeBox schema.
+import { describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import type { V1Service } from '@kubernetes/client-node';
+import { crds, mapAuthorizationPolicy, mapHttpRoute } from '@ambit/controller';
+import { REPO } from './support/cluster.js';
+
+const ap = (spec: object) => ({ metadata: { name: 'p', namespace: 'shop' }, spec });
+
+describe('AuthorizationPolicy mapping', () => {
+  it('maps supported fields one to one', () => {
+    const m = mapAuthorizationPolicy(ap({
+      action: 'DENY',
+      rules: [{
+        from: [{ source: { principals: ['cluster.local/ns/a/sa/b'], notNamespaces: ['x'], ipBlocks: ['10.0.0.0/8'] } }],
+        to: [{ operation: { methods: ['POST'], paths: ['/admin/*'], ports: ['8080'], hosts: ['a.example'] } }],
+        when: [{ key: 'request.headers[x-tenant]', values: ['gold'] }, { key: 'source.ip', notValues: ['10.1.0.0/16'] }],
+      }],
+    }));
+    expect(m.unsupported).toEqual([]);
+    expect(m.policy).toEqual({
+      name: 'shop.p', action: 'DENY',
+      rules: [{
+        from: [{ source: { principals: ['cluster.local/ns/a/sa/b'], notNamespaces: ['x'], ipBlocks: ['10.0.0.0/8'] } }],
+        to: [{ operation: { methods: ['POST'], paths: ['/admin/*'], ports: ['8080'], hosts: ['a.example'] } }],
+        when: [{ key: 'request.headers[x-tenant]', values: ['gold'] }, { key: 'source.ip', notValues: ['10.1.0.0/16'] }],
+      }],
+    });
+  });
+
+  it('an ALLOW rule with an unsupported field is left out (it can never allow), and said so', () => {
+    const m = mapAuthorizationPolicy(ap({
+      rules: [
+        { from: [{ source: { requestPrincipals: ['iss/sub'] } }] },
+        { to: [{ operation: { paths: ['/ok'] } }] },
+        { when: [{ key: 'request.auth.claims[group]', values: ['admin'] }] },
+      ],
+    }));
+    expect(m.policy).toEqual({ name: 'shop.p', action: 'ALLOW', rules: [{ to: [{ operation: { paths: ['/ok'] } }] }] });
+    expect(m.unsupported).toEqual([
+      'rules[0].from[0].source.requestPrincipals: not supported; rules[0] is left out of the ALLOW policy (it allows nothing)',
+      'rules[2].when[0] key request.auth.claims[group]: not supported; rules[2] is left out of the ALLOW policy (it allows nothing)',
+    ]);
+  });
+
+  it('a DENY rule keeps its other conditions (it denies more); CUSTOM becomes DENY; targetRefs are not applied', () => {
+    const deny = mapAuthorizationPolicy(ap({ action: 'DENY', rules: [{ from: [{ source: { remoteIpBlocks: ['1.2.3.4'], namespaces: ['jobs'] } }] }] }));
+    expect(deny.policy!.rules).toEqual([{ from: [{ source: { namespaces: ['jobs'] } }] }]);
+    expect(deny.unsupported[0]).toMatch(/remoteIpBlocks: not supported; left out of the DENY rule, which therefore denies more/);
+    const custom = mapAuthorizationPolicy(ap({ action: 'CUSTOM', provider: { name: 'ext' }, rules: [{ to: [{ operation: { paths: ['/x'] } }] }] }));
+    expect(custom.policy!.action).toBe('DENY');
+    expect(custom.unsupported[0]).toMatch(/CUSTOM/);
+    const targeted = mapAuthorizationPolicy(ap({ targetRefs: [{ kind: 'Service', name: 's' }], rules: [{}] }));
+    expect(targeted.policy).toBeUndefined();
+    expect(targeted.unsupported[0]).toMatch(/targetRef/);
+    // Istio: ALLOW without rules allows nothing; an empty rule matches everything.
+    expect(mapAuthorizationPolicy(ap({})).policy!.rules).toEqual([]);
+    expect(mapAuthorizationPolicy(ap({ rules: [{}] })).policy!.rules).toEqual([{}]);
+  });
+});
+
+describe('HTTPRoute mapping', () => {
+  const svc = (name: string, selector: Record<string, string>): V1Service => ({ metadata: { name, namespace: 'shop' }, spec: { selector, ports: [{ port: 80 }] } });
+  const services = new Map([['reviews', svc('reviews', { app: 'reviews' })], ['reviews-v1', svc('reviews-v1', { app: 'reviews', version: 'v1' })], ['reviews-v2', svc('reviews-v2', { app: 'reviews', version: 'v2' })], ['other', svc('other', { app: 'other' })]]);
+  const route = (spec: object) => ({ metadata: { name: 'r', namespace: 'shop' }, spec });
+
+  it('weighted backendRefs become subsets of the parent Service and a traffic split', () => {
+    const m = mapHttpRoute(route({
+      parentRefs: [{ group: '', kind: 'Service', name: 'reviews', port: 80 }],
+      rules: [{ backendRefs: [{ name: 'reviews-v1', port: 80, weight: 90 }, { name: 'reviews-v2', port: 80, weight: 10 }] }],
+    }), (n) => services.get(n));
+    expect(m.problems).toEqual([]);
+    expect(m.parents).toEqual([{
+      service: 'reviews',
+      subsets: [{ name: 'reviews-v1', labels: { app: 'reviews', version: 'v1' } }, { name: 'reviews-v2', labels: { app: 'reviews', version: 'v2' } }],
+      split: { subsets: [{ name: 'reviews-v1', weight: 90 }, { name: 'reviews-v2', weight: 10 }] },
+    }]);
+  });
+
+  it('reports what it cannot map and does not apply the route', () => {
+    const m = mapHttpRoute(route({
+      parentRefs: [{ kind: 'Service', name: 'reviews' }],
+      rules: [{ matches: [{ headers: [{ name: 'x', value: 'y' }] }], backendRefs: [{ name: 'reviews-v1' }] }],
+    }), (n) => services.get(n));
+    expect(m.parents).toEqual([]);
+    expect(m.problems.join('\n')).toMatch(/only a catch-all match/);
+    const outside = mapHttpRoute(route({ parentRefs: [{ kind: 'Service', name: 'reviews' }], rules: [{ backendRefs: [{ name: 'other' }] }] }), (n) => services.get(n));
+    expect(outside.parents).toEqual([]);
+    expect(outside.problems.join('\n')).toMatch(/other: its selector does not narrow reviews's/);
+    // A Gateway parent is not the mesh's business: nothing to do, nothing to report.
+    expect(mapHttpRoute(route({ parentRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }], rules: [] }), () => undefined)).toEqual({ parents: [], problems: [] });
+  });
+});
+
+describe('FilterBinding CRD', () => {
+  it('the committed CRD is the one generated from the TypeBox schema, and it is structural', async () => {
+    const committed = await readFile(path.join(REPO, 'controller/crds/filterbindings.ambit.dev.yaml'), 'utf8');
+    expect(committed).toBe(crds().map((c) => stringify(c, { lineWidth: 0 })).join('---\n'));
+    const text = JSON.stringify(crds()[0]);
+    expect(text).not.toMatch(/"additionalProperties":false/);
+    const spec = (crds()[0] as { spec: { versions: { schema: { openAPIV3Schema: { properties: { spec: { properties: { filters: { items: { properties: { config: object } } } } } } } } }[] } }).spec.versions[0]!.schema.openAPIV3Schema.properties.spec.properties.filters.items.properties.config;
+    expect(spec).toMatchObject({ type: 'object', 'x-kubernetes-preserve-unknown-fields': true });
+  });
+});
