@@ -5,7 +5,7 @@
 export declare class NativeEngine {
   /**
    * `options`: JSON of the engine options (threads, epochTickMs, maxInstances,
-   * maxMemoryPages, tableElements, maxIdlePerFilter, cacheDir). `onDone(job, json)`
+   * maxMemoryPages, tableElements, maxIdlePerFilter, keepResidentBytes, cacheDir). `onDone(job, json)`
    * receives every result.
    */
   constructor(options: string, onDone: (arg0: number, arg1: string) => void)

@@ -17,7 +17,9 @@ let dir: string;
 let noSharedDir: string;
 
 const SOURCE = (capabilities: string) => [
-  "import { defineFilter, random, shared, traffic } from '@ambit/filter-sdk';",
+  "import { defineFilter, random, shared as sdkShared, traffic } from '@ambit/filter-sdk';",
+  "// Through an array, past the build's capability check: without 'shared' declared, the host's own refusal is tested.",
+  "const shared = [sdkShared][0]!;",
   '',
   "// Through an array, past the build's capability check: the host's own refusal is tested.",
   'const store = [shared][0]!;',

@@ -134,7 +134,7 @@ pub struct NativeEngine {
 #[napi]
 impl NativeEngine {
     /// `options`: JSON of the engine options (threads, epochTickMs, maxInstances,
-    /// maxMemoryPages, tableElements, maxIdlePerFilter, cacheDir). `onDone(job, json)`
+    /// maxMemoryPages, tableElements, maxIdlePerFilter, keepResidentBytes, cacheDir). `onDone(job, json)`
     /// receives every result.
     #[napi(constructor)]
     pub fn new(options: String, on_done: Function<FnArgs<(u32, String)>, ()>) -> Result<Self> {
@@ -221,9 +221,9 @@ impl NativeEngine {
     /// Benchmark hook, run on the calling thread: parses `input` (JSON of a `PhaseInput`)
     /// once, then runs that phase over chain `chain` `iterations` times, each on a fresh
     /// copy of the input, as `run` does but without the crossing. Answers JSON
-    /// `{ iterations, phaseUs: { p50, p99, mean }, serializeUs: { p50, p99, mean }, outcome }`:
-    /// the phase alone, writing its outcome as JSON, and the last outcome (to check what
-    /// was measured did what it should).
+    /// `{ iterations, phaseUs, phaseCpuUs, serializeUs, outcome }` (each `{ p50, p99, mean }`):
+    /// the phase alone in wall and thread CPU time, writing its outcome as JSON, and the
+    /// last outcome (to check what was measured did what it should).
     #[napi]
     pub fn bench_phase(&self, chain: u32, input: String, iterations: u32) -> Result<String> {
         let chain = self.chain(chain)?;
@@ -266,6 +266,7 @@ impl NativeEngine {
             "epochTickMs": s.tick.as_secs_f64() * 1000.0,
             "maxInstances": s.max_instances,
             "maxMemoryPages": s.max_memory_bytes / 65536,
+            "keepResidentBytes": s.keep_resident_bytes,
             "cacheDir": s.cache_dir.as_ref().map(|d| d.display().to_string()),
             "sharedTables": s.shared_table_paths(),
             "filters": filters,
