@@ -1,3 +1,7 @@
+/**
+ * The ambit:filter@0.2.0 world on the V8 engine (`conformance-world.ts`; wasmtime runs the
+ * same suite in `wasmtime-world.test.ts`), and how the V8 engine binds a component.
+ */
 import { describe, expect, it } from 'vitest';
 import { sha256Hex } from '@ambit/filter-sdk/host';
 import { V8Engine } from '@ambit/runtime';
