@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,10 @@ import { runNode } from './node/run.js';
 import type { AccessLogDestination } from './telemetry/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const program = new Command('ambit').description('Ambit: an ambient service-mesh node proxy with WebAssembly filters');
+const runtimePackage = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const program = new Command('ambit')
+  .description('Ambit: an ambient service-mesh node proxy with WebAssembly filters')
+  .version(runtimePackage.version, '-v, --version', 'print the version');
 
 function accessLog(v: string): AccessLogDestination {
   return v === 'stdout' || v === 'off' ? v : { file: path.resolve(v) };
@@ -74,6 +78,16 @@ capture
   });
 
 program
+  .command('validate')
+  .description('check a mesh config without running it: schema, references, filters (resolved, integrity-checked) and their configs')
+  .requiredOption('-c, --config <file>', 'mesh config (YAML)')
+  .action(async (opts: { config: string }) => {
+    const { validateConfigFile } = await import('./node/validate.js');
+    const ok = await validateConfigFile(opts.config, (l) => process.stdout.write(`${l}\n`), (l) => process.stderr.write(`${l}\n`));
+    if (!ok) process.exitCode = 1;
+  });
+
+program
   .command('schema')
   .description('print the mesh config\'s JSON Schema')
   .action(() => {
@@ -108,6 +122,8 @@ program
 try {
   await program.parseAsync();
 } catch (e) {
-  process.stderr.write(e instanceof AmbitError ? `ambit: error ${e.code}: ${e.message}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
+  // Coded errors whose message already starts with the code (a bad mesh config) are not prefixed twice.
+  const coded = e instanceof AmbitError ? (e.message.startsWith(e.code) ? e.message : `${e.code}: ${e.message}`) : undefined;
+  process.stderr.write(coded ? `ambit: error ${coded}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
   process.exit(1);
 }

@@ -463,13 +463,13 @@ bindings:
   it('says which version is installed when it does not satisfy the range', async () => {
     const e = await failure(config('{ ref: "@vendor/filter-hello@^2.0" }'));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
-    expect(e.message).toBe(`mesh.yaml:7:16: /bindings/0/filters/0/ref: @vendor/filter-hello 1.4.0 is installed (${path.join(tmp, 'node_modules/@vendor/filter-hello')}) but the binding wants ^2.0; run: npm install @vendor/filter-hello@^2.0`);
+    expect(e.message).toBe(`AMBIT_ERR_MESH_CONFIG: mesh.yaml:7:16: /bindings/0/filters/0/ref: @vendor/filter-hello 1.4.0 is installed (${path.join(tmp, 'node_modules/@vendor/filter-hello')}) but the binding wants ^2.0; run: npm install @vendor/filter-hello@^2.0`);
   });
 
   it('says how to install a missing package', async () => {
     const e = await failure(config('{ ref: "@vendor/filter-missing@^1" }'));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
-    expect(e.message).toMatch(/^mesh\.yaml:7:16: \/bindings\/0\/filters\/0\/ref: filter package @vendor\/filter-missing is not installed .*; run: npm install @vendor\/filter-missing@\^1$/);
+    expect(e.message).toMatch(/^AMBIT_ERR_MESH_CONFIG: mesh\.yaml:7:16: \/bindings\/0\/filters\/0\/ref: filter package @vendor\/filter-missing is not installed .*; run: npm install @vendor\/filter-missing@\^1$/);
   });
 
   it('a path is relative to the config file; a wrong one names where it looked', async () => {
@@ -491,7 +491,7 @@ bindings:
     expect(e.message).toMatch(new RegExp(`^mesh\\.yaml:7:48: /bindings/0/filters/0/sha256: .*filter\\.wasm has sha256 ${wasmSha}, but the binding pins ${wrong}; refusing to load it$`));
     // A malformed pin is a schema error.
     const bad = await failure(config('{ ref: "@vendor/filter-hello", sha256: "abc" }'));
-    expect(bad.message).toMatch(/^mesh\.yaml:7:48: \/bindings\/0\/filters\/0\/sha256: must match pattern/);
+    expect(bad.message).toMatch(/^AMBIT_ERR_MESH_CONFIG: mesh\.yaml:7:48: \/bindings\/0\/filters\/0\/sha256: must match pattern/);
   });
 
   it('validates each binding\'s config against the filter\'s schema, at the line of the bad value', async () => {
