@@ -160,7 +160,7 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
   });
 
   it('keeps the locked version when a newer one is published; without the lock, takes the newer', async () => {
-    await publishVersion('1.3.0', 'v1');
+    await publishVersion('1.3.0', 'one-x');
     await start(await meshConfig('node-a'));
     // The lock is rewritten with what was used: still 1.1.0.
     const lock = JSON.parse(await readFile(path.join(root, 'node-a.lock.json'), 'utf8')) as Lock;
@@ -171,7 +171,7 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
   });
 
   it('refuses a tampered tarball, saying why', async () => {
-    await publishVersion('1.4.0', 'v1');
+    await publishVersion('1.4.0', 'one-x');
     // Someone with access to the registry's storage swaps the tarball for another one.
     const stored = path.join(registry.storage, '@acme/filter-x/filter-x-1.4.0.tgz');
     const original = await readFile(stored);

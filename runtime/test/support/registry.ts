@@ -50,7 +50,7 @@ export async function startRegistry(root: string): Promise<LocalRegistry> {
   child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
   const deadline = Date.now() + 60_000;
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`verdaccio exited (${child.exitCode}): ${output}`);
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`verdaccio exited (${child.exitCode}): ${output}`);
     const up = await fetch(`${url}-/ping`).then((r) => r.ok, () => false);
     if (up) break;
     if (Date.now() > deadline) {
@@ -77,7 +77,8 @@ export async function startRegistry(root: string): Promise<LocalRegistry> {
       });
     },
     async stop() {
-      if (child.exitCode !== null) return;
+      // Killed by a signal, a child has a signalCode and no exitCode.
+      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');
       await exited;

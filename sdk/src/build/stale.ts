@@ -10,8 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const SDK_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** What every build embeds or runs: a change here rebuilds every filter. */
-const SDK_INPUTS = ['dist/guest-index.js', 'dist/guest', 'dist/build', 'dist/abi', 'wit', 'package.json'];
+/** What every build embeds (the guest runtime, the WIT) or what makes it (the pipeline): a change here rebuilds every filter. */
+const SDK_INPUTS = ['dist/guest-index.js', 'dist/guest', 'dist/abi', 'dist/build/build.js', 'wit'];
 
 async function newestMtime(file: string): Promise<number> {
   let info;
