@@ -69,7 +69,8 @@ describe('from npm create to a filter in a running mesh', () => {
 
   it('npm create, npm test, npm run dev, curl: within 60 s, three commands', async () => {
     // npm resolves `@ambit/create-filter@latest` on the registry (a fresh npm cache: nothing is reused).
-    const env = { ...process.env, npm_config_registry: registry.url, npm_config_cache: path.join(regRoot, 'npm-cache'), npm_config_yes: 'true' };
+    const { FORCE_COLOR: _force, ...inherited } = process.env;
+    const env = { ...inherited, NO_COLOR: '1', npm_config_registry: registry.url, npm_config_cache: path.join(regRoot, 'npm-cache'), npm_config_yes: 'true' };
     const started = performance.now();
 
     const created = await sh('npm', ['create', '@ambit/filter@latest', 'my-filter', '--', '--template', 'policy', '--no-install'], { cwd: work.dir, env });

@@ -23,7 +23,9 @@ export interface Ran { code: number | null; stdout: string; stderr: string }
 /** Runs a command to its end (bounded by `timeoutMs`), collecting its output. */
 export function sh(cmd: string, args: string[], opts: { cwd: string; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<Ran> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    // Plain output, as in a log: no colours to match around.
+    const { FORCE_COLOR: _force, ...env } = opts.env ?? process.env;
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: { ...env, NO_COLOR: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
