@@ -10,7 +10,8 @@
  * — then the curl that `npm run dev` prints. The issue asks for all of it within 60 s.
  * (The dev command is given free ports here, so that it cannot collide with anything
  * else on the machine; a user types `npm run dev` and gets 15001.) After the clock
- * stops: a saved change to src/filter.ts is rebuilt and reloaded, and the next curl sees it.
+ * stops: a saved change to src/filter.ts is rebuilt and reloaded, and the next curl sees it;
+ * a save that does not type-check is reported and the last good build keeps serving.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -103,5 +104,11 @@ describe('from npm create to a filter in a running mesh', () => {
     await writeFile(source, (await readFile(source, 'utf8')).replace("default: ['/admin']", "default: ['/admin', '/hello']"));
     await waitFor(() => devOut, /rebuilt and reloaded: my-filter/, 120_000, 'the rebuild');
     expect((await curl(`${url}/hello`)).status).toBe(403);
+
+    // A save that does not build: said so, and the last good build keeps serving.
+    await writeFile(source, `${await readFile(source, 'utf8')}\nconst broken: number = 'not a number';\n`);
+    await waitFor(() => devOut, /build failed; the previous build keeps serving:\nAMBIT_ERR_BUILD: TypeScript found 1 error\(s\):\nsrc\/filter\.ts:\d+:\d+ - error TS2322/, 120_000, 'the failed rebuild');
+    expect((await curl(`${url}/hello`)).status).toBe(403);
+    expect((await curl(`${url}/products`)).status).toBe(200);
   });
 });

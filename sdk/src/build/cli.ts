@@ -14,8 +14,17 @@ const program = new Command('ambit-filter')
 
 /** Coded errors print as `ambit-filter: error AMBIT_ERR_…: message` and exit 1; anything else is a bug and throws. */
 function report(e: unknown): void {
-  if (!(e instanceof AmbitError)) throw e;
-  process.stderr.write(`ambit-filter: error ${e.message.startsWith(e.code) ? '' : `${e.code}: `}${e.message}\n`);
+  const sys = e as NodeJS.ErrnoException & { address?: string; port?: number };
+  if (sys?.code === 'EADDRINUSE') {
+    process.stderr.write(`ambit-filter: error: ${sys.address ?? '127.0.0.1'}:${sys.port ?? '?'} is in use (another ambit-filter dev or node proxy?); pass --port and --admin-port (0: any free port)\n`);
+    process.exitCode = 1;
+    return;
+  }
+  // By code, not class: `dev` loads @ambit/runtime, which may carry its own copy of the SDK.
+  const coded = e instanceof AmbitError || (e instanceof Error && typeof sys.code === 'string' && sys.code.startsWith('AMBIT_ERR_'));
+  if (!coded) throw e;
+  const { code, message } = e as { code: string; message: string };
+  process.stderr.write(`ambit-filter: error ${message.startsWith(code) ? '' : `${code}: `}${message}\n`);
   process.exitCode = 1;
 }
 
