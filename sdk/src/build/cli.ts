@@ -28,7 +28,7 @@ function report(e: unknown): void {
   process.exitCode = 1;
 }
 
-const engineOption = new Option('--engine <engine>', 'JavaScript engine inside the component').choices(['quickjs', 'starlingmonkey']).default('quickjs');
+const engineOption = new Option('--engine <engine>', 'JavaScript engine inside the component: quickjs | starlingmonkey').default('quickjs');
 
 program
   .command('build')
