@@ -78,7 +78,9 @@ export async function startDevMesh(options: DevMeshOptions): Promise<DevMesh> {
     }],
     bindings: [{
       name: 'dev', target: { service: 'upstream.dev' }, direction: 'outbound',
-      filters: [{ ref: filterDir, ...(options.filterConfig === undefined ? {} : { config: options.filterConfig }) }],
+      // A first call on a cold engine instance (just rebuilt) may take longer than the
+      // node proxy's 50 ms default; in development that is not the failure to show.
+      filters: [{ ref: filterDir, deadlineMs: 1000, ...(options.filterConfig === undefined ? {} : { config: options.filterConfig }) }],
     }],
   };
   await writeFile(configFile, `# written by ambit-filter dev for ${filterDir}\n${stringify(config)}`);
