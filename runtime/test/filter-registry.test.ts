@@ -201,6 +201,10 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
     expect(r.status).toBe(200);
     expect((JSON.parse(r.body) as { headers: Record<string, string> }).headers['x-from-registry']).toMatch(/^hello from /);
 
+    // The CLI, as an operator runs it: the same resolution, from the lock and the cache.
+    const { stdout } = await run(path.join(REPO, 'node_modules/.bin/ambit'), ['validate', '--config', path.join(root, 'node-a.yaml')]);
+    expect(stdout).toMatch(/node-a\.yaml: valid — node node-a, 1 service\(s\), 0 workload\(s\), 1 binding\(s\), 1 filter\(s\)\n {2}\/bindings\/0\/filters\/0: hello sha256 [0-9a-f]{64} \(.*cache\/packages\/@acme\+filter-x@1\.1\.0-[0-9a-f]{16}\)/);
+
     const e = await startFails(await meshConfig('node-cold', { cacheDir: 'cache-cold' }));
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
     expect(e.message).toMatch(/\/bindings\/0\/filters\/0\/ref: the filter registry http:\/\/127\.0\.0\.1:\d+\/ is unreachable \(the versions of @acme\/filter-x: .*\); with a filter lock/);
