@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +16,10 @@ import { ControllerSource } from './controlplane/source.js';
 import { ControlPlaneError } from './controlplane/errors.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const program = new Command('ambit').description('Ambit: an ambient service-mesh node proxy with WebAssembly filters');
+const runtimePackage = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const program = new Command('ambit')
+  .description('Ambit: an ambient service-mesh node proxy with WebAssembly filters')
+  .version(runtimePackage.version, '-v, --version', 'print the version');
 
 function accessLog(v: string): AccessLogDestination {
   return v === 'stdout' || v === 'off' ? v : { file: path.resolve(v) };
@@ -134,6 +138,16 @@ capture
   });
 
 program
+  .command('validate')
+  .description('check a mesh config without running it: schema, references, filters (resolved, integrity-checked) and their configs')
+  .requiredOption('-c, --config <file>', 'mesh config (YAML)')
+  .action(async (opts: { config: string }) => {
+    const { validateConfigFile } = await import('./node/validate.js');
+    const ok = await validateConfigFile(opts.config, (l) => process.stdout.write(`${l}\n`), (l) => process.stderr.write(`${l}\n`));
+    if (!ok) process.exitCode = 1;
+  });
+
+program
   .command('schema')
   .description('print the mesh config\'s JSON Schema')
   .action(() => {
@@ -168,8 +182,10 @@ program
 try {
   await program.parseAsync();
 } catch (e) {
+  // Coded errors whose message already starts with the code (a bad mesh config) are not prefixed twice.
   const code = e instanceof AmbitError || e instanceof ControlPlaneError ? e.code
     : typeof (e as { code?: unknown } | null)?.code === 'string' && String((e as { code: string }).code).startsWith('AMBIT_ERR_') ? (e as { code: string }).code : undefined;
-  process.stderr.write(code ? `ambit: error ${code}: ${(e as Error).message}\n` : `ambit: ${e instanceof Error ? e.message : String(e)}\n`);
+  const message = e instanceof Error ? e.message : String(e);
+  process.stderr.write(code ? `ambit: error ${message.startsWith(code) ? message : `${code}: ${message}`}\n` : `ambit: ${message}\n`);
   process.exit(1);
 }

@@ -94,11 +94,14 @@ function issuesOf(text: string, file = 'mesh.yaml'): ConfigIssue[] {
   throw new Error('config was accepted');
 }
 
+/** The message of a rejected config, less the code that leads it (checked here once). */
 function messageOf(text: string, file = 'mesh.yaml'): string {
   try {
     parseMeshConfig(text, file);
   } catch (e) {
-    return (e as Error).message;
+    const { message } = e as Error;
+    expect(message.startsWith('AMBIT_ERR_MESH_CONFIG: ')).toBe(true);
+    return message.slice('AMBIT_ERR_MESH_CONFIG: '.length);
   }
   throw new Error('config was accepted');
 }
@@ -440,8 +443,10 @@ bindings:
     } catch (e) {
       expect(e).toBeInstanceOf(AmbitError);
       const err = e as AmbitError;
-      expect(err.message.startsWith(`${tmp}/mesh.yaml:`)).toBe(true);
-      return new AmbitError(err.code, err.message.split('\n').map((l) => (l.startsWith(`${tmp}/`) ? l.slice(tmp.length + 1) : l)).join('\n'));
+      // The code leads the message; the rest names the file.
+      expect(err.message.startsWith(`${err.code}: ${tmp}/mesh.yaml:`)).toBe(true);
+      const message = err.message.slice(err.code.length + 2);
+      return new AmbitError(err.code, message.split('\n').map((l) => (l.startsWith(`${tmp}/`) ? l.slice(tmp.length + 1) : l)).join('\n'));
     }
     throw new Error('filters resolved');
   }

@@ -2,10 +2,10 @@
  * The test filters. `global-setup.ts` builds them once per test run with the real SDK
  * build; a test file run on its own builds them here.
  */
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFilter } from '@ambit/filter-sdk/build';
+import { buildFilter, buildStaleness } from '@ambit/filter-sdk/build';
 import { loadFilterArtifact, type FilterArtifact } from '@ambit/filter-sdk/host';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -35,20 +35,9 @@ export const BUILTIN_FILTERS = ['authz', 'ratelimit', 'fault', 'traffic-split', 
 export type BuiltinFilter = (typeof BUILTIN_FILTERS)[number];
 export const builtinDir = (name: BuiltinFilter | 'mtls'): string => path.join(REPO, 'filters', name);
 
-/** Builds a filter package unless its dist is newer than its source and the SDK's guest side. */
+/** Builds a filter package unless its dist is newer than its source and the SDK (what `ambit-filter build --if-stale` checks). */
 export async function buildIfStale(dir: string): Promise<void> {
-  const wasm = path.join(dir, 'dist/filter.wasm');
-  if (!existsSync(wasm) || process.env.AMBIT_TEST_REBUILD) return void (await buildFilter({ dir }));
-  const built = statSync(wasm).mtimeMs;
-  // The filter's source, and everything of the SDK that goes into a build: the guest
-  // runtime, the build step, the engine module and the world.
-  const guest = path.join(REPO, 'sdk/dist/guest');
-  const inputs = [
-    path.join(dir, 'src/filter.ts'), path.join(REPO, 'sdk/dist/guest-index.js'), path.join(REPO, 'sdk/wit/filter.wit'),
-    path.join(REPO, 'sdk/engine/quickjs.wasm'), path.join(REPO, 'sdk/dist/build/build.js'),
-    ...(existsSync(guest) ? readdirSync(guest).filter((f) => f.endsWith('.js')).map((f) => path.join(guest, f)) : []),
-  ];
-  if (inputs.some((f) => existsSync(f) && statSync(f).mtimeMs > built)) await buildFilter({ dir });
+  if (process.env.AMBIT_TEST_REBUILD || (await buildStaleness(dir)) !== undefined) await buildFilter({ dir });
 }
 
 let builtins: Promise<void> | undefined;

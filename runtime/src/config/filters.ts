@@ -16,6 +16,7 @@ import { bindingFromArtifact } from '../filters/binding.js';
 import type { FilterBinding } from '../filters/engine.js';
 import { formatIssue, MeshConfigError, type ConfigIssue, type LoadedMeshConfig } from './load.js';
 import { parseFilterRef } from './ref.js';
+import { RegistrySource } from './registry/source.js';
 import type { FilterRefConfig } from './schema.js';
 
 /** One filter entry of a binding, ready for an engine. */
@@ -33,6 +34,8 @@ export interface ResolvedFilters {
   filters: Map<string, ResolvedFilter>;
   /** The component files loaded (absolute), to watch for replacement. */
   wasmFiles: string[];
+  /** What resolving through `filterSource` did, one line each (which version, from the lock or the registry; the lock written). */
+  notes: string[];
 }
 
 /**
@@ -43,6 +46,15 @@ export interface ResolvedFilters {
  */
 export async function resolveFilters(loaded: LoadedMeshConfig): Promise<ResolvedFilters> {
   const dir = path.dirname(loaded.path);
+  const notes: string[] = [];
+  let source: RegistrySource | undefined;
+  if (loaded.config.filterSource) {
+    try {
+      source = await RegistrySource.open(loaded.config.filterSource, dir);
+    } catch (e) {
+      throw new MeshConfigError([loaded.issue('/filterSource/lockFile', errorMessage(e))]);
+    }
+  }
   const artifacts = new Map<string, Promise<{ artifact: FilterArtifact; location: string }>>();
   const filters = new Map<string, ResolvedFilter>();
   const wasmFiles = new Set<string>();
@@ -52,7 +64,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
     const key = `${f.ref}\0${f.sha256 ?? ''}`;
     let p = artifacts.get(key);
     if (!p) {
-      p = loadRef(f, loaded, dir, pointer);
+      p = loadRef(f, loaded, dir, pointer, source, notes);
       artifacts.set(key, p);
     }
     return p.then((v) => ({ ok: true as const, v }), (e: unknown) => ({ ok: false as const, e }));
@@ -66,7 +78,7 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
       if (r.e instanceof MeshConfigError) issues.push(...r.e.issues);
       else if (r.e instanceof AmbitError && r.e.code !== 'AMBIT_ERR_FILTER_PACKAGE') {
         // Integrity failures keep their own code: a tampered or stale component is not a typo.
-        throw new AmbitError(r.e.code, `${where(loaded, `${pointer}/${f.sha256 ? 'sha256' : 'ref'}`)}: ${r.e.message}`, { cause: r.e });
+        throw new AmbitError(r.e.code, `${r.e.code}: ${where(loaded, `${pointer}/${f.sha256 ? 'sha256' : 'ref'}`)}: ${r.e.message}`, { cause: r.e });
       } else issues.push(loaded.issue(`${pointer}/ref`, errorMessage(r.e)));
       continue;
     }
@@ -89,7 +101,8 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
     const seen = new Set<string>();
     throw new MeshConfigError(issues.filter((i) => !seen.has(formatIssue(i)) && !!seen.add(formatIssue(i))));
   }
-  return { filters, wasmFiles: [...wasmFiles] };
+  if (source && await source.save()) notes.push(`filter lock written: ${source.lockPath}`);
+  return { filters, wasmFiles: [...wasmFiles], notes };
 }
 
 /** The engine bindings of a plan's filters, in order (for `engine.createChain`). */
@@ -107,7 +120,7 @@ function where(loaded: LoadedMeshConfig, pointer: string): string {
 }
 
 async function loadRef(
-  f: FilterRefConfig, loaded: LoadedMeshConfig, dir: string, pointer: string,
+  f: FilterRefConfig, loaded: LoadedMeshConfig, dir: string, pointer: string, source: RegistrySource | undefined, notes: string[],
 ): Promise<{ artifact: FilterArtifact; location: string }> {
   let ref;
   try {
@@ -118,6 +131,11 @@ async function loadRef(
   let location: string;
   if (ref.kind === 'path') {
     location = path.resolve(dir, ref.path);
+  } else if (source) {
+    // Through the registry: the lock, the cache, the registry's integrity and signatures.
+    const r = await source.resolve(f.ref.trim(), ref.name, ref.range);
+    location = r.dir;
+    notes.push(`${f.ref} → ${r.entry.name}@${r.entry.version} (${r.fromLock ? 'from the filter lock' : `resolved in ${source.registry}`}; integrity ${r.entry.integrity.slice(0, 17)}…, signatures: ${r.entry.signatures}, provenance: ${r.entry.provenance})`);
   } else {
     location = await findPackage(ref.name, ref.range, loaded, dir, `${pointer}/ref`);
   }

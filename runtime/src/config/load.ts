@@ -3,10 +3,11 @@
  * semantic checks. Every problem names the file, the line and column where the YAML has
  * them, the JSON path and what was expected:
  *
- *     mesh.yaml:14:15: /services/0/ports/0/port: must be <= 65535
+ *     AMBIT_ERR_MESH_CONFIG: mesh.yaml:14:15: /services/0/ports/0/port: must be <= 65535
  *
  * All problems of a file are reported at once (one per line) in a `MeshConfigError`
- * (code AMBIT_ERR_MESH_CONFIG), whose `issues` carry them as data.
+ * (code AMBIT_ERR_MESH_CONFIG, also at the start of its message), whose `issues` carry
+ * them as data.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -40,7 +41,8 @@ export function formatIssue(issue: ConfigIssue): string {
 
 export class MeshConfigError extends AmbitError {
   constructor(readonly issues: ConfigIssue[], options?: { cause?: unknown }) {
-    super('AMBIT_ERR_MESH_CONFIG', issues.map(formatIssue).join('\n'), options);
+    // The code leads the message so that it is in every log line and terminal that shows one.
+    super('AMBIT_ERR_MESH_CONFIG', `AMBIT_ERR_MESH_CONFIG: ${issues.map(formatIssue).join('\n')}`, options);
     this.name = 'MeshConfigError';
   }
 }

@@ -16,6 +16,7 @@
  * silently ignored setting.
  */
 import { Type, type Static, type TSchema, type SchemaOptions } from '@sinclair/typebox';
+import { FilterSourceSchema } from './registry/schema.js';
 
 /** A string enum as `{ type: 'string', enum: [...] }` (readable errors, editor completion) typed as a union. */
 function StringEnum<const T extends readonly string[]>(values: T, options: SchemaOptions = {}) {
@@ -183,7 +184,7 @@ const Sha256Pin = Type.String({
 export const FilterRefSchema = Obj({
   ref: Type.String({
     minLength: 1,
-    description: 'A filter package folder or .wasm file, relative to this config file (`./filters/x`, `../x`, `/abs/x`, `dir/x`), or an npm spec (`@vendor/filter-x@^1.2`, `filter-x`) installed in node_modules beside or above this file.',
+    description: 'A filter package folder or .wasm file, relative to this config file (`./filters/x`, `../x`, `/abs/x`, `dir/x`), or an npm spec (`@vendor/filter-x@^1.2`, `filter-x`): installed in node_modules beside or above this file, or, with `filterSource.registry`, resolved from that registry into the filter cache.',
   }),
   name: Type.Optional(Type.String({ minLength: 1, description: 'Name in logs, metrics and error responses. Default: the filter\'s own name.' })),
   sha256: Type.Optional(Sha256Pin),
@@ -273,6 +274,7 @@ export const MeshConfigSchema = Obj({
   workloads: Type.Array(WorkloadSchema, { default: [], description: 'Workloads (pods) of the mesh.' }),
   services: Type.Array(ServiceSchema, { default: [], description: 'Services: VIPs and names mapped to endpoints.' }),
   bindings: Type.Array(BindingSchema, { default: [], description: 'Filter bindings: which filters run on which traffic.' }),
+  filterSource: Type.Optional(FilterSourceSchema),
 }, { title: 'Ambit mesh config', description: 'Config of an Ambit node proxy (ambit run --config mesh.yaml).' });
 
 export type MeshConfig = Static<typeof MeshConfigSchema>;

@@ -50,3 +50,10 @@ export function startReviews(host: string, port: number): Promise<DemoServer> {
     json(res, 200, { service: 'reviews', path: req.url, reviews: [{ stars: 5, text: 'Steeps well.' }], request: n });
   });
 }
+
+/** `echo` (what `ambit-filter dev` puts behind the filter): answers JSON with the request as it arrived. */
+export function startEcho(host: string, port: number): Promise<DemoServer> {
+  return serve('echo', host, port, (req, res) => {
+    json(res, 200, { service: 'echo', method: req.method, path: req.url, headers: req.headers });
+  });
+}

@@ -51,6 +51,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   const telemetry = createTelemetry({ registry: new Registry(), accessLog: 'off', level: options.logLevel });
   let loaded: LoadedMeshConfig = await loadMeshConfig(options.config);
   let resolved: ResolvedFilters = await resolveFilters(loaded);
+  for (const n of resolved.notes) telemetry.info(`filters: ${n}`);
   for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}` : ''}: ${w.pointer}: ${w.message}`);
 
   // The CA is generated (on first start) here, once, before the workers load it.

@@ -68,6 +68,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     loaded = await source.load();
     for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}:${w.col ?? 1}` : ''}: ${w.pointer}: ${w.message}`);
     resolved = await resolveFilters(loaded);
+    for (const n of resolved.notes) telemetry.info(`filters: ${n}`);
   } catch (e) {
     await telemetry.flush();
     throw e;
@@ -144,6 +145,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     try {
       const nextLoaded = await source.load();
       const nextResolved = await resolveFilters(nextLoaded);
+      for (const n of nextResolved.notes) telemetry.info(`filters: ${n}`);
       const next = await buildState(nextLoaded, nextResolved, engine, endpoints, ++version);
       if (identity) {
         if (JSON.stringify(nextLoaded.config.identity) !== JSON.stringify(config.identity)) {

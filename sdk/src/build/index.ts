@@ -1,1 +1,2 @@
 export { buildFilter, WIT_DIR, type BuildOptions, type BuildResult, type GuestEngine } from './build.js';
+export { buildStaleness } from './stale.js';

@@ -34,7 +34,7 @@ export function validateConfig(schema: object | undefined, config: unknown, filt
   if (!validate(value)) {
     throw new AmbitError(
       'AMBIT_ERR_CONFIG_INVALID',
-      `config of filter ${filter} is invalid: ${formatSchemaErrors(validate.errors)}; see the filter's schema.json`,
+      `AMBIT_ERR_CONFIG_INVALID: config of filter ${filter} is invalid: ${formatSchemaErrors(validate.errors)}; see the filter's schema.json`,
     );
   }
   return value;
