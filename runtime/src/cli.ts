@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +14,10 @@ import { runNode } from './node/run.js';
 import type { AccessLogDestination } from './telemetry/index.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const program = new Command('ambit').description('Ambit: an ambient service-mesh node proxy with WebAssembly filters');
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const program = new Command('ambit')
+  .description('Ambit: an ambient service-mesh node proxy with WebAssembly filters')
+  .version(version, '-V, --version', 'print the version (the package\'s) and exit');
 
 function accessLog(v: string): AccessLogDestination {
   return v === 'stdout' || v === 'off' ? v : { file: path.resolve(v) };
