@@ -69,7 +69,7 @@ describe('chart: lint and values schema', () => {
 });
 
 describe('chart: the node proxy DaemonSet', () => {
-  it('runs on the host network with exactly BPF, NET_ADMIN and SYS_ADMIN, never privileged', async () => {
+  it('runs on the host network with exactly BPF, NET_ADMIN and PERFMON, never privileged', async () => {
     const { objects } = await template();
     const ds = one(objects, 'DaemonSet');
     const pod = podSpec(ds);
@@ -78,7 +78,7 @@ describe('chart: the node proxy DaemonSet', () => {
     const [proxy] = pod.containers;
     expect(pod.containers).toHaveLength(1);
     expect(proxy!.securityContext).toMatchObject({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true });
-    expect(proxy!.securityContext!.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'SYS_ADMIN'] });
+    expect(proxy!.securityContext!.capabilities).toEqual({ drop: ['ALL'], add: ['BPF', 'NET_ADMIN', 'PERFMON'] });
     // The init container writing the base config needs no capability at all.
     expect(pod.initContainers!.map((c) => c.securityContext!.capabilities)).toEqual([{ drop: ['ALL'] }]);
     expect(objects.filter((o) => o.kind === 'DaemonSet' || o.kind === 'Deployment').flatMap((o) => podSpec(o).containers).every((c) => c.securityContext?.privileged !== true)).toBe(true);

@@ -63,7 +63,7 @@ function fail(step: string, e: unknown, hint: string): never {
 
 function privilegeHint(e: unknown): string {
   const code = (e as { code?: string }).code;
-  if (code === 'EPERM' || code === 'EACCES') return 'needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN';
+  if (code === 'EPERM' || code === 'EACCES') return 'needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON';
   return '';
 }
 
