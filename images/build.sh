@@ -70,8 +70,8 @@ rootfs() {
     echo "images: Debian bookworm root filesystem for $name ($packages)" >&2
     mmdebstrap --quiet --variant=essential --include="$packages" \
       --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/usr/share/doc/* "$1"/usr/share/man/*' \
-      bookworm "$tar.tmp" >&2
-    mv "$tar.tmp" "$tar"
+      bookworm "$tar.tmp.tar" >&2   # the extension tells mmdebstrap to write a tarball
+    mv "$tar.tmp.tar" "$tar"
   fi
   echo "$tar"
 }
