@@ -1,10 +1,10 @@
 // The Helm chart: lint, its values schema (covering every value, refusing unknown ones), and what it
 // renders — the node proxy's privileges, mounts and update strategy, the controller's wiring and RBAC.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { CHART, helmTools, one, run, template, type K8sObject } from './support/helm.js';
+import { CHART, REPO, helmTools, one, run, template, type K8sObject } from './support/helm.js';
 
 interface Container {
   name: string; image: string; args?: string[]; command?: string[];
@@ -56,6 +56,13 @@ describe('chart: lint and values schema', () => {
     };
     closed(schema, '');
     expect(open).toEqual([]);
+  });
+
+  const controllerCli = path.join(REPO, 'controller/dist/cli.js');
+  it.skipIf(!existsSync(controllerCli))(`crds/ holds exactly the CRDs the controller generates${existsSync(controllerCli) ? '' : ' (skipped: the controller is not built here)'}`, async () => {
+    const r = await run(process.execPath, [path.join(REPO, 'charts/sync-crds.mjs'), '--check']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
   });
 
   it('refuses unknown and ill-typed values with the path at fault', async () => {
