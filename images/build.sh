@@ -88,6 +88,7 @@ mkdir -p "$app"
 cp -a "$repo/node_modules" "$app/node_modules"
 (cd "$app" && npm prune --omit=dev --offline --no-audit --no-fund --loglevel=error >&2)
 find "$app/bpf" -type f ! -name '*.bpf.o' -delete
+find "$app/bpf" -mindepth 1 -type d -empty -delete
 find "$app" -name '*.map' -delete
 cat > "$work/ambit" <<'SH'
 #!/bin/sh
