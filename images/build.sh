@@ -35,6 +35,11 @@ fail() { echo "AMBIT_ERR_IMAGE_BUILD: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root (mmdebstrap and buildah write image layers as root)"
 for tool in mmdebstrap buildah; do command -v "$tool" >/dev/null || fail "$tool is not installed: apt-get install -y mmdebstrap buildah"; done
 [ -f "$repo/runtime/dist/cli.js" ] || fail "the project is not built: run \`npm run build\` first"
+# The built-in filters ship in both images (the controller validates bindings against their schemas,
+# node proxies run them): build the ones not built yet.
+for f in "$repo"/filters/*/; do
+  [ -f "$f/dist/filter.wasm" ] || (cd "$repo" && npx --no-install ambit-filter build "$f" >&2) || fail "building the filter in $f failed"
+done
 
 cache="${AMBIT_IMAGE_CACHE:-${AMBIT_CACHE_HOME:-$HOME/.cache/ambit}/images}"
 mkdir -p "$cache"

@@ -4,7 +4,7 @@
 // and traffic between two pods (network namespaces + kubelet-style cgroups) on two nodes, captured by
 // eBPF, carried over mTLS (HBONE), and allowed or refused by an Istio AuthorizationPolicy applied with kubectl.
 //
-//   host netns: kube-apiserver, etcd, controller (its ServiceAccount's token, nothing more)
+//   host netns: kube-apiserver, etcd, controller (user 65532, no capability, its ServiceAccount's token)
 //     │ amb17…h1 10.217.10.1 ── 10.217.10.2 ┐                 ┌ 10.217.11.2 ── 10.217.11.1 amb17…h2
 //   node-1 netns  (HOST_IP 10.217.0.1) ──── node link ──── (HOST_IP 10.217.0.2)  node-2 netns
 //     │ 10.217.1.1                                                   10.217.2.1 │
@@ -14,9 +14,9 @@
 // expansion, volumes (bpffs: a per-node folder of the host's bpffs bind-mounted at /sys/fs/bpf in the
 // proxy's own mount namespace; files: paths under a per-node folder), the cluster DNS name of the
 // controller's Service (the controller's address on that node's link), and the downward API.
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -217,9 +217,18 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     // The controller as its Deployment runs it, with its own ServiceAccount's token (no in-cluster config here).
     const ctl = deployment.spec.template.spec.containers[0]!;
     const ctlToken = (await kubectl('create', 'token', deployment.spec.template.spec.serviceAccountName, '-n', NS)).trim();
-    const ctlView = kubeletView(ctl, { uid: 'controller', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(api.dir, 'controller-tmp') });
-    mkdirSync(path.join(api.dir, 'controller-tmp'));
-    const controller = start('controller', [process.execPath, CLI_JS, ...ctlView.args], { ...ctlView.env, KUBECONFIG: api.kubeconfigWithToken('controller', ctlToken) });
+    // Its files, readable by the pod's user (the chart's podSecurityContext: non-root, no capability).
+    const ctlDir = path.join(api.dir, 'controller');
+    mkdirSync(path.join(ctlDir, 'tmp'), { recursive: true });
+    const user = (deployment.spec.template.spec as unknown as { securityContext: { runAsUser: number; runAsGroup: number } }).securityContext;
+    writeFileSync(path.join(ctlDir, 'ca.crt'), readFileSync(api.caFile));
+    writeFileSync(path.join(ctlDir, 'kubeconfig'), readFileSync(api.kubeconfigWithToken('controller', ctlToken), 'utf8').replace(api.caFile, path.join(ctlDir, 'ca.crt')));
+    chmodSync(api.dir, 0o711);
+    execFileSync('chown', ['-R', `${user.runAsUser}:${user.runAsGroup}`, ctlDir]);
+    const ctlView = kubeletView(ctl, { uid: 'controller', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(ctlDir, 'tmp') });
+    expect(ctl.securityContext!.capabilities).toEqual({ drop: ['ALL'] });
+    const controller = start('controller', ['setpriv', `--reuid=${user.runAsUser}`, `--regid=${user.runAsGroup}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--',
+      process.execPath, CLI_JS, ...ctlView.args], { ...ctlView.env, KUBECONFIG: path.join(ctlDir, 'kubeconfig'), HOME: path.join(ctlDir, 'tmp') });
     await waitFor('the controller writes the root ConfigMap', async () => (await run(tools.kubectl, ['get', 'configmap', 'ambit-ca-root', '-n', NS], env())).code === 0, 60_000, controller);
     const roots = (JSON.parse(await kubectl('get', 'configmap', 'ambit-ca-root', '-n', NS, '-o', 'json')) as { data: Record<string, string> }).data;
 
