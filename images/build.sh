@@ -38,7 +38,7 @@ for tool in mmdebstrap buildah; do command -v "$tool" >/dev/null || fail "$tool 
 # The built-in filters ship in both images (the controller validates bindings against their schemas,
 # node proxies run them): build the ones not built yet.
 for f in "$repo"/filters/*/; do
-  [ -f "$f/dist/filter.wasm" ] || (cd "$repo" && npx --no-install ambit-filter build "$f" >&2) || fail "building the filter in $f failed"
+  [ -f "$f/dist/filter.wasm" ] || node "$repo/sdk/dist/build/cli.js" build "$f" >&2 || fail "building the filter in $f failed (ambit-filter build)"
 done
 
 cache="${AMBIT_IMAGE_CACHE:-${AMBIT_CACHE_HOME:-$HOME/.cache/ambit}/images}"
