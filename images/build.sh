@@ -10,7 +10,7 @@
 #
 # Env: AMBIT_IMAGE_REGISTRY (default localhost: the Helm chart's global.imageRegistry default),
 #      AMBIT_IMAGE_CACHE (default ${AMBIT_CACHE_HOME:-~/.cache/ambit}/images: root filesystems, Node.js),
-#      AMBIT_BUILDAH_FLAGS (extra global buildah flags, e.g. "--root D --runroot R --storage-driver vfs").
+#      AMBIT_BUILDAH_FLAGS (extra global buildah flags, e.g. "--root D --runroot R --storage-driver overlay").
 # Needs root, mmdebstrap and buildah (apt-get install -y mmdebstrap buildah).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

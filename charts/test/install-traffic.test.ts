@@ -333,11 +333,21 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
       apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'server-from-web', namespace: 'shop' },
       spec: { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: [principal] } }] }] },
     });
+    const principals = async () => JSON.stringify((await dump('node-2') as unknown as { config: { bindings: unknown[] } }).config.bindings);
     await apply(policy('cluster.local/ns/shop/sa/web'));
-    await waitFor('allowed by identity', async () => (await fromWeb(`http://${vip}/allowed`)).status === 200, 30_000);
+    // Allowed while the policy is in force on node-2 (not merely because there is none yet).
+    await waitFor('the policy reaches node-2', async () => (await principals()).includes('cluster.local/ns/shop/sa/web'), 30_000);
+    expect((await fromWeb(`http://${vip}/allowed`)).status).toBe(200);
     const applied = Date.now();
     await apply(policy('cluster.local/ns/shop/sa/someone-else'));
-    await waitFor('refused', async () => (await fromWeb(`http://${vip}/refused`)).status === 403, 30_000);
+    // On failure: the controller's log and what node-2 was last given.
+    let last: unknown;
+    const why = { out: () => `${procs.find((x) => x.name === 'controller')!.out()}\nlast: ${JSON.stringify(last ?? {}).slice(0, 6000)}` };
+    await waitFor('refused', async () => {
+      const r = await fromWeb(`http://${vip}/refused`);
+      last = { status: r.status, error: r.error, bindings: await principals().catch((e: Error) => e.message) };
+      return r.status === 403;
+    }, 30_000, why);
     // Bound stated: within 30 s of kubectl apply (the time seen is in the test's output).
     process.stdout.write(`AuthorizationPolicy enforced ${Date.now() - applied} ms after kubectl apply\n`);
   });

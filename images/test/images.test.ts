@@ -41,7 +41,7 @@ describe.skipIf(skip !== undefined)(`images${skip ? ` (skipped: ${skip})` : ''}`
 
   beforeAll(async () => {
     store = await mkdtemp(path.join(os.tmpdir(), 'ambit-images-'));
-    flags = ['--root', path.join(store, 'root'), '--runroot', path.join(store, 'run'), '--storage-driver', 'vfs'];
+    flags = ['--root', path.join(store, 'root'), '--runroot', path.join(store, 'run'), '--storage-driver', 'overlay'];
     const { stdout } = await execFileP(BUILD, [], { encoding: 'utf8', timeout: 1_200_000, maxBuffer: 64 << 20, env: { ...process.env, AMBIT_BUILDAH_FLAGS: flags.join(' ') } });
     names = stdout.trim().split('\n');
   }, 1_300_000);
@@ -71,7 +71,7 @@ describe.skipIf(skip !== undefined)(`images${skip ? ` (skipped: ${skip})` : ''}`
   }, 300_000);
 
   it('the node image loads the eBPF loader addon on its libbpf, carries the compiled programs, the built-in filters and nft', async () => {
-    // One container for every look (each podman run copies the image on vfs storage).
+    // One container for every look.
     const script = [
       'node --input-type=module -e "const b = await import(\'@ambit/addon/bpf\'); console.log(JSON.stringify({ available: b.available, reason: b.unavailableReason ?? null }))"',
       'echo "--"; ls /opt/ambit/bpf',
