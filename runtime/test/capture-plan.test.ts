@@ -1,11 +1,12 @@
 // What capture derives from a mesh config, without the kernel: the plan, the nftables ruleset,
 // the map layouts shared with bpf/lib/maps.h, and /proc/mounts parsing.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { capturePlan, nftRuleset } from '../src/capture/index.js';
 import { podLinkDir } from '../src/capture/ebpf.js';
 import { DEST_LOCAL, DEST_MESHED, encodeConfig, encodeDestKey, ipBytes, ipText, AF_INET6 } from '../src/capture/layout.js';
 import { parseMounts } from '../src/capture/mounts.js';
-import { podCgroupDir } from '../src/capture/cgroups.js';
+import { ownCgroup, podCgroupDir } from '../src/capture/cgroups.js';
 import { MeshConfigSchema, type MeshConfig } from '../src/config/schema.js';
 import { parseMeshConfig, type MeshConfigError } from '../src/config/index.js';
 import { Value } from '@sinclair/typebox/value';
@@ -136,6 +137,15 @@ describe('pod cgroups from a Kubernetes pod UID', () => {
     expect(podCgroupDir('/cg', pod!, () => false)).toBeUndefined();
     // An explicit cgroup wins.
     expect(podCgroupDir('/cg', { cgroup: 'x/y', podUid: uid }, () => true)).toBe('/cg/x/y');
+  });
+
+  it('finds the proxy\'s own cgroup from its pod UID (a pod whose /proc/self/cgroup reads 0::/ in its cgroup namespace)', () => {
+    const cgroupfs = `/cg/kubepods/burstable/pod${uid}`;
+    expect(ownCgroup('/cg', uid, (d) => d === cgroupfs)).toBe(`kubepods/burstable/pod${uid}`);
+    expect(() => ownCgroup('/cg', uid, () => false)).toThrow(/AMBIT_POD_UID=7c1e2f3a.*found nothing/);
+    // Without a pod UID: this process's own cgroup2 path.
+    const own = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
+    if (own) expect(ownCgroup('/cg', undefined)).toBe(own.slice(3).replace(/^\//, ''));
   });
 
   it('rejects a podUid that is not a UID', () => {

@@ -7,8 +7,21 @@ export function resolveCgroup(mount: string, p: string): string {
   return path.isAbsolute(p) ? path.normalize(p) : path.join(mount, p);
 }
 
-/** The cgroup2 path of this process (`0::/…` in /proc/self/cgroup), relative to the mount. */
-export function ownCgroup(): string {
+/** Environment variable naming the proxy's own pod (Kubernetes: the downward API's metadata.uid). */
+export const POD_UID_ENV = 'AMBIT_POD_UID';
+
+/**
+ * The proxy's own cgroup, relative to the cgroup2 mount `mount`. In a pod (`AMBIT_POD_UID` set), its
+ * pod's kubelet cgroup: inside the container's cgroup namespace /proc/self/cgroup reads `0::/`, which
+ * under the host's cgroup2 mount would be the root of every cgroup. Else the cgroup2 path of this
+ * process (`0::/…` in /proc/self/cgroup).
+ */
+export function ownCgroup(mount: string, podUid: string | undefined = process.env[POD_UID_ENV], exists: (dir: string) => boolean = existsSync): string {
+  if (podUid) {
+    const dir = podCgroupDir(mount, { podUid }, exists);
+    if (!dir) throw new Error(`${POD_UID_ENV}=${podUid}, but ${podCgroupWanted(mount, { podUid })} found nothing: is the host's cgroup2 hierarchy mounted there?`);
+    return path.relative(mount, dir);
+  }
   const line = readFileSync('/proc/self/cgroup', 'utf8').split('\n').find((l) => l.startsWith('0::'));
   if (!line) throw new Error('this process has no cgroup2 entry in /proc/self/cgroup (cgroup2 is not mounted?)');
   return line.slice(3).replace(/^\//, '');

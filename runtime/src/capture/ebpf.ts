@@ -14,7 +14,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as bpf from '@ambit/addon/bpf';
 import { AmbitError, errorMessage } from '../deps.js';
-import { cgroupId, ownCgroup, podCgroupDir, podCgroupWanted, resolveCgroup } from './cgroups.js';
+import { cgroupId, ownCgroup, POD_UID_ENV, podCgroupDir, podCgroupWanted, resolveCgroup } from './cgroups.js';
 import {
   CFG_ENABLED, CFG_SOCKHASH, encodeConfig, encodeDestKey, SIZES, sockKeyLocal, STAT_NAMES, tupleClient, u32, type StatName,
 } from './layout.js';
@@ -63,7 +63,7 @@ function fail(step: string, e: unknown, hint: string): never {
 
 function privilegeHint(e: unknown): string {
   const code = (e as { code?: string }).code;
-  if (code === 'EPERM' || code === 'EACCES') return 'needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN';
+  if (code === 'EPERM' || code === 'EACCES') return 'needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON';
   return '';
 }
 
@@ -149,7 +149,8 @@ export class EbpfCapture {
 
   /** Brings maps and attachments in line with `plan`: new pods attached, departed pods detached and their entries removed. */
   apply(plan: CapturePlan): void {
-    const proxyRel = plan.settings.proxyCgroup ?? ownCgroup();
+    let proxyRel: string;
+    try { proxyRel = plan.settings.proxyCgroup ?? ownCgroup(this.cgroupRoot); } catch (e) { fail('proxy cgroup', e, `set capture.proxyCgroup, or ${POD_UID_ENV} to the proxy's pod UID`); }
     this.proxyCgroup = resolveCgroup(this.cgroupRoot, proxyRel);
     let proxyCgroupId: bigint;
     try { proxyCgroupId = cgroupId(this.proxyCgroup); } catch (e) { fail(`proxy cgroup ${this.proxyCgroup}`, e, 'set capture.proxyCgroup to an existing cgroup2 directory'); }

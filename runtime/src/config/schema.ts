@@ -260,7 +260,7 @@ export const CaptureSchema = Obj({
   sockhash: Type.Boolean({ default: true, description: 'eBPF: short-circuit sockets between local workloads and the proxy (sockops + sk_msg), skipping TCP/IP for their bytes. Default true.' }),
   pinDir: Type.Optional(Type.String({ minLength: 1, description: 'eBPF: directory for pinned maps and links (created 0700), absolute or relative to the bpffs mount. Default `<bpffs>/ambit`. One per node proxy.' })),
   nftTable: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z][A-Za-z0-9_-]*$', default: 'ambit', description: 'nftables: name of the `inet` table holding the capture rules. Default ambit.' }),
-  proxyCgroup: Type.Optional(Type.String({ minLength: 1, description: 'eBPF: the proxy\'s cgroup (v2), where SO_ORIGINAL_DST is answered; relative to the cgroup2 mount or absolute. Default: the cgroup the proxy runs in.' })),
+  proxyCgroup: Type.Optional(Type.String({ minLength: 1, description: 'eBPF: the proxy\'s cgroup (v2), where SO_ORIGINAL_DST is answered; relative to the cgroup2 mount or absolute. Default: the cgroup the proxy runs in (with `AMBIT_POD_UID` set, as in the Helm chart: that pod\'s kubelet cgroup).' })),
 }, { default: {}, description: 'Traffic capture: bringing enrolled workloads\' connects to the outbound listener.' });
 
 export const MeshConfigSchema = Obj({
