@@ -35,9 +35,9 @@ export declare class NativeEngine {
    * Benchmark hook, run on the calling thread: parses `input` (JSON of a `PhaseInput`)
    * once, then runs that phase over chain `chain` `iterations` times, each on a fresh
    * copy of the input, as `run` does but without the crossing. Answers JSON
-   * `{ iterations, phaseUs: { p50, p99, mean }, serializeUs: { p50, p99, mean }, outcome }`:
-   * the phase alone, writing its outcome as JSON, and the last outcome (to check what
-   * was measured did what it should).
+   * `{ iterations, phaseUs, phaseCpuUs, serializeUs, outcome }` (each `{ p50, p99, mean }`):
+   * the phase alone in wall and thread CPU time, writing its outcome as JSON, and the
+   * last outcome (to check what was measured did what it should).
    */
   benchPhase(chain: number, input: string, iterations: number): string
   /** Engine facts and per-filter instance counts, as JSON. */
