@@ -233,7 +233,7 @@ impl NativeEngine {
         // Reading the thread's CPU clock is a system call (~1 µs in a VM): the wall-clock
         // window is taken inside the CPU one, so it holds none of it, and the CPU samples
         // are net of what an empty window reads.
-        let empty_cpu = median((0..200).map(|_| -filter::thread_cpu_us() + filter::thread_cpu_us()).collect());
+        let empty_cpu = filter::empty_cpu_window();
         let mut last = String::new();
         for _ in 0..n {
             let copy = input.clone();
@@ -301,11 +301,6 @@ impl NativeEngine {
     fn inner(&self) -> Result<&Arc<Inner>> {
         self.inner.as_ref().ok_or_else(|| Error::from_reason("AMBIT_ERR_ENGINE_CLOSED: the wasmtime engine is shut down"))
     }
-}
-
-fn median(mut samples: Vec<f64>) -> f64 {
-    samples.sort_by(f64::total_cmp);
-    samples.get(samples.len() / 2).copied().unwrap_or(0.0)
 }
 
 /// p50, p99 and mean of samples (µs), for the benchmark hooks.
