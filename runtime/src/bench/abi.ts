@@ -1,0 +1,40 @@
+/**
+ * The filter ABI section of `npm run bench`: the measured filter's request phase on
+ * both worlds and both engines (`hello.ts`), the six built-ins on wasmtime
+ * (`builtins-wasmtime.ts`), a fresh wasmtime instance and its memory (`instances.ts`),
+ * whether fusing a chain would pay (`fusion.ts`), against the issue's goals
+ * (`goals.ts`), with the machine's load while it ran.
+ */
+import { buildCopy } from './builds.js';
+import { measureBuiltins, type BuiltinRow } from './builtins-wasmtime.js';
+import { loadFilterArtifact } from './deps.js';
+import { fusion, type Fusion } from './fusion.js';
+import { goals, type Goal } from './goals.js';
+import { measureHello, type HelloResults } from './hello.js';
+import { measureInstances, type InstanceResults } from './instances.js';
+import { cpuSnapshot, otherCores, sampleOtherCores } from './machine-load.js';
+import { BUSY_CORES, type RunMeta } from './meta.js';
+import type { BenchOptions } from './options.js';
+
+export interface AbiResults {
+  hello: HelloResults;
+  builtins: BuiltinRow[];
+  instances: InstanceResults;
+  fusion: Fusion[];
+  goals: Goal[];
+}
+
+export async function measureAbi(opts: BenchOptions, meta: RunMeta, log: (line: string) => void): Promise<AbiResults> {
+  const artifact = await loadFilterArtifact(await buildCopy(opts, log));
+  meta.otherCores.before = await sampleOtherCores(1000);
+  if (meta.otherCores.before > BUSY_CORES) {
+    log(`warning: other processes are using ${meta.otherCores.before.toFixed(1)} of ${meta.cores} cores; they will skew wall times (CPU times less so)`);
+  }
+  const start = cpuSnapshot();
+  const hello = await measureHello(opts, artifact, log);
+  const builtins = await measureBuiltins(opts, log);
+  const instances = await measureInstances(opts, artifact, log);
+  meta.otherCores.during = otherCores(start, cpuSnapshot());
+  const fused = (['wasmtime-0.2', 'v8-0.2'] as const).map((r) => fusion(hello.rows, r, opts.longChain)).filter((f): f is Fusion => f !== undefined);
+  return { hello, builtins, instances, fusion: fused, goals: goals(hello.rows, builtins, instances) };
+}
