@@ -10,12 +10,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFilter } from '@ambit/filter-sdk/build';
 import { loadFilterArtifact, type Context, type RequestHead } from '../deps.js';
 import { bindingFromArtifact } from '../filters/binding.js';
 import type { FilterBinding, FilterChain } from '../filters/engine.js';
 import { V8Engine } from '../filters/v8/engine.js';
 import { newServiceLoad } from '../proxy/state.js';
+import { ensureBuilt } from './ensure-built.js';
 import { summarize, type Summary } from './stats.js';
 import { renderSharedOps, runSharedOpsBench, type SharedOpsResult } from './shared-ops.js';
 
@@ -45,15 +45,7 @@ export interface BuiltinBenchResult {
 
 /** Builds any built-in filter whose dist is missing. */
 export async function ensureBuiltinFilters(log: (s: string) => void): Promise<void> {
-  for (const { name } of BUILTIN_CHAIN) {
-    const dir = path.join(REPO, 'filters', name);
-    try {
-      await loadFilterArtifact(dir);
-    } catch {
-      log(`building filters/${name}`);
-      await buildFilter({ dir });
-    }
-  }
+  for (const { name } of BUILTIN_CHAIN) await ensureBuilt(path.join(REPO, 'filters', name), log);
 }
 
 /** The six, in chain order, configured as above. */
