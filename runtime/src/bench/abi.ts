@@ -2,12 +2,13 @@
  * The filter ABI section of `npm run bench`: the measured filter's request phase on
  * both worlds and both engines (`hello.ts`), the six built-ins on wasmtime
  * (`builtins-wasmtime.ts`), a fresh wasmtime instance and its memory (`instances.ts`),
- * whether fusing a chain would pay (`fusion.ts`), against the issue's goals
+ * whether fusing a chain would pay (`entries.ts`, `fusion.ts`), against the issue's goals
  * (`goals.ts`), with the machine's load while it ran.
  */
 import { buildCopy } from './builds.js';
 import { measureBuiltins, type BuiltinRow } from './builtins-wasmtime.js';
 import { loadFilterArtifact } from './deps.js';
+import { measureEntries, type EntryRow } from './entries.js';
 import { fusion, type Fusion } from './fusion.js';
 import { goals, type Goal } from './goals.js';
 import { measureHello, type HelloResults } from './hello.js';
@@ -20,12 +21,14 @@ export interface AbiResults {
   hello: HelloResults;
   builtins: BuiltinRow[];
   instances: InstanceResults;
+  /** The no-op filter's request phase on wasmtime, 1 and N instances. */
+  entries: EntryRow[];
   fusion: Fusion[];
   goals: Goal[];
 }
 
 export async function measureAbi(opts: BenchOptions, meta: RunMeta, log: (line: string) => void): Promise<AbiResults> {
-  const artifact = await loadFilterArtifact(await buildCopy(opts, log));
+  const artifact = await loadFilterArtifact(await buildCopy(opts, opts.filterDir, log));
   meta.otherCores.before = await sampleOtherCores(1000);
   if (meta.otherCores.before > BUSY_CORES) {
     log(`warning: other processes are using ${meta.otherCores.before.toFixed(1)} of ${meta.cores} cores; they will skew wall times (CPU times less so)`);
@@ -34,7 +37,9 @@ export async function measureAbi(opts: BenchOptions, meta: RunMeta, log: (line: 
   const hello = await measureHello(opts, artifact, log);
   const builtins = await measureBuiltins(opts, log);
   const instances = await measureInstances(opts, artifact, log);
+  const entries = await measureEntries(opts, log);
   meta.otherCores.during = otherCores(start, cpuSnapshot());
-  const fused = (['wasmtime-0.2', 'v8-0.2'] as const).map((r) => fusion(hello.rows, r, opts.longChain)).filter((f): f is Fusion => f !== undefined);
-  return { hello, builtins, instances, fusion: fused, goals: goals(hello.rows, builtins, instances) };
+  const fused = [fusion(hello.rows, 'wasmtime-0.2', opts.longChain, entries), fusion(hello.rows, 'v8-0.2', opts.longChain, undefined)]
+    .filter((f): f is Fusion => f !== undefined);
+  return { hello, builtins, instances, entries, fusion: fused, goals: goals(hello.rows, builtins, instances) };
 }

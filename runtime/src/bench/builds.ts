@@ -25,14 +25,14 @@ async function filesUnder(dir: string, keep: (rel: string) => boolean): Promise<
     .sort();
 }
 
-/** Hash of the inputs of a build. */
-async function buildKey(opts: BenchOptions): Promise<string> {
+/** Hash of the inputs of a build of the package in `filterDir`. */
+async function buildKey(opts: BenchOptions, filterDir: string): Promise<string> {
   const sdk = path.join(opts.repoRoot, 'sdk');
   const hash = createHash('sha256');
   const add = async (base: string, rels: string[]): Promise<void> => {
     for (const rel of rels) hash.update(`${rel}\0`).update(await readFile(path.join(base, rel))).update('\0');
   };
-  await add(opts.filterDir, await filesUnder(opts.filterDir, () => true));
+  await add(filterDir, await filesUnder(filterDir, () => true));
   const sdkDist = path.join(sdk, 'dist');
   const sdkEntries = await readdir(sdkDist, { recursive: true });
   const sdkJs = sdkEntries
@@ -50,9 +50,9 @@ async function buildKey(opts: BenchOptions): Promise<string> {
  * Returns the folder of a built copy of the filter package, building it (with the
  * SDK's own command line, in a child process) when no cached build matches.
  */
-export async function buildCopy(opts: BenchOptions, log: (line: string) => void): Promise<string> {
-  const key = await buildKey(opts);
-  const dir = path.join(opts.workDir, 'builds', `${path.basename(opts.filterDir)}-${key}`);
+export async function buildCopy(opts: BenchOptions, filterDir: string, log: (line: string) => void): Promise<string> {
+  const key = await buildKey(opts, filterDir);
+  const dir = path.join(opts.workDir, 'builds', `${path.basename(filterDir)}-${key}`);
   if (!opts.rebuild && existsSync(path.join(dir, 'dist', 'manifest.json'))) {
     log(`using cached build ${path.relative(opts.workDir, dir)}`);
     await pruneSiblings(dir);
@@ -60,19 +60,19 @@ export async function buildCopy(opts: BenchOptions, log: (line: string) => void)
   }
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
-  await cp(opts.filterDir, dir, {
+  await cp(filterDir, dir, {
     recursive: true,
-    filter: (src) => !path.relative(opts.filterDir, src).split(path.sep).some((part) => SKIP.has(part)),
+    filter: (src) => !path.relative(filterDir, src).split(path.sep).some((part) => SKIP.has(part)),
   });
   const cli = path.join(opts.repoRoot, 'sdk/dist/build/cli.js');
-  log(`building ${path.relative(opts.repoRoot, opts.filterDir)} into ${dir}`);
+  log(`building ${path.relative(opts.repoRoot, filterDir)} into ${dir}`);
   const started = performance.now();
   try {
     await run(process.execPath, [cli, 'build', dir, '--no-typecheck'], { maxBuffer: 16 * 2 ** 20 });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
     await rm(dir, { recursive: true, force: true });
-    throw new Error(`building ${path.relative(opts.repoRoot, opts.filterDir)} failed:\n${err.stderr?.trim() || err.message}`);
+    throw new Error(`building ${path.relative(opts.repoRoot, filterDir)} failed:\n${err.stderr?.trim() || err.message}`);
   }
   log(`built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   await pruneSiblings(dir);

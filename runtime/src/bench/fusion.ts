@@ -1,51 +1,56 @@
 /**
  * Whether fusing a binding's whole chain into one instance (one guest entry per phase)
- * would pay: from the same run's one-filter and N-filter request phases of the same
- * filter, the marginal cost of each further filter (its entry into its own instance plus
- * the filter's own work) and the part of the phase that does not grow with the chain.
- * Fusing removes at most N − 1 entries; a no-op filter would split entry from work.
+ * would pay. From the same run: the request phase over 1 and N instances of the measured
+ * filter gives what each further filter adds (its entry plus its own work); the same over
+ * a no-op filter (`entries.ts`, wasmtime) gives the entry alone. Fusing saves N − 1
+ * entries per phase and keeps the filters' work.
  */
+import type { EntryRow } from './entries.js';
 import { RUNNERS, type HelloRow, type Runner } from './hello.js';
 
 export interface Fusion {
   runner: Runner;
   length: number;
-  /** p50 of one filter and of `length` filters, wall and CPU, µs. */
-  oneUs: number;
-  chainUs: number;
+  /** p50 CPU time of one filter and of `length` filters, µs. */
   oneCpuUs: number;
   chainCpuUs: number;
-  /** (chain − one) ÷ (length − 1): what each further filter adds, µs (wall, CPU). */
-  perFilterUs: number;
+  /** (chain − one) ÷ (length − 1): what each further filter adds, µs (CPU, and wall). */
   perFilterCpuUs: number;
-  /** one − perFilter: the part of a phase that does not grow with the chain, µs (CPU). */
-  fixedCpuUs: number;
-  /** Share of the chain's phase (CPU) that grows with the number of filters. */
-  perFilterShare: number;
-  /** Per-filter entries dominate: more than half of the chain's phase grows with the filters. */
+  perFilterUs: number;
+  /** The same for the no-op filter: one entry, µs CPU (measured on wasmtime only). */
+  entryCpuUs: number | undefined;
+  /** Share of the N-filter phase that is entries (N × entry ÷ phase); without a no-op measurement, the share that grows with N (an upper bound). */
+  entriesShare: number;
+  /** The N-filter phase with N − 1 entries fewer, µs CPU. */
+  fusedCpuUs: number | undefined;
+  /** More than half of the N-filter phase is per-filter entries. */
   entriesDominate: boolean;
 }
 
-export function fusion(rows: HelloRow[], runner: Runner, length: number): Fusion | undefined {
+export function fusion(rows: HelloRow[], runner: Runner, length: number, entries: EntryRow[] | undefined): Fusion | undefined {
   const one = rows.find((r) => r.runner === runner && r.chain === 1);
   const chain = rows.find((r) => r.runner === runner && r.chain === length);
   if (!one || !chain || length < 2) return undefined;
-  const perFilterUs = (chain.us.p50 - one.us.p50) / (length - 1);
   const perFilterCpuUs = (chain.cpuUs.p50 - one.cpuUs.p50) / (length - 1);
-  const perFilterShare = (length * perFilterCpuUs) / chain.cpuUs.p50;
+  const e1 = entries?.find((r) => r.chain === 1);
+  const eN = entries?.find((r) => r.chain === length);
+  const entryCpuUs = e1 && eN ? (eN.cpuUs.p50 - e1.cpuUs.p50) / (length - 1) : undefined;
+  const entriesShare = (length * (entryCpuUs ?? perFilterCpuUs)) / chain.cpuUs.p50;
   return {
-    runner, length,
-    oneUs: one.us.p50, chainUs: chain.us.p50, oneCpuUs: one.cpuUs.p50, chainCpuUs: chain.cpuUs.p50,
-    perFilterUs, perFilterCpuUs, fixedCpuUs: one.cpuUs.p50 - perFilterCpuUs, perFilterShare,
-    entriesDominate: perFilterShare > 0.5,
+    runner, length, oneCpuUs: one.cpuUs.p50, chainCpuUs: chain.cpuUs.p50,
+    perFilterCpuUs, perFilterUs: (chain.us.p50 - one.us.p50) / (length - 1),
+    entryCpuUs, entriesShare,
+    fusedCpuUs: entryCpuUs === undefined ? undefined : chain.cpuUs.p50 - (length - 1) * entryCpuUs,
+    entriesDominate: entriesShare > 0.5,
   };
 }
 
 /** One sentence for the report. */
 export function fusionVerdict(f: Fusion): string {
   const where = `${RUNNERS[f.runner].engine} ${RUNNERS[f.runner].world}`;
-  const pct = `${Math.round(f.perFilterShare * 100)}%`;
-  return f.entriesDominate
-    ? `${where}: per-filter entries dominate a ${f.length}-filter phase (${pct} of its CPU time grows with the filters, ${f.perFilterCpuUs.toFixed(2)} µs each); fusing would save at most ${((f.length - 1) * f.perFilterCpuUs).toFixed(2)} µs CPU per phase (${f.length - 1} entries, less the filters' own work).`
-    : `${where}: per-filter entries do not dominate a ${f.length}-filter phase (${pct} of its CPU time grows with the filters, ${f.perFilterCpuUs.toFixed(2)} µs each; ${f.fixedCpuUs.toFixed(2)} µs is per phase); fusing would save at most ${((f.length - 1) * f.perFilterCpuUs).toFixed(2)} µs CPU per phase.`;
+  const pct = `${Math.round(f.entriesShare * 100)}%`;
+  if (f.entryCpuUs === undefined) {
+    return `${where}: no no-op measurement; at most ${pct} of a ${f.length}-filter phase grows with the filters (${f.perFilterCpuUs.toFixed(2)} µs CPU each, entry and work together).`;
+  }
+  return `${where}: one entry costs ${f.entryCpuUs.toFixed(2)} µs CPU of the ${f.perFilterCpuUs.toFixed(2)} µs each further filter adds; entries are ${pct} of a ${f.length}-filter phase (${f.chainCpuUs.toFixed(2)} µs), so they ${f.entriesDominate ? 'dominate' : 'do not dominate'}; fused, the phase would cost about ${f.fusedCpuUs!.toFixed(2)} µs CPU.`;
 }
