@@ -17,30 +17,29 @@ export interface Fusion {
   /** (chain − one) ÷ (length − 1): what each further filter adds, µs (CPU, and wall). */
   perFilterCpuUs: number;
   perFilterUs: number;
-  /** The same for the no-op filter: one entry, µs CPU (measured on wasmtime only). */
-  entryCpuUs: number | undefined;
-  /** Share of the N-filter phase that is entries (N × entry ÷ phase); without a no-op measurement, the share that grows with N (an upper bound). */
+  /** The same for the no-op filter: one entry, µs CPU. */
+  entryCpuUs: number;
+  /** Share of the N-filter phase that is entries (N × entry ÷ phase). */
   entriesShare: number;
   /** The N-filter phase with N − 1 entries fewer, µs CPU. */
-  fusedCpuUs: number | undefined;
+  fusedCpuUs: number;
   /** More than half of the N-filter phase is per-filter entries. */
   entriesDominate: boolean;
 }
 
-export function fusion(rows: HelloRow[], runner: Runner, length: number, entries: EntryRow[] | undefined): Fusion | undefined {
+/** Needs the 1- and `length`-filter rows of `runner` and of the no-op filter on the same engine. */
+export function fusion(rows: HelloRow[], runner: Runner, length: number, entries: EntryRow[]): Fusion | undefined {
   const one = rows.find((r) => r.runner === runner && r.chain === 1);
   const chain = rows.find((r) => r.runner === runner && r.chain === length);
-  if (!one || !chain || length < 2) return undefined;
-  const perFilterCpuUs = (chain.cpuUs.p50 - one.cpuUs.p50) / (length - 1);
-  const e1 = entries?.find((r) => r.chain === 1);
-  const eN = entries?.find((r) => r.chain === length);
-  const entryCpuUs = e1 && eN ? (eN.cpuUs.p50 - e1.cpuUs.p50) / (length - 1) : undefined;
-  const entriesShare = (length * (entryCpuUs ?? perFilterCpuUs)) / chain.cpuUs.p50;
+  const e1 = entries.find((r) => r.chain === 1);
+  const eN = entries.find((r) => r.chain === length);
+  if (!one || !chain || !e1 || !eN || length < 2) return undefined;
+  const entryCpuUs = (eN.cpuUs.p50 - e1.cpuUs.p50) / (length - 1);
+  const entriesShare = (length * entryCpuUs) / chain.cpuUs.p50;
   return {
     runner, length, oneCpuUs: one.cpuUs.p50, chainCpuUs: chain.cpuUs.p50,
-    perFilterCpuUs, perFilterUs: (chain.us.p50 - one.us.p50) / (length - 1),
-    entryCpuUs, entriesShare,
-    fusedCpuUs: entryCpuUs === undefined ? undefined : chain.cpuUs.p50 - (length - 1) * entryCpuUs,
+    perFilterCpuUs: (chain.cpuUs.p50 - one.cpuUs.p50) / (length - 1), perFilterUs: (chain.us.p50 - one.us.p50) / (length - 1),
+    entryCpuUs, entriesShare, fusedCpuUs: chain.cpuUs.p50 - (length - 1) * entryCpuUs,
     entriesDominate: entriesShare > 0.5,
   };
 }
@@ -49,8 +48,5 @@ export function fusion(rows: HelloRow[], runner: Runner, length: number, entries
 export function fusionVerdict(f: Fusion): string {
   const where = `${RUNNERS[f.runner].engine} ${RUNNERS[f.runner].world}`;
   const pct = `${Math.round(f.entriesShare * 100)}%`;
-  if (f.entryCpuUs === undefined) {
-    return `${where}: no no-op measurement; at most ${pct} of a ${f.length}-filter phase grows with the filters (${f.perFilterCpuUs.toFixed(2)} µs CPU each, entry and work together).`;
-  }
-  return `${where}: one entry costs ${f.entryCpuUs.toFixed(2)} µs CPU of the ${f.perFilterCpuUs.toFixed(2)} µs each further filter adds; entries are ${pct} of a ${f.length}-filter phase (${f.chainCpuUs.toFixed(2)} µs), so they ${f.entriesDominate ? 'dominate' : 'do not dominate'}; fused, the phase would cost about ${f.fusedCpuUs!.toFixed(2)} µs CPU.`;
+  return `${where}: one entry costs ${f.entryCpuUs.toFixed(2)} µs CPU of the ${f.perFilterCpuUs.toFixed(2)} µs each further filter adds; entries are ${pct} of a ${f.length}-filter phase (${f.chainCpuUs.toFixed(2)} µs), so they ${f.entriesDominate ? 'dominate' : 'do not dominate'}; fused, the phase would cost about ${f.fusedCpuUs.toFixed(2)} µs CPU.`;
 }

@@ -99,8 +99,7 @@ function fusionTable(res: Results): Table {
     align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     rows: res.abi.fusion.map((f) => [
       `${RUNNERS[f.runner].engine} ${RUNNERS[f.runner].world}`, fmt(f.oneCpuUs), fmt(f.chainCpuUs), fmt(f.perFilterCpuUs), fmt(f.perFilterUs),
-      f.entryCpuUs === undefined ? '–' : fmt(f.entryCpuUs), `${f.entryCpuUs === undefined ? '≤ ' : ''}${Math.round(f.entriesShare * 100)}%`,
-      f.fusedCpuUs === undefined ? '–' : fmt(f.fusedCpuUs), f.entryCpuUs === undefined ? '–' : yes(f.entriesDominate),
+      fmt(f.entryCpuUs), `${Math.round(f.entriesShare * 100)}%`, fmt(f.fusedCpuUs), yes(f.entriesDominate),
     ]),
     notes: [...res.abi.fusion.map(fusionVerdict), `p50s; ${noop}; one entry = (${n} no-op − 1 no-op) ÷ ${n - 1}; fused = ${n}-filter phase − ${n - 1} entries`],
   };
