@@ -284,15 +284,20 @@ impl FilterModule {
         let mut configure_us = Vec::with_capacity(count);
         let mut instantiate_cpu_us = Vec::with_capacity(count);
         let mut configure_cpu_us = Vec::with_capacity(count);
+        // The wall-clock windows are taken inside the CPU-clock reads (each a system call),
+        // and the CPU samples are net of what an empty window reads.
+        let empty_cpu = empty_cpu_window();
         for _ in 0..count {
-            let (t0, c0) = (Instant::now(), thread_cpu_us());
+            let c0 = thread_cpu_us();
+            let t0 = Instant::now();
             let Ok(warm) = self.instantiate() else { break };
             instantiate_us.push(elapsed_ms(t0) * 1000.0);
-            instantiate_cpu_us.push(thread_cpu_us() - c0);
-            let (t1, c1) = (Instant::now(), thread_cpu_us());
+            let c1 = thread_cpu_us();
+            instantiate_cpu_us.push((c1 - c0 - empty_cpu).max(0.0));
+            let t1 = Instant::now();
             let Ok(_) = self.configure(warm, self.deadline_ms.max(1000.0)) else { break };
             configure_us.push(elapsed_ms(t1) * 1000.0);
-            configure_cpu_us.push(thread_cpu_us() - c1);
+            configure_cpu_us.push((thread_cpu_us() - c1 - empty_cpu).max(0.0));
         }
         // Memory: configured instances held alive at once.
         let hold = count.clamp(1, 50);
@@ -323,6 +328,14 @@ pub struct Probe {
     pub instantiate_cpu_us: Vec<f64>,
     pub configure_cpu_us: Vec<f64>,
     pub rss_per_instance_bytes: f64,
+}
+
+/// What reading the thread's CPU clock twice in a row measures (median, µs): the cost of
+/// the reads themselves, taken off the CPU samples of the benchmark hooks.
+pub(crate) fn empty_cpu_window() -> f64 {
+    let mut samples: Vec<f64> = (0..200).map(|_| -thread_cpu_us() + thread_cpu_us()).collect();
+    samples.sort_by(f64::total_cmp);
+    samples[samples.len() / 2]
 }
 
 pub(crate) fn thread_cpu_us() -> f64 {

@@ -230,13 +230,19 @@ impl NativeEngine {
         let input: PhaseInput = serde_json::from_str(&input).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: bad phase input: {e}")))?;
         let n = iterations.max(1) as usize;
         let (mut phase_us, mut serialize_us, mut cpu_us) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        // Reading the thread's CPU clock is a system call (~1 µs in a VM): the wall-clock
+        // window is taken inside the CPU one, so it holds none of it, and the CPU samples
+        // are net of what an empty window reads.
+        let empty_cpu = filter::empty_cpu_window();
         let mut last = String::new();
         for _ in 0..n {
             let copy = input.clone();
-            let (t0, c0) = (Instant::now(), filter::thread_cpu_us());
+            let c0 = filter::thread_cpu_us();
+            let t0 = Instant::now();
             let outcome = chain::run_phase(&chain, copy, None);
-            let (t1, c1) = (Instant::now(), filter::thread_cpu_us());
-            cpu_us.push(c1 - c0);
+            let t1 = Instant::now();
+            let c1 = filter::thread_cpu_us();
+            cpu_us.push((c1 - c0 - empty_cpu).max(0.0));
             last = serde_json::to_string(&outcome).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: {e}")))?;
             let t2 = Instant::now();
             phase_us.push((t1 - t0).as_secs_f64() * 1e6);

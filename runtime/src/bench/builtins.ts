@@ -10,12 +10,12 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFilter } from '@ambit/filter-sdk/build';
 import { loadFilterArtifact, type Context, type RequestHead } from '../deps.js';
 import { bindingFromArtifact } from '../filters/binding.js';
-import type { FilterChain } from '../filters/engine.js';
+import type { FilterBinding, FilterChain } from '../filters/engine.js';
 import { V8Engine } from '../filters/v8/engine.js';
 import { newServiceLoad } from '../proxy/state.js';
+import { ensureBuilt } from './ensure-built.js';
 import { summarize, type Summary } from './stats.js';
 import { renderSharedOps, runSharedOpsBench, type SharedOpsResult } from './shared-ops.js';
 
@@ -26,7 +26,8 @@ const REPO = path.resolve(here, '../../..');
 export const BUILTIN_CHAIN: ReadonlyArray<{ name: string; config: unknown }> = [
   { name: 'authz', config: { policies: [{ name: 'reads', action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['bench'] } }], to: [{ operation: { methods: ['GET'], notPaths: ['/admin*'] } }] }] }, { name: 'no-admin', action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] }] } },
   { name: 'ratelimit', config: { maxTokens: 1_000_000_000, tokensPerFill: 1_000_000_000, fillIntervalMs: 1000, key: { by: 'source' } } },
-  { name: 'fault', config: { abort: { percentage: 100, httpStatus: 503 }, match: { 'x-chaos': 'abort' } } },
+  // Every request with an x-request-id is eligible and draws (a `random` host call); 1 in 10^8 is aborted.
+  { name: 'fault', config: { abort: { percentage: 0.000001, httpStatus: 503 }, match: { 'x-request-id': '' } } },
   { name: 'traffic-split', config: { subsets: [{ name: 'v1', weight: 95 }, { name: 'v2', weight: 5 }] } },
   { name: 'headers', config: { request: { set: { 'x-source-identity': '%SOURCE_IDENTITY%' }, remove: ['x-internal'] }, response: { set: { 'x-served-by': '%DESTINATION_SERVICE%' } } } },
   { name: 'retry', config: { attempts: 2, perTryTimeoutMs: 1000, retryOn: ['5xx', 'connect-failure'] } },
@@ -43,16 +44,13 @@ export interface BuiltinBenchResult {
 }
 
 /** Builds any built-in filter whose dist is missing. */
-async function ensureBuilt(log: (s: string) => void): Promise<void> {
-  for (const { name } of BUILTIN_CHAIN) {
-    const dir = path.join(REPO, 'filters', name);
-    try {
-      await loadFilterArtifact(dir);
-    } catch {
-      log(`building filters/${name}`);
-      await buildFilter({ dir });
-    }
-  }
+export async function ensureBuiltinFilters(log: (s: string) => void): Promise<void> {
+  for (const { name } of BUILTIN_CHAIN) await ensureBuilt(path.join(REPO, 'filters', name), log);
+}
+
+/** The six, in chain order, configured as above. */
+export function builtinBindings(): Promise<FilterBinding[]> {
+  return Promise.all(BUILTIN_CHAIN.map(async (f) => bindingFromArtifact(await loadFilterArtifact(path.join(REPO, 'filters', f.name)), { config: f.config })));
 }
 
 const ctx: Context = {
@@ -86,10 +84,10 @@ async function measure(chain: FilterChain, phases: number, perFilter: Map<string
 export async function runBuiltinFilterBench(options: { phases?: number; log?: (s: string) => void } = {}): Promise<BuiltinBenchResult> {
   const log = options.log ?? (() => {});
   const phases = options.phases ?? 3000;
-  await ensureBuilt(log);
+  await ensureBuiltinFilters(log);
   const engine = new V8Engine({ workers: 1, onLog: () => {} });
   try {
-    const bindings = await Promise.all(BUILTIN_CHAIN.map(async (f) => bindingFromArtifact(await loadFilterArtifact(path.join(REPO, 'filters', f.name)), { config: f.config })));
+    const bindings = await builtinBindings();
     const full = await engine.createChain(bindings);
     const single = await engine.createChain([bindings.find((b) => b.name === 'headers')!]);
     const perFilter = new Map<string, number[]>();

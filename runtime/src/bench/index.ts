@@ -1,21 +1,17 @@
 #!/usr/bin/env node
 /**
- * `npm run bench`: the cost of Ambit filters — QuickJS and StarlingMonkey builds of
- * the same filter against the same code as plain JS — per call (raw and through the
- * V8 engine), per new instance, and in memory; then the V8 and wasmtime engines side
- * by side on the same components.
+ * `npm run bench`: first the filter ABI — the measured filter's request phase built for
+ * the 0.1 and 0.2 worlds, on V8 and wasmtime, in-thread; the six built-ins on wasmtime;
+ * a fresh instance and its memory; fusing a chain — against the goals of issue 12; then
+ * the built-ins on the V8 engine, the proxy, mTLS between proxies and capture.
  * See bench/README.md. Not a test: nothing here asserts on timings.
  */
 import os from 'node:os';
 import path from 'node:path';
-import { measureCalls } from './calls.js';
-import { measureEngines } from './engines.js';
-import { measureInstances } from './instances.js';
-import { cpuSnapshot, otherCores, sampleOtherCores } from './machine-load.js';
-import { BUSY_CORES, runMeta } from './meta.js';
+import { measureAbi } from './abi.js';
+import { runMeta } from './meta.js';
 import { parseOptions } from './options.js';
-import { buildResults, renderReportText, writeResults } from './report.js';
-import { prepareVariants } from './variants.js';
+import { renderReportText, writeResults } from './report.js';
 
 const started = performance.now();
 const log = (line: string): void => { process.stderr.write(`bench: ${line}\n`); };
@@ -24,20 +20,10 @@ const opts = parseOptions(process.argv.slice(2));
 const meta = runMeta(opts);
 log(`work folder ${opts.workDir}${opts.quick ? ' (quick run)' : ''}`);
 
-const { variants, skipped } = await prepareVariants(opts, log);
-meta.otherCores.before = await sampleOtherCores(1000);
-if (meta.otherCores.before > BUSY_CORES) {
-  log(`warning: other processes are using ${meta.otherCores.before.toFixed(1)} of ${meta.cores} cores; they will skew the numbers`);
-}
-const callsStart = cpuSnapshot();
-const calls = await measureCalls(opts, variants, log);
-meta.otherCores.duringCalls = otherCores(callsStart, cpuSnapshot());
-const instances = await measureInstances(opts, variants, log);
-const engines = await measureEngines(opts, variants, instances, log);
-
+const abi = await measureAbi(opts, meta, log);
 meta.durationSec = (performance.now() - started) / 1000;
 meta.loadAverage.end = os.loadavg();
-const results = buildResults(meta, variants, skipped, calls, instances, engines);
+const results = { meta, abi };
 process.stdout.write(`\n${renderReportText(results)}\n`);
 const written = await writeResults(opts.resultsDir, results);
 log(`wrote ${path.relative(process.cwd(), written.json)} and ${path.relative(process.cwd(), written.md)} (${meta.durationSec.toFixed(0)} s)`);

@@ -1,92 +1,49 @@
 /**
- * Sections 2 and 3: instance creation time and memory per instance, one child
- * process per variant (see instances-child.ts).
+ * A fresh instance per request on wasmtime (`probeInstances`, on the bench's thread):
+ * instantiate from the pooling allocator (copy-on-write memory image of the
+ * pre-initialized guest), then `configure`, then drop, as a `per-request` binding does
+ * for every call; and the resident memory each configured instance adds while held.
  */
-import { fork } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import type { Capability } from './deps.js';
-import type { LoadSpec } from './factory.js';
+import { bindingFromArtifact } from '../filters/binding.js';
+import type { FilterArtifact, SampleSummary } from './deps.js';
+import { memberConfig } from './inputs.js';
 import type { BenchOptions } from './options.js';
-import { summarize, type Summary } from './stats.js';
-import type { Variant, VariantId } from './variants.js';
+import { sampleSummary as times } from './stats.js';
+import { openWasmtime } from './wasmtime-phase.js';
 
-export interface InstanceTask {
-  variant: VariantId;
-  label: string;
-  name: string;
-  capabilities: Capability[];
-  schema: object | undefined;
-  load: LoadSpec;
+export interface InstanceResults {
   count: number;
-  budgetMs: number;
+  instantiateUs: SampleSummary;
+  instantiateCpuUs: SampleSummary;
+  configureUs: SampleSummary;
+  configureCpuUs: SampleSummary;
+  /** Instantiate + configure of the same instance: instantiated and ready to call. */
+  readyUs: SampleSummary;
+  readyCpuUs: SampleSummary;
+  rssPerInstanceBytes: number;
 }
 
-export interface InstanceResult {
-  variant: VariantId;
-  count: number;
-  compileMs: number;
-  instantiateMs: number[];
-  configureMs: number[];
-  firstCallUs: number[];
-  /** process.memoryUsage() deltas after GC, divided by `count`. */
-  bytesPerInstance: { rss: number; heapUsed: number; external: number; arrayBuffers: number };
-}
+const sums = (a: number[], b: number[]): number[] => a.slice(0, b.length).map((x, i) => x + b[i]!);
 
-export interface InstanceRow {
-  variant: VariantId;
-  /** Instances created and kept. */
-  count: number;
-  componentBytes: number | undefined;
-  /** Compiling the core modules, once per component (shared by all instances). */
-  compileMs: number;
-  /** New instance from compiled modules (instantiate + the guest's start-up). */
-  instantiateMs: Summary;
-  /** `configure(config)` on the new instance. */
-  configureMs: Summary;
-  /** First `onRequestHeaders` call on the new instance. */
-  firstCallUs: Summary;
-  bytesPerInstance: InstanceResult['bytesPerInstance'];
-}
-
-const CHILD = fileURLToPath(new URL('./instances-child.js', import.meta.url));
-const CHILD_TIMEOUT_MS = 60_000;
-
-function runChild(task: InstanceTask): Promise<InstanceResult> {
-  return new Promise((resolve, reject) => {
-    const child = fork(CHILD, [], { execArgv: ['--expose-gc'], serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`${task.label}: instance measurement did not finish in ${CHILD_TIMEOUT_MS / 1000} s`)); }, CHILD_TIMEOUT_MS);
-    child.once('message', (m: { ok: true; result: InstanceResult } | { ok: false; error: string }) => {
-      clearTimeout(timer);
-      if (m.ok) resolve(m.result);
-      else reject(new Error(`${task.label}: instance measurement failed: ${m.error}`));
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${task.label}: instance measurement process exited with ${code}`));
-    });
-    child.send(task);
-  });
-}
-
-export async function measureInstances(opts: BenchOptions, variants: Variant[], log: (line: string) => void): Promise<InstanceRow[]> {
-  const rows: InstanceRow[] = [];
-  for (const v of variants) {
-    const r = await runChild({
-      variant: v.id, label: v.label, name: v.name, capabilities: v.capabilities, schema: v.schema,
-      load: v.load, count: opts.instances, budgetMs: opts.instancesBudgetMs,
-    });
-    const row: InstanceRow = {
-      variant: v.id,
-      count: r.count,
-      componentBytes: v.componentBytes,
-      compileMs: r.compileMs,
-      instantiateMs: summarize(r.instantiateMs),
-      configureMs: summarize(r.configureMs),
-      firstCallUs: summarize(r.firstCallUs),
-      bytesPerInstance: r.bytesPerInstance,
+export async function measureInstances(opts: BenchOptions, artifact: FilterArtifact, log: (line: string) => void): Promise<InstanceResults> {
+  const engine = openWasmtime(opts);
+  try {
+    const binding = bindingFromArtifact(artifact, { config: memberConfig(0) });
+    await engine.probeInstances(binding, 50);
+    const p = await engine.probeInstances(binding, opts.instances);
+    const r: InstanceResults = {
+      count: p.configureUs.length,
+      instantiateUs: times(p.instantiateUs),
+      instantiateCpuUs: times(p.instantiateCpuUs),
+      configureUs: times(p.configureUs),
+      configureCpuUs: times(p.configureCpuUs),
+      readyUs: times(sums(p.instantiateUs, p.configureUs)),
+      readyCpuUs: times(sums(p.instantiateCpuUs, p.configureCpuUs)),
+      rssPerInstanceBytes: p.rssPerInstanceBytes,
     };
-    rows.push(row);
-    log(`instances ${v.label.padEnd(18)} ${r.count} kept: instantiate p50 ${row.instantiateMs.p50.toFixed(2)} ms, ${(row.bytesPerInstance.rss / 2 ** 20).toFixed(2)} MiB RSS each`);
+    log(`instances: ready p50 ${r.readyUs.p50.toFixed(1)} µs (instantiate ${r.instantiateUs.p50.toFixed(1)} + configure ${r.configureUs.p50.toFixed(1)}), ${(r.rssPerInstanceBytes / 2 ** 20).toFixed(3)} MiB each`);
+    return r;
+  } finally {
+    await engine.close();
   }
-  return rows;
 }

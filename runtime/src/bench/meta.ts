@@ -17,16 +17,14 @@ export interface RunMeta {
   git: { commit: string; dirty: boolean } | undefined;
   filter: string;
   quick: boolean;
-  workers: number;
-  concurrency: number;
-  budgets: Pick<BenchOptions, 'raw' | 'engine' | 'instances' | 'instancesBudgetMs'>;
+  budgets: Pick<BenchOptions, 'v8' | 'wasmtimeIterations' | 'instances'>;
   /** os.loadavg() (1, 5, 15 min) when the run started and ended (the bench's own build and threads count too). */
   loadAverage: { start: number[]; end?: number[] };
   /**
    * Cores other processes kept busy (machine busy time minus the bench's own, Linux only):
-   * in a 1 s sample before measuring, and on average during the per-call measurements.
+   * in a 1 s sample before measuring, and on average while the filter ABI was measured.
    */
-  otherCores: { before?: number; duringCalls?: number };
+  otherCores: { before?: number; during?: number };
   durationSec?: number;
 }
 
@@ -53,9 +51,7 @@ export function runMeta(opts: BenchOptions): RunMeta {
     git: git(opts.repoRoot),
     filter: opts.filterDir.startsWith(opts.repoRoot) ? opts.filterDir.slice(opts.repoRoot.length + 1) : opts.filterDir,
     quick: opts.quick,
-    workers: opts.workers,
-    concurrency: opts.concurrency,
-    budgets: { raw: opts.raw, engine: opts.engine, instances: opts.instances, instancesBudgetMs: opts.instancesBudgetMs },
+    budgets: { v8: opts.v8, wasmtimeIterations: opts.wasmtimeIterations, instances: opts.instances },
     loadAverage: { start: os.loadavg() },
     otherCores: {},
   };

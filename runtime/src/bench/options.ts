@@ -1,9 +1,9 @@
-/** Command-line flags and the loop budgets they select. */
+/** Command-line flags and the loop sizes they select. */
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** How long one measured loop may run: warm-up first, then a fixed count capped by time. */
+/** How long one measured loop on V8 may run: warm-up first, then a fixed count capped by time. */
 export interface LoopBudget {
   warmupCount: number;
   warmupMs: number;
@@ -15,31 +15,31 @@ export interface BenchOptions {
   repoRoot: string;
   /** The filter package measured (default: the example `hello` filter). */
   filterDir: string;
-  /** Builds, transpiled components and the plain-JS factory live here. */
+  /** The same filter as the 0.1 SDK built it (`filter.wasm`, `manifest.json`). */
+  legacyDir: string;
+  /** Builds and transpiled components live here. */
   workDir: string;
   /** Where latest.json / latest.md go. */
   resultsDir: string;
   /** Rebuild the filter even when the build cache matches. */
   rebuild: boolean;
   quick: boolean;
-  /** Worker threads of the V8 engine. */
-  workers: number;
-  /** Phases in flight in the concurrent engine runs. */
-  concurrency: number;
-  /** Filters in the long chain. */
+  /** Filters in the long chain (the fusion measurement). */
   longChain: number;
-  raw: LoopBudget;
-  engine: LoopBudget;
-  /** Instances created (and kept) per engine for creation time and memory. */
+  /** In-thread calls on V8. */
+  v8: LoopBudget;
+  /** In-thread phases on wasmtime (`benchPhase`), after as many again to warm up. */
+  wasmtimeIterations: number;
+  /** Fresh wasmtime instances timed by `probeInstances`. */
   instances: number;
-  instancesBudgetMs: number;
 }
 
 const HELP = `usage: node runtime/dist/bench/index.js [--quick] [--rebuild] [--filter <dir>]
 
   --quick          about 4x shorter measured loops (a smoke run; numbers are noisier)
-  --rebuild        rebuild the QuickJS and StarlingMonkey components even if cached
-  --filter <dir>   filter package to measure (default examples/filters/hello)
+  --rebuild        rebuild the filter component even if cached
+  --filter <dir>   filter package to measure (default examples/filters/hello; the 0.1
+                   column is always the hello filter of bench/fixtures/hello-0.1)
 
 Environment: AMBIT_BENCH_DIR (work folder, default $TMPDIR/ambit-bench).`;
 
@@ -61,27 +61,18 @@ export function parseOptions(argv: readonly string[]): BenchOptions {
     }
   }
   const scale = quick ? 0.25 : 1;
-  // Warm-ups are not shortened: V8 tiers a big Wasm module up (Liftoff → TurboFan) in the
-  // background during the first few hundred milliseconds of calls.
-  const budget = (count: number, budgetMs: number, warmupCount: number, warmupMs: number): LoopBudget => ({
-    count: Math.max(50, Math.round(count * scale)),
-    budgetMs: Math.round(budgetMs * scale),
-    warmupCount,
-    warmupMs,
-  });
   return {
     repoRoot,
     filterDir,
+    legacyDir: path.join(repoRoot, 'bench/fixtures/hello-0.1'),
     workDir: process.env.AMBIT_BENCH_DIR ?? path.join(os.tmpdir(), 'ambit-bench'),
     resultsDir: path.join(repoRoot, 'bench/results'),
     rebuild,
     quick,
-    workers: 2,
-    concurrency: 16,
     longChain: 5,
-    raw: budget(20_000, 1_500, 500, 400),
-    engine: budget(10_000, 2_000, 300, 400),
-    instances: quick ? 10 : 40,
-    instancesBudgetMs: quick ? 3_000 : 10_000,
+    // Warm-ups are not shortened: V8 tiers Wasm up (Liftoff → TurboFan) during the first calls.
+    v8: { count: Math.round(20_000 * scale), budgetMs: Math.round(2_000 * scale), warmupCount: 2_000, warmupMs: 500 },
+    wasmtimeIterations: Math.round(20_000 * scale),
+    instances: quick ? 200 : 1000,
   };
 }

@@ -1,169 +1,137 @@
-/** Turns the measurements into tables (stdout, Markdown) and a JSON document. */
+/** Turns the filter ABI measurements into tables (stdout, Markdown) and a JSON document. */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { CallRow } from './calls.js';
-import type { InstanceRow } from './instances.js';
-import { engineTables, type EngineResults } from './engines.js';
+import type { AbiResults } from './abi.js';
+import { fusionVerdict } from './fusion.js';
+import { RUNNERS } from './hello.js';
 import { BUSY_CORES, type RunMeta } from './meta.js';
-import { fmt, fmtMiB, fmtRate, fmtRatio, renderMarkdown, renderText, type Table } from './table.js';
-import { VARIANT_LABELS, type PreparedVariants, type Variant, type VariantId } from './variants.js';
+import { fmt, fmtMiB, fmtRatio, renderMarkdown, renderText, type Table } from './table.js';
 
 export interface Results {
   meta: RunMeta;
-  variants: Array<{ id: VariantId; label: string; componentBytes: number | undefined; bundleBytes: number; sha256: string }>;
-  skipped: PreparedVariants['skipped'];
-  calls: Array<CallRow & { ratioToPlain: number; ratioToQuickjs: number }>;
-  instances: InstanceRow[];
-  engines: EngineResults;
+  abi: AbiResults;
 }
 
-const key = (r: Pick<CallRow, 'mode' | 'chain' | 'concurrency'>): string => `${r.mode}/${r.chain}/${r.concurrency}`;
+const yes = (b: boolean | undefined): string => (b === undefined ? '–' : b ? 'yes' : 'NO');
 
-const VARIANT_ORDER: VariantId[] = ['plain', 'quickjs', 'starlingmonkey'];
-
-/** Scenario by scenario (raw before engine, short chain before long, sequential first), variants in a fixed order. */
-function byScenario(a: CallRow, b: CallRow): number {
-  return (a.mode === b.mode ? 0 : a.mode === 'raw' ? -1 : 1)
-    || a.chain - b.chain
-    || a.concurrency - b.concurrency
-    || VARIANT_ORDER.indexOf(a.variant) - VARIANT_ORDER.indexOf(b.variant);
-}
-
-export function buildResults(
-  meta: RunMeta, variants: Variant[], skipped: PreparedVariants['skipped'], calls: CallRow[], instances: InstanceRow[], engines: EngineResults,
-): Results {
-  const p50 = new Map(calls.map((r) => [`${key(r)}/${r.variant}`, r.us.p50]));
+function goalsTable(res: Results): Table {
   return {
-    meta,
-    variants: variants.map((v) => ({ id: v.id, label: v.label, componentBytes: v.componentBytes, bundleBytes: v.bundleBytes, sha256: v.sha256 })),
-    skipped,
-    calls: calls.slice().sort(byScenario).map((r) => ({
-      ...r,
-      ratioToPlain: r.us.p50 / (p50.get(`${key(r)}/plain`) ?? Number.NaN),
-      ratioToQuickjs: r.us.p50 / (p50.get(`${key(r)}/quickjs`) ?? Number.NaN),
-    })),
-    instances: instances.slice().sort((a, b) => VARIANT_ORDER.indexOf(a.variant) - VARIANT_ORDER.indexOf(b.variant)),
-    engines,
+    title: 'Goals of issue 12 (filter ABI)',
+    headers: ['what', 'goal', 'measured', 'in CPU time', 'met', 'met in CPU time'],
+    align: ['l', 'r', 'r', 'r', 'l', 'l'],
+    rows: res.abi.goals.map((g) => [
+      g.what, `≤ ${g.limit} ${g.unit}`, `${g.unit === 'MiB' ? g.value.toFixed(3) : fmt(g.value)} ${g.unit}`,
+      g.cpuValue === undefined ? '–' : `${fmt(g.cpuValue)} ${g.unit}`, yes(g.met), yes(g.metByCpu),
+    ]),
+    notes: [
+      'measured: p50 wall time (memory: resident bytes per held instance); in CPU time: p50 of the thread\'s CPU time for the same calls, which other processes on the machine do not inflate',
+    ],
   };
 }
 
-function scenario(r: Pick<CallRow, 'mode' | 'chain' | 'concurrency'>): string {
-  const where = r.mode === 'raw' ? 'raw, in-process' : r.concurrency === 1 ? 'V8 engine, sequential' : `V8 engine, ${r.concurrency} in flight`;
-  return `${where}, ${r.chain} filter${r.chain === 1 ? '' : 's'}`;
-}
-
-function callsTable(res: Results): Table {
+function helloTable(res: Results): Table {
+  const base = new Map(res.abi.hello.rows.filter((r) => r.runner === 'v8-0.1').map((r) => [r.chain, r.us.p50]));
   const rows: string[][] = [];
-  let last = '';
-  for (const r of res.calls) {
-    const s = scenario(r);
-    if (s !== last && last !== '') rows.push([]);
+  let last = 0;
+  for (const r of res.abi.hello.rows.slice().sort((a, b) => a.chain - b.chain)) {
+    if (last && r.chain !== last) rows.push([]);
+    last = r.chain;
+    const k = RUNNERS[r.runner];
     rows.push([
-      s === last ? '' : s,
-      VARIANT_LABELS[r.variant],
-      fmt(r.us.p50), fmt(r.us.p99), fmt(r.cpuUsPerRun), fmtRate(r.runsPerSec), fmtRate(r.filterCallsPerSec),
-      r.variant === 'plain' ? '' : fmtRatio(r.ratioToPlain),
-      r.variant === 'starlingmonkey' ? fmtRatio(r.ratioToQuickjs) : '',
+      String(r.chain), k.world, k.engine, k.how, fmt(r.us.p50), fmt(r.us.p99), fmt(r.us.mean), fmt(r.cpuUs.p50), fmt(r.cpuUs.mean),
+      fmtRatio(r.us.p50 / (base.get(r.chain) ?? Number.NaN)), String(r.runs),
     ]);
-    last = s;
   }
   return {
-    title: 'Per-call cost: one requestHeaders phase over the whole chain (one "run")',
-    headers: ['scenario', 'variant', 'p50 µs', 'p99 µs', 'CPU µs/run', 'runs/s', 'filter calls/s', '× plain JS', '× QuickJS'],
-    align: ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    title: `${res.meta.filter}: one request phase (20 headers) over a chain, in-thread, 0.1 vs 0.2 builds`,
+    headers: ['filters', 'world', 'engine', 'how', 'p50 µs', 'p99 µs', 'mean µs', 'CPU p50 µs', 'CPU mean µs', '× 0.1 on V8', 'runs'],
+    align: ['r', 'l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
     rows,
     notes: [
-      'ratios compare p50s of the same scenario; raw runs/s = 1e6 / mean; engine runs/s = completed runs / wall-clock time',
-      'CPU µs/run: process CPU time (all threads, bench loop included) ÷ runs; for the engine it adds the main thread and the workers',
-      `V8 engine: ${res.meta.workers} worker threads; "in flight" latency includes waiting in the engine's queue`,
+      'in-thread: called on the bench\'s own thread through the chain executor (header changes applied as they go), no crossing to a worker or engine thread',
+      'V8: the bench\'s loop times each phase (performance.now) and its process CPU time (process.cpuUsage); wasmtime: benchPhase times each phase in native code (wall and thread CPU)',
+      `0.1: ${res.abi.hello.builds.find((b) => b.world === '0.1')?.origin} (built by the 0.1 SDK); 0.2: the filter built by this SDK`,
+    ],
+  };
+}
+
+function builtinsTable(res: Results): Table {
+  return {
+    title: 'Six built-in filters (authz → ratelimit → fault → traffic-split → headers → retry), one request, in-thread on wasmtime',
+    headers: ['chain', 'request p50 µs', 'p99 µs', 'CPU p50 µs', 'response p50 µs', 'p99 µs', 'CPU p50 µs', 'both p50 µs', 'both CPU p50 µs'],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    rows: res.abi.builtins.map((r) => [
+      r.what === 'chain' ? 'all six' : `${r.what} alone`,
+      fmt(r.request.us.p50), fmt(r.request.us.p99), fmt(r.request.cpuUs.p50),
+      r.response.calls ? fmt(r.response.us.p50) : '(no response phase)', r.response.calls ? fmt(r.response.us.p99) : '', r.response.calls ? fmt(r.response.cpuUs.p50) : '',
+      fmt(r.request.us.p50 + r.response.us.p50), fmt(r.request.cpuUs.p50 + r.response.cpuUs.p50),
+    ]),
+    notes: [
+      'configs: runtime/src/bench/builtins.ts; every filter works on this request (authz matches a policy, ratelimit takes a token from the shared table, fault draws, traffic-split routes, headers sets and removes, retry sets the per-try timeout and checks the response)',
+      'both = request p50 + response p50 (each phase timed on its own)',
     ],
   };
 }
 
 function instancesTable(res: Results): Table {
+  const i = res.abi.instances;
   return {
-    title: 'Instances: creation from compiled modules, and memory kept per instance',
-    headers: ['variant', 'component MiB', 'compile ms (once)', 'instantiate p50 ms', 'p99 ms', 'configure p50 ms', 'first call µs', 'RSS MiB/inst', 'JS heap MiB/inst', 'external MiB/inst', 'kept'],
-    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
-    rows: res.instances.map((r) => [
-      VARIANT_LABELS[r.variant],
-      r.componentBytes === undefined ? '–' : fmtMiB(r.componentBytes),
-      r.variant === 'plain' ? '–' : fmt(r.compileMs),
-      fmt(r.instantiateMs.p50), fmt(r.instantiateMs.p99), fmt(r.configureMs.p50), fmt(r.firstCallUs.p50),
-      fmtMiB(r.bytesPerInstance.rss), fmtMiB(r.bytesPerInstance.heapUsed), fmtMiB(r.bytesPerInstance.external), String(r.count),
-    ]),
+    title: 'A fresh instance per request on wasmtime (pooling allocator, copy-on-write image of the pre-initialized guest)',
+    headers: ['step', 'p50 µs', 'p99 µs', 'mean µs', 'CPU p50 µs'],
+    align: ['l', 'r', 'r', 'r', 'r'],
+    rows: [
+      ['instantiate', fmt(i.instantiateUs.p50), fmt(i.instantiateUs.p99), fmt(i.instantiateUs.mean), fmt(i.instantiateCpuUs.p50)],
+      ['configure', fmt(i.configureUs.p50), fmt(i.configureUs.p99), fmt(i.configureUs.mean), fmt(i.configureCpuUs.p50)],
+      ['ready to call (both)', fmt(i.readyUs.p50), fmt(i.readyUs.p99), fmt(i.readyUs.mean), fmt(i.readyCpuUs.p50)],
+    ],
     notes: [
-      'one child process per variant (--expose-gc); memory = process.memoryUsage() delta after GC with all instances kept, ÷ kept',
-      'each kept instance is configured and has served one call; "first call" is that call',
+      `${i.count} instances, each dropped before the next (as a per-request binding does); memory: ${fmtMiB(i.rssPerInstanceBytes)} MiB resident per configured instance, up to 50 held at once`,
     ],
   };
 }
 
-/** Derived numbers: where the time goes. */
-function derivedTable(res: Results): Table {
-  const get = (mode: 'raw' | 'engine', chain: number, c: number, v: VariantId): CallRow | undefined =>
-    res.calls.find((r) => r.mode === mode && r.chain === chain && r.concurrency === c && r.variant === v);
-  const long = Math.max(...res.calls.map((r) => r.chain));
-  const conc = Math.max(...res.calls.map((r) => r.concurrency));
-  const rows = res.variants.map(({ id }) => {
-    const raw1 = get('raw', 1, 1, id)?.us.p50 ?? Number.NaN;
-    const rawN = get('raw', long, 1, id)?.us.p50 ?? Number.NaN;
-    const eng1 = get('engine', 1, 1, id)?.us.p50 ?? Number.NaN;
-    const engN = get('engine', long, 1, id)?.us.p50 ?? Number.NaN;
-    const thr = get('engine', long, conc, id)?.filterCallsPerSec ?? Number.NaN;
-    const inWorker = get('engine', 1, 1, id)?.inWorkerCallUs?.p50 ?? Number.NaN;
-    return [VARIANT_LABELS[id], fmt(raw1), fmt((rawN - raw1) / (long - 1)), fmt(inWorker), fmt(eng1 - inWorker), fmt(engN / rawN), fmtRate(thr)];
-  });
+function fusionTable(res: Results): Table {
+  const n = res.abi.fusion[0]?.length ?? 0;
+  const noop = res.abi.entries.map((e) => `no-op filter on wasmtime, ${e.chain}: p50 ${fmt(e.us.p50)} µs, CPU ${fmt(e.cpuUs.p50)} µs`).join('; ');
   return {
-    title: 'Derived (from the p50s above)',
-    headers: ['variant', 'raw µs, 1 filter', 'raw µs per extra filter', 'in-worker call µs', 'engine overhead µs', `engine/raw, ${long} filters`, `filter calls/s, engine, ${conc} in flight`],
-    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r'],
-    rows,
-    notes: [
-      `per extra filter = (raw ${long}-filter p50 − raw 1-filter p50) ÷ ${long - 1}`,
-      'in-worker call = p50 of the filter call as the worker timed it (engine, sequential, 1 filter): the same call as "raw", but on a thread that slept since the last run',
-      'engine overhead = engine sequential 1-filter p50 − in-worker call p50: the thread crossing, the queue and the chain bookkeeping',
-    ],
+    title: `Fusing a chain: ${n} instances of the filter (one guest entry each) vs one, and what an entry costs`,
+    headers: ['engine', '1 filter CPU µs', `${n} filters CPU µs`, 'each further filter CPU µs', '(wall µs)', 'one entry (no-op) CPU µs', 'entries share of the phase', `fused ${n} filters CPU µs`, 'entries dominate'],
+    align: ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    rows: res.abi.fusion.map((f) => [
+      `${RUNNERS[f.runner].engine} ${RUNNERS[f.runner].world}`, fmt(f.oneCpuUs), fmt(f.chainCpuUs), fmt(f.perFilterCpuUs), fmt(f.perFilterUs),
+      fmt(f.entryCpuUs), `${Math.round(f.entriesShare * 100)}%`, fmt(f.fusedCpuUs), yes(f.entriesDominate),
+    ]),
+    notes: [...res.abi.fusion.map(fusionVerdict), `p50s; ${noop}; one entry = (${n} no-op − 1 no-op) ÷ ${n - 1}; fused = ${n}-filter phase − ${n - 1} entries`],
   };
 }
 
 function header(res: Results): string {
   const m = res.meta;
-  const others = (n: number | undefined): string => (n === undefined || Number.isNaN(n) ? '?' : n.toFixed(2));
-  const load = `other processes used ${others(m.otherCores.before)} cores before and ${others(m.otherCores.duringCalls)} during the per-call runs`;
-  const busy = Math.max(m.otherCores.before ?? 0, m.otherCores.duringCalls ?? 0) > BUSY_CORES
-    ? `\n\nWARNING: the machine was busy (${load}): they competed for the CPU; numbers are inflated and noisy.`
+  const n = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? '?' : x.toFixed(2));
+  const la = (a: number[] | undefined): string => (a ? a.map((x) => x.toFixed(1)).join(' / ') : '?');
+  const load = `machine load: other processes used ${n(m.otherCores.before)} cores before and ${n(m.otherCores.during)} during the measurements; load average (1/5/15 min) ${la(m.loadAverage.start)} at start, ${la(m.loadAverage.end)} at end`;
+  const busy = Math.max(m.otherCores.before ?? 0, m.otherCores.during ?? 0) > BUSY_CORES
+    ? `\n\nWARNING: the machine was busy: other processes competed for the ${m.cores} cores, so wall times are inflated and noisy; read the CPU-time columns.`
     : '';
-  const left = res.skipped.map((s) => `\n\nLEFT OUT: ${VARIANT_LABELS[s.id]}: ${s.reason}`).join('');
-  return `Ambit filter bench: ${m.filter} — Node ${m.node}, ${m.cores} cores (${m.cpu}), ${m.date}${m.git ? `, git ${m.git.commit.slice(0, 10)}${m.git.dirty ? '+dirty' : ''}` : ''}; ${load}${m.quick ? ' — QUICK RUN' : ''}${busy}${left}`;
+  return `Ambit filter ABI bench: ${m.filter} — Node ${m.node}, ${m.cores} cores (${m.cpu}), ${m.date}${m.git ? `, git ${m.git.commit.slice(0, 10)}${m.git.dirty ? '+dirty' : ''}` : ''}${m.quick ? ' — QUICK RUN' : ''}\n\n${load}${busy}`;
 }
 
+const tables = (res: Results): Table[] => [goalsTable(res), helloTable(res), builtinsTable(res), instancesTable(res), fusionTable(res)];
+
 export function renderReportText(res: Results): string {
-  return [
-    header(res), '', renderText(callsTable(res)), '', renderText(derivedTable(res)), '', renderText(instancesTable(res)), '',
-    ...engineTables(res.engines).flatMap((t) => [renderText(t), '']),
-  ].join('\n');
+  return [header(res), '', ...tables(res).flatMap((t) => [renderText(t), ''])].join('\n');
 }
 
 export function renderReportMarkdown(res: Results): string {
-  const m = res.meta;
-  const sizes = res.variants
-    .map((v) => `${v.label}: bundle ${(v.bundleBytes / 1024).toFixed(1)} KiB${v.componentBytes ? `, component ${fmtMiB(v.componentBytes)} MiB` : ''}`)
-    .join('; ');
+  const sizes = res.abi.hello.builds.map((b) => `${b.world}: ${fmtMiB(b.bytes)} MiB, sha256 ${b.sha256.slice(0, 16)}…`).join('; ');
   return [
-    `# Ambit filter bench results`,
+    '# Ambit filter ABI bench results',
     '',
     header(res),
     '',
-    `Filter ${m.filter}; ${sizes}. Run took ${m.durationSec?.toFixed(0) ?? '?'} s. Numbers from one run on one machine: compare rows of the same run, not across runs.`,
+    `Components: ${sizes}. Run took ${res.meta.durationSec?.toFixed(0) ?? '?'} s. Numbers from one run on one machine: compare rows of the same run, not across runs.`,
     '',
-    renderMarkdown(callsTable(res)),
-    '',
-    renderMarkdown(derivedTable(res)),
-    '',
-    renderMarkdown(instancesTable(res)),
-    '',
-    ...engineTables(res.engines).flatMap((t) => [renderMarkdown(t), '']),
+    ...tables(res).flatMap((t) => [renderMarkdown(t), '']),
   ].join('\n');
 }
 

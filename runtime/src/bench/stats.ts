@@ -1,4 +1,5 @@
 /** Order statistics of a sample of durations. */
+import type { SampleSummary } from './deps.js';
 
 export interface Summary {
   count: number;
@@ -28,4 +29,10 @@ export function summarize(samples: ArrayLike<number>): Summary {
     p99: percentile(sorted, 0.99),
     max: sorted.length ? sorted[sorted.length - 1]! : Number.NaN,
   };
+}
+
+/** p50, p99 and mean: the shape `benchPhase` answers in, for rows measured both ways. */
+export function sampleSummary(samples: ArrayLike<number>): SampleSummary {
+  const { p50, p99, mean } = summarize(samples);
+  return { p50, p99, mean };
 }

@@ -18,7 +18,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNative } from '../../filters/wasmtime/native.js';
-import { BUILTIN_CHAIN } from '../builtins.js';
+import { BUILTIN_CHAIN, ensureBuiltinFilters } from '../builtins.js';
+import { ensureBuilt } from '../ensure-built.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -233,6 +234,9 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     process.stdout.write('\nproxy benchmark skipped: wrk is not installed (apt-get install -y wrk; nginx for the comparison: apt-get install -y nginx-light)\n');
     return;
   }
+  const log = (line: string): void => { process.stderr.write(`bench: ${line}\n`); };
+  await ensureBuilt(path.join(REPO, 'examples/filters/hello'), log);
+  await ensureBuiltinFilters(log);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'ambit-bench-proxy-'));
   await mkdir(path.join(dir, 'logs'), { recursive: true });
   const up = await startUpstream(dir);
