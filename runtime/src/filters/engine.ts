@@ -48,6 +48,8 @@ export interface FilterBinding {
    * scope share one. Default: `name`. The mesh config sets `<binding name>/<filter name>`.
    */
   sharedScope?: string;
+  /** How many keys that shared table holds (the binding's `maxKeys`). Default 4096. */
+  sharedKeys?: number;
 }
 
 /**

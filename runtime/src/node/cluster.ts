@@ -101,7 +101,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     ready: () => (ready.size === options.workers ? { ready: true } : { ready: false, reason: `${ready.size} of ${options.workers} workers ready` }),
     configDump: () => ({
       file: loaded.path, workers: options.workers, sharedDir: sharedDir.path, config: loaded.config, capture: capture.status(),
-      filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256 })),
+      filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256, digest: f.artifact.digest })),
       identity: identityCa
         ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
         : { mtls: 'off: the config sets no identity' },

@@ -1,6 +1,6 @@
 /**
  * `/config_dump`: the effective configuration (defaults filled in), each filter with
- * the sha256 of the component actually loaded, the chains built from them, and the
+ * the sha256 of the component actually loaded and its filter digest (what a pin names), the chains built from them, and the
  * listeners, and (with mTLS) the CA and every certificate: SPIFFE ID, fingerprint,
  * serial and expiry. No component bytes, no keys.
  */
@@ -32,6 +32,7 @@ export function configDump(
       ref: f.artifact.origin,
       location: f.location,
       sha256: f.binding.sha256,
+      digest: f.artifact.digest,
       package: f.artifact.manifest ? `${f.artifact.manifest.package}@${f.artifact.manifest.version}` : undefined,
       capabilities: f.binding.capabilities,
       failurePolicy: f.binding.failurePolicy,

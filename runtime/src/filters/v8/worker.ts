@@ -58,7 +58,7 @@ function openShared(spec: LoadFilter['shared']): SharedStore | undefined {
   if ('buffer' in spec) return new SharedTable(spec.buffer);
   // The main thread opened it first (and reported any error); this finds the same mapping.
   // A bad key, value or delta throws with code AMBIT_ERR_HOST_CALL, which traps the call.
-  return openSharedTable(spec.dir, spec.scope);
+  return openSharedTable(spec.dir, spec.scope, spec.maxKeys);
 }
 
 async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {

@@ -201,6 +201,7 @@ export class WasmtimeEngine implements FilterEngine {
         failurePolicy: b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy,
         instances: b.instances ?? BINDING_DEFAULTS.instances,
         sharedScope: b.sharedScope,
+        sharedKeys: b.sharedKeys,
         sharedDir: b.capabilities.includes('shared') ? this.sharedDir.path : undefined,
       };
       try {
@@ -294,6 +295,6 @@ function bindingKey(b: FilterBinding): string {
   return createHash('sha256').update(JSON.stringify([
     b.sha256, b.name, b.capabilities, b.config ?? {}, b.memoryMaxPages ?? BINDING_DEFAULTS.memoryMaxPages,
     b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs, b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy, b.instances ?? BINDING_DEFAULTS.instances,
-    b.sharedScope ?? b.name,
+    b.sharedScope ?? b.name, b.sharedKeys ?? null,
   ])).digest('hex');
 }
