@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::bindings::ambit::filter::types::{ConnectionAction, RequestAction, ResponseAction};
 use crate::filter::{FilterModule, elapsed_ms};
 use crate::host::{CallScope, LoadCells, Phase};
+use crate::limits;
 use crate::ops::{apply_request_ops, apply_response_ops};
 use crate::wire::{self, CallOutcome, FailurePolicy, FilterCall, FilterFailure, HeaderOp, PhaseInput, PhaseOutcome, PhaseResult, RetryRequest};
 
@@ -76,19 +77,19 @@ pub fn run_phase(chain: &Chain, mut input: PhaseInput, load: Option<LoadCells>) 
             Ok(match &input {
                 PhaseInput::Connection { .. } => match handler.call_on_connection(store, wit_conn.as_ref().expect("converted above"))? {
                     ConnectionAction::Allow => Action::Continue(Vec::new()),
-                    ConnectionAction::Deny(reason) => Action::Deny(reason),
+                    ConnectionAction::Deny(reason) => Action::Deny(limits::reason(&member.name, reason)?),
                 },
                 PhaseInput::RequestHeaders { request, .. } => {
                     match handler.call_on_request_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request))? {
-                        RequestAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
-                        RequestAction::Respond(r) => Action::Respond(wire::local_response(r)),
+                        RequestAction::Proceed(o) => Action::Continue(limits::ops(&member.name, wire::header_ops(o))?),
+                        RequestAction::Respond(r) => Action::Respond(limits::response(&member.name, wire::local_response(r))?),
                     }
                 }
                 PhaseInput::ResponseHeaders { request, response, .. } => {
                     match handler.call_on_response_headers(store, wit_ctx.as_ref().expect("converted above"), &wire::request_head(request), &wire::response_head(response))? {
-                        ResponseAction::Proceed(o) => Action::Continue(wire::header_ops(o)),
-                        ResponseAction::Respond(r) => Action::Respond(wire::local_response(r)),
-                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: r.reason }),
+                        ResponseAction::Proceed(o) => Action::Continue(limits::ops(&member.name, wire::header_ops(o))?),
+                        ResponseAction::Respond(r) => Action::Respond(limits::response(&member.name, wire::local_response(r))?),
+                        ResponseAction::Retry(r) => Action::Retry(RetryRequest { delay_ms: r.delay_ms, reason: limits::reason(&member.name, r.reason)? }),
                     }
                 }
             })

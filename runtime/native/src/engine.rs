@@ -43,6 +43,8 @@ pub struct EngineOptions {
     pub max_idle_per_filter: Option<usize>,
     /// Where precompiled components are cached; none: no disk cache.
     pub cache_dir: Option<String>,
+    /// Phases waiting for a filter thread before `run` refuses new ones. Default 10000.
+    pub max_queue: Option<usize>,
 }
 
 /// What every filter of the engine shares.

@@ -16,7 +16,7 @@
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
-import { AmbitError, checkComponentBinary, defaultCacheDir, type LogLevel, type PhaseName } from '../../deps.js';
+import { AmbitError, checkComponentBinary, defaultCacheDir, errorMessage, type LogLevel, type PhaseName } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
 import {
@@ -135,6 +135,7 @@ export class WasmtimeEngine implements FilterEngine {
       maxInstances: options.maxInstances,
       maxMemoryPages: options.maxMemoryPages,
       maxIdlePerFilter: options.maxIdlePerFilter,
+      maxQueue: options.maxQueue,
       cacheDir,
     }), (job, answer) => this.onDone(job, answer));
     this.keepAlive = setInterval(() => {}, 1 << 30);
@@ -244,8 +245,10 @@ export class WasmtimeEngine implements FilterEngine {
     try {
       this.native.run(job, chain.id, JSON.stringify(rest), load);
     } catch (e) {
+      // The addon's own queue bound (a backstop to the one above): fail closed, like any refusal.
       this.cancel(job);
-      throw e;
+      const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: errorMessage(e), policy: 'fail-closed' };
+      return closedOutcome(input, failure, [], [failure]);
     }
     this.inFlight++;
     const text = await answer.finally(() => { this.inFlight--; });
