@@ -10,6 +10,7 @@
  * Real filter packages (the hello example's component) in a temp node_modules.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -85,6 +86,12 @@ describe('the filter digest', () => {
 });
 
 describe('pins cover the manifest', () => {
+  it('`ambit digest <package>` prints it', () => {
+    const r = spawnSync(process.execPath, [path.join(REPO, 'runtime/dist/cli.js'), 'digest', HELLO_DIR], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout.trim()).toBe(filterDigest({ sha256: manifest.sha256, capabilities: manifest.capabilities, schema: manifest.schema ?? undefined }));
+  });
+
   it('a pinned filter loads; its binding and /config_dump carry the digest', async () => {
     const digest = filterDigest({ sha256: manifest.sha256, capabilities: manifest.capabilities, schema: manifest.schema ?? undefined });
     const r = await resolveText(config(`{ ref: "@vendor/filter-hello", sha256: "${digest}" }`));

@@ -68,7 +68,7 @@ mod tests {
         assert!(ops("f", vec![HeaderOp::Set(("a".into(), "b".repeat(RESULT_BYTES)))]).is_err());
         assert!(ops("f", vec![HeaderOp::Remove("a".into())]).is_ok());
         let big = LocalResponse { status: 200, headers: vec![], body: "x".repeat(RESULT_BYTES + 1) };
-        assert!(response("f", big).unwrap_err().to_string().contains("over 1048576"));
+        assert!(response("f", big).err().unwrap().to_string().contains("over 1048576"));
         assert!(reason("f", "short".into()).is_ok());
     }
 }

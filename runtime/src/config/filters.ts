@@ -101,7 +101,7 @@ function trustIssues(loaded: LoadedMeshConfig, pointer: string, f: FilterRefConf
   const issues: ConfigIssue[] = [];
   if (!f.sha256 && !f.allowUnpinned && parseFilterRef(f.ref).kind === 'npm') {
     issues.push(loaded.issue(`${pointer}/ref`,
-      `npm filter ${f.ref} is not pinned: anything installed under that name would load with whatever capabilities it declares; pin what is installed now with sha256: ${artifact.digest} (its filter digest), or say allowUnpinned: true`));
+      `npm filter ${f.ref} is not pinned: anything installed under that name would load with whatever capabilities it declares; pin what is installed now with sha256: ${artifact.digest} (its filter digest: \`ambit digest <package folder>\` prints it), or say allowUnpinned: true`));
   }
   if (f.capabilities) {
     const beyond = artifact.capabilities.filter((c) => !f.capabilities!.includes(c));
