@@ -131,6 +131,9 @@ function writeProgress(job: number, position: number, ops: HeaderOp[]): void {
 function run(msg: Extract<ToWorker, { type: 'run' }>): void {
   const chain = chains.get(msg.chain);
   if (!chain) throw new Error(`chain ${msg.chain} unknown to the worker`);
+  // A start time before the job is visible: a watchdog looking before the first onEnter must
+  // not measure from an older call (or from 0 on a fresh worker) and stop this one.
+  started[0] = sharedNow();
   Atomics.store(ctrl, CTRL.JOB, msg.job);
   scope.phase = msg.input.phase;
   scope.facts = msg.input.facts ?? {};
