@@ -4,7 +4,8 @@
  * map goes straight into the receive queue of its peer when the peer is in the map too — no
  * TCP segments, no veth, no netfilter. The first write decides, once per socket, between the
  * short circuit and TCP (ambit_redirect_state), so that bytes already in the TCP stack are
- * never overtaken by later ones.
+ * never overtaken by later ones. Keys carry each socket's netns: a write goes only to the socket
+ * with the swapped tuple in the peer's netns (lib/sockkey.h), never to a look-alike elsewhere.
  */
 #include "lib/sockkey.h"
 
@@ -19,9 +20,11 @@ int ambit_redirect(struct sk_msg_md *msg) {
     ambit_count(AMBIT_STAT_MSG_STACK, 1);
     return SK_PASS;
   }
-  ambit_peer_key(&peer, &key);
+  struct ambit_config *cfg = ambit_config_get();
+  __u64 netns = cfg ? ambit_peer_netns_of(&key, cfg->proxy_netns_cookie) : AMBIT_NETNS_CONFLICT;
+  ambit_peer_key(&peer, &key, netns);
   __u32 size = msg->size;
-  if (bpf_msg_redirect_hash(msg, &ambit_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
+  if (netns != AMBIT_NETNS_CONFLICT && bpf_msg_redirect_hash(msg, &ambit_socks, &peer, BPF_F_INGRESS) == SK_PASS) {
     if (!path) {
       __u32 decided = AMBIT_PATH_REDIRECT;
       bpf_map_update_elem(&ambit_redirect_state, &key, &decided, BPF_NOEXIST);

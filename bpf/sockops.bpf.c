@@ -7,8 +7,9 @@
  *     see the connection (so cgroup/getsockopt can answer SO_ORIGINAL_DST);
  *   established, either side: a socket between a local workload and the proxy (or two local
  *     workloads) enters ambit_socks, where the sk_msg program short-circuits its writes;
- *   close: removes the socket's entries from ambit_orig_by_cookie, ambit_orig_by_tuple and
- *     ambit_redirect_state (the kernel removes it from ambit_socks itself).
+ *     (a pod's socket also records its netns for its peer of the proxy's netns: ambit_peer_netns);
+ *   close: removes the socket's entries from ambit_orig_by_cookie, ambit_orig_by_tuple,
+ *     ambit_peer_netns and ambit_redirect_state (the kernel removes it from ambit_socks itself).
  */
 #include "lib/sockkey.h"
 
@@ -52,6 +53,32 @@ static __always_inline void proxy_tuple(struct ambit_tuple *t, const struct ambi
   t->proxy_port = k->remote_port;
 }
 
+/* A pod's socket tells its peer in the proxy's netns where it is; a second claimant makes it a conflict. */
+static __always_inline void record_netns(const struct ambit_config *cfg, const struct ambit_sock_key *key) {
+  if (key->netns_cookie == cfg->proxy_netns_cookie) return;
+  struct ambit_sock_key peer;
+  ambit_peer_key(&peer, key, cfg->proxy_netns_cookie);
+  __u64 mine = key->netns_cookie;
+  if (bpf_map_update_elem(&ambit_peer_netns, &peer, &mine, BPF_NOEXIST) == 0) return;
+  __u64 *claimed = bpf_map_lookup_elem(&ambit_peer_netns, &peer);
+  if (claimed && *claimed != mine) {
+    __u64 conflict = AMBIT_NETNS_CONFLICT;
+    bpf_map_update_elem(&ambit_peer_netns, &peer, &conflict, BPF_EXIST);
+  }
+}
+
+/* Drops what a closing socket recorded (a pod's, if still its own) or what was recorded for it (the proxy's). */
+static __always_inline void forget_netns(const struct ambit_config *cfg, const struct ambit_sock_key *key) {
+  if (key->netns_cookie == cfg->proxy_netns_cookie) {
+    bpf_map_delete_elem(&ambit_peer_netns, key);
+    return;
+  }
+  struct ambit_sock_key peer;
+  ambit_peer_key(&peer, key, cfg->proxy_netns_cookie);
+  __u64 *claimed = bpf_map_lookup_elem(&ambit_peer_netns, &peer);
+  if (claimed && *claimed == key->netns_cookie) bpf_map_delete_elem(&ambit_peer_netns, &peer);
+}
+
 static __always_inline void established(struct bpf_sock_ops *skops, const struct ambit_config *cfg, bool active) {
   struct ambit_sock_key key;
   AMBIT_SOCK_KEY(key, skops);
@@ -70,6 +97,7 @@ static __always_inline void established(struct bpf_sock_ops *skops, const struct
   }
   if (short_circuit(cfg, &key) && bpf_sock_hash_update(skops, &ambit_socks, &key, BPF_ANY) == 0) {
     ambit_count(AMBIT_STAT_SOCKHASH_ADDED, 1);
+    record_netns(cfg, &key);
     watch = true;
   }
   /* The proxy's accepted socket of a redirected connection: its close removes the tuple too. */
@@ -90,12 +118,13 @@ static __always_inline void closed(struct bpf_sock_ops *skops, const struct ambi
   /* Proxy side: the same tuple seen from the accepted socket. */
   if (is_proxy_listener(cfg, &key, true)) {
     struct ambit_sock_key client;
-    ambit_peer_key(&client, &key);
+    ambit_peer_key(&client, &key, key.netns_cookie);
     proxy_tuple(&t, cfg, &client);
     t.netns_cookie = bpf_get_netns_cookie(skops);
     bpf_map_delete_elem(&ambit_orig_by_tuple, &t);
   }
   bpf_map_delete_elem(&ambit_redirect_state, &key);
+  forget_netns(cfg, &key);
   ambit_count(AMBIT_STAT_CLOSED, 1);
 }
 

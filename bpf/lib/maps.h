@@ -116,15 +116,20 @@ struct {
 
 /* ---- same-node short circuit --------------------------------------------------------------- */
 
-/* A TCP socket by its own view of its connection. The peer of a socket on this node (in any
-   network namespace: addresses of workloads are unique in the mesh, loopback never enters the
-   map) is the entry with local and remote swapped. */
+/* A TCP socket by its own view of its connection, in its network namespace: a tuple is unique
+   only within one netns, and a pod that can add addresses (NET_ADMIN in its netns) can make a
+   connection whose tuple equals another workload's. The peer of a socket is the entry with local
+   and remote swapped, in the peer's netns: the proxy's for a pod's socket, the one recorded in
+   ambit_peer_netns for a socket of the proxy's netns (see there). */
+/* 56 bytes: family 0, local_ip 4, remote_ip 20, local_port 36, remote_port 40, pad 44, netns_cookie 48. */
 struct ambit_sock_key {
   __u32 family;
   __u32 local_ip[4];
   __u32 remote_ip[4];
   __u32 local_port;  /* host order */
   __u32 remote_port; /* host order */
+  __u32 pad;
+  __u64 netns_cookie; /* the socket's own network namespace */
 };
 
 /* Sockhash: established sockets between local workloads and the proxy, added by sockops;
@@ -137,6 +142,20 @@ struct {
   __type(value, __u64);
   __uint(pinning, LIBBPF_PIN_BY_NAME);
 } ambit_socks SEC(".maps");
+
+/* LRU hash: a socket of the proxy's netns (its ambit_sock_key) -> the netns of its peer, written
+   by the peer (a pod's socket, in another netns) when it enters ambit_socks, with BPF_NOEXIST.
+   A second netns claiming the same key turns the entry into 0 (AMBIT_NETNS_CONFLICT): that
+   socket is never short-circuited, so a colliding tuple can neither read nor inject. No entry:
+   the peer is in the proxy's netns too. Deleted when either end closes. */
+#define AMBIT_NETNS_CONFLICT 0
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct ambit_sock_key);
+  __type(value, __u64);
+  __uint(pinning, LIBBPF_PIN_BY_NAME);
+} ambit_peer_netns SEC(".maps");
 
 /* ambit_redirect_state values */
 #define AMBIT_PATH_REDIRECT 1 /* the first write found the peer: every write is redirected */

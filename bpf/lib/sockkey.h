@@ -7,10 +7,12 @@
 
 /* Fills `key` from the context's fields (sock_ops and sk_msg share their names and byte
    orders: remote_port is the network-order port in the upper half, local_port is host order).
-   IPv4 peers of dual-stack sockets are keyed as IPv4, so both ends agree. */
+   IPv4 peers of dual-stack sockets are keyed as IPv4, so both ends agree. The socket's network
+   namespace is part of the key. */
 #define AMBIT_SOCK_KEY(key, ctx)                                                           \
   do {                                                                                     \
     __builtin_memset(&(key), 0, sizeof(key));                                              \
+    (key).netns_cookie = bpf_get_netns_cookie(ctx);                                        \
     (key).local_port = (ctx)->local_port;                                                  \
     (key).remote_port = bpf_ntohl((ctx)->remote_port);                                     \
     if ((ctx)->family == AMBIT_AF_INET) {                                                  \
@@ -34,13 +36,26 @@
     }                                                                                      \
   } while (0)
 
-/* The key under which the other end of `key`'s connection is stored. */
-static __always_inline void ambit_peer_key(struct ambit_sock_key *peer, const struct ambit_sock_key *key) {
+/* The key under which the other end of `key`'s connection is stored, if it is in `netns`. */
+static __always_inline void ambit_peer_key(struct ambit_sock_key *peer, const struct ambit_sock_key *key, __u64 netns) {
+  peer->netns_cookie = netns;
+  peer->pad = 0;
   peer->family = key->family;
   __builtin_memcpy(peer->local_ip, key->remote_ip, sizeof peer->local_ip);
   __builtin_memcpy(peer->remote_ip, key->local_ip, sizeof peer->remote_ip);
   peer->local_port = key->remote_port;
   peer->remote_port = key->local_port;
+}
+
+/*
+ * The netns of the peer of socket `key`, or AMBIT_NETNS_CONFLICT when it must not be short-circuited:
+ * a pod's socket talks to the proxy; a socket of the proxy's netns to the netns its peer recorded
+ * (none: the proxy's own).
+ */
+static __always_inline __u64 ambit_peer_netns_of(const struct ambit_sock_key *key, __u64 proxy_netns) {
+  if (key->netns_cookie != proxy_netns) return proxy_netns;
+  __u64 *recorded = bpf_map_lookup_elem(&ambit_peer_netns, key);
+  return recorded ? *recorded : proxy_netns;
 }
 
 #endif

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command, Option } from 'commander';
-import { AmbitError } from './deps.js';
+import { AmbitError, loadFilterArtifact } from './deps.js';
 import { meshConfigJsonSchema } from './config/index.js';
 import { runFilterDemo } from './demo/filter-demo.js';
 import { showLocalMesh, startLocalMesh } from './demo/local-mesh.js';
@@ -152,6 +152,15 @@ program
   .description('print the mesh config\'s JSON Schema')
   .action(() => {
     process.stdout.write(`${JSON.stringify(meshConfigJsonSchema(), null, 2)}\n`);
+  });
+
+program
+  .command('digest')
+  .description('print the filter digest of a filter package folder or .wasm file: what a binding\'s sha256 pins (component, capabilities, schema)')
+  .argument('<ref>', 'a filter package folder (e.g. node_modules/@vendor/filter-x) or a .wasm file with its manifest.json')
+  .action(async (ref: string) => {
+    const artifact = await loadFilterArtifact(ref);
+    process.stdout.write(`${artifact.digest}\n`);
   });
 
 program

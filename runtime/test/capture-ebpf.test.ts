@@ -30,6 +30,7 @@ const UPSTREAMS_JS = path.join(here, 'support/netns/upstreams.mjs');
 const CLI_JS = path.join(REPO, 'runtime/dist/cli.js');
 const ECHO_JS = path.join(REPO, 'runtime/dist/bench/capture/echo-server.js');
 const PING_JS = path.join(REPO, 'runtime/dist/bench/capture/ping-client.js');
+const COLLIDE_JS = path.join(here, 'support/netns/collide.mjs');
 const BPFTOOL = findTool('bpftool');
 const NFT = findTool('nft');
 
@@ -242,6 +243,20 @@ for (const mode of ['ebpf', 'nftables'] as const) {
       expect(prom?.body).toContain('ambit_capture_mode{mode="ebpf"} 1');
       const m = /ambit_capture_program_events\{event="msgRedirected"\} (\d+)/.exec(prom?.body ?? '');
       expect(Number(m?.[1])).toBeGreaterThanOrEqual(after['msgRedirected']!);
+    });
+
+    it.skipIf(mode !== 'ebpf')('keys short-circuited sockets by network namespace: a look-alike tuple in another pod reads and injects nothing', async () => {
+      // Pod a adds pod b's address and the proxy's, and makes a connection with exactly the tuple
+      // of the proxy's live upstream connection to pod b: same addresses, different netns.
+      const r = await t.run('a', [process.execPath, COLLIDE_JS], {
+        AMBIT_TARGET: `${VIP.echo}:7`, AMBIT_VICTIM: `${ADDR.podB}:18190`, AMBIT_NODE_NETNS: t.ns.node, AMBIT_IP: findTool('ip') ?? 'ip', AMBIT_ROUNDS: '200',
+        AMBIT_ESCAPE_CGROUP: path.join(t.cgroupRoot, 'cgroup.procs'),
+      });
+      const out = JSON.parse(r.stdout || `{"error":${JSON.stringify(r.stderr)}}`) as { rounds: number; echoed: number; stolen: number; tuples: unknown[]; error?: string };
+      expect(out.error, JSON.stringify(out)).toBeUndefined();
+      expect(out.tuples.length).toBeGreaterThan(0);
+      expect(out.stolen).toBe(0);
+      expect(out.echoed).toBe(out.rounds);
     });
 
     it.skipIf(mode !== 'ebpf')('removes connection entries when connections close', async () => {

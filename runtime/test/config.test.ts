@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv } from 'ajv';
 import { buildFilter } from '@ambit/filter-sdk/build';
-import { AmbitError } from '@ambit/filter-sdk/host';
+import { AmbitError, filterDigest } from '@ambit/filter-sdk/host';
 import {
   loadMeshConfig, meshConfigJsonSchema, MeshConfigError, parseFilterRef, parseMeshConfig, resolveFilters, watchFiles,
   type ConfigIssue,
@@ -177,7 +177,7 @@ bindings:
     });
     expect(config.bindings[0]).toEqual({
       name: 'b', target: { service: 'web.default' }, direction: 'inbound', priority: 0,
-      filters: [{ ref: './f', failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled' }],
+      filters: [{ ref: './f', allowUnpinned: false, maxKeys: 4096, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled' }],
     });
   });
 
@@ -452,7 +452,7 @@ bindings:
   }
 
   it('resolves an npm spec from node_modules beside (or above) the config file, checking the range', async () => {
-    const r = await resolveText(config('{ ref: "@vendor/filter-hello@^1.2", config: { maxAttempts: 2 } }'), 'sub/dir/mesh.yaml');
+    const r = await resolveText(config('{ ref: "@vendor/filter-hello@^1.2", allowUnpinned: true, config: { maxAttempts: 2 } }'), 'sub/dir/mesh.yaml');
     const f = r.filters.get('/bindings/0/filters/0')!;
     expect(f.location).toBe(path.join(tmp, 'node_modules/@vendor/filter-hello'));
     expect(f.binding.config).toMatchObject({ maxAttempts: 2, header: 'x-ambit-hello' });
@@ -461,7 +461,7 @@ bindings:
   });
 
   it('finds a package whose exports hide package.json', async () => {
-    const r = await resolveText(config('{ ref: "filter-sealed@2", name: sealed }'));
+    const r = await resolveText(config('{ ref: "filter-sealed@2", name: sealed, allowUnpinned: true }'));
     expect(r.filters.get('/bindings/0/filters/0')!.binding.name).toBe('sealed');
   });
 
@@ -486,14 +486,16 @@ bindings:
     expect(e.message).toContain(`mesh.yaml:7:16: /bindings/0/filters/0/ref: filter ${path.join(tmp, 'filters/nope')} not found`);
   });
 
-  it('checks a sha256 pin, hex or sha256-base64', async () => {
-    const base64 = `sha256-${Buffer.from(wasmSha, 'hex').toString('base64')}`;
-    await expect(resolveText(config(`{ ref: "@vendor/filter-hello", sha256: "${wasmSha}" }`))).resolves.toBeTruthy();
+  it('checks a sha256 pin (the filter digest), hex or sha256-base64', async () => {
+    const m = JSON.parse(helloManifest) as { capabilities: string[]; schema: object };
+    const digest = filterDigest({ sha256: wasmSha, capabilities: m.capabilities, schema: m.schema });
+    const base64 = `sha256-${Buffer.from(digest, 'hex').toString('base64')}`;
+    await expect(resolveText(config(`{ ref: "@vendor/filter-hello", sha256: "${digest}" }`))).resolves.toBeTruthy();
     await expect(resolveText(config(`{ ref: "@vendor/filter-hello", sha256: "${base64}" }`))).resolves.toBeTruthy();
     const wrong = '0'.repeat(64);
     const e = await failure(config(`{ ref: "@vendor/filter-hello", sha256: "${wrong}" }`));
     expect(e.code).toBe('AMBIT_ERR_INTEGRITY');
-    expect(e.message).toMatch(new RegExp(`^mesh\\.yaml:7:48: /bindings/0/filters/0/sha256: .*filter\\.wasm has sha256 ${wasmSha}, but the binding pins ${wrong}; refusing to load it$`));
+    expect(e.message).toMatch(new RegExp(`^mesh\\.yaml:7:48: /bindings/0/filters/0/sha256: .*filter\\.wasm does not match the pin: the binding pins ${wrong}, but its filter digest is ${digest} \\(over the component, sha256 ${wasmSha}, .*\\): refusing to load it$`));
     // A malformed pin is a schema error.
     const bad = await failure(config('{ ref: "@vendor/filter-hello", sha256: "abc" }'));
     expect(bad.message).toMatch(/^mesh\.yaml:7:48: \/bindings\/0\/filters\/0\/sha256: must match pattern/);
@@ -507,6 +509,7 @@ bindings:
     direction: outbound
     filters:
       - ref: "@vendor/filter-hello"
+        allowUnpinned: true
         config:
           maxAttempts: 99
           colour: blue
@@ -514,8 +517,8 @@ bindings:
     const e = await failure(text);
     expect(e.code).toBe('AMBIT_ERR_MESH_CONFIG');
     expect(e.message.split('\n')).toEqual([
-      'mesh.yaml:10:11: /bindings/0/filters/0/config/colour: unknown property (filter hello: see its schema)',
-      'mesh.yaml:9:24: /bindings/0/filters/0/config/maxAttempts: must be <= 10 (filter hello: see its schema)',
+      'mesh.yaml:11:11: /bindings/0/filters/0/config/colour: unknown property (filter hello: see its schema)',
+      'mesh.yaml:10:24: /bindings/0/filters/0/config/maxAttempts: must be <= 10 (filter hello: see its schema)',
     ]);
   });
 });

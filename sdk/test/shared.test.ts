@@ -55,14 +55,21 @@ describe('SharedTable', () => {
     expect(b.get('x')?.value).toBe('hello');
   });
 
-  it('evicts the least recently written entry of a full bucket', () => {
-    const t = SharedTable.create(8); // one bucket of 8
-    for (let i = 0; i < 8; i++) t.set(`k${i}`, String(i), 0);
-    t.set('k0', 'again', t.get('k0')!.version); // k0 is now the newest
-    t.set('k8', '8', 0);
-    expect(t.get('k1')).toBeUndefined();
-    expect(t.get('k0')?.value).toBe('again');
+  it('never evicts a live entry: a new key past maxKeys is refused; only expired entries give way', () => {
+    const t = SharedTable.create(8);
+    for (let i = 0; i < 8; i++) expect(t.set(`k${i}`, String(i), 0)).toBe(true);
+    // Full: the new key is not stored (false, and still absent), and nothing was pushed out.
+    expect(t.set('k8', '8', 0)).toBe(false);
+    expect(t.get('k8')).toBeUndefined();
+    expect(() => t.add('k9', 1)).toThrow(expect.objectContaining({ code: 'AMBIT_ERR_SHARED_FULL' }));
+    for (let i = 0; i < 8; i++) expect(t.get(`k${i}`)?.value).toBe(String(i));
+    // An entry whose value says it expired (`~<ms>:`) gives its place; one not yet expired does not.
+    t.set('k1', `~${Date.now() - 1}:gone`, t.get('k1')!.version);
+    t.set('k2', `~${Date.now() + 60_000}:kept`, t.get('k2')!.version);
+    expect(t.set('k8', '8', 0)).toBe(true);
     expect(t.get('k8')?.value).toBe('8');
+    expect(t.get('k2')?.value).toContain('kept');
+    expect(t.set('k10', 'x', 0)).toBe(false);
   });
 
   it('refuses oversized keys and values with a coded error', () => {

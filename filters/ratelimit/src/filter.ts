@@ -14,7 +14,11 @@ import type { FilterContext, HttpRequest } from '@ambit/filter-sdk';
  *
  * Buckets live in the binding's shared storage, so every filter thread of the node
  * proxy takes from the same bucket; a compare-and-set loop keeps a take atomic. The
- * bucket is `"<tokens>:<last fill ms>"`.
+ * bucket is `"~<full again at ms>:<tokens>:<last fill ms>"`: the leading time tells the
+ * table when the entry may give its slot to another key (a bucket that is full again is
+ * the same as no bucket). A bucket that is not full again is never evicted, so no choice
+ * of keys by a client can bring a drained bucket back full. A new key that finds the
+ * table full (the binding's `maxKeys`) is limited (fail closed) and counted `table_full`.
  */
 
 interface Bucket {
@@ -70,14 +74,37 @@ interface Take {
   resetMs: number;
 }
 
-/** Takes one token from the bucket at `key` (atomically across threads). */
-function take(key: string, b: Bucket, now: number): Take {
-  let result: Take = { allowed: false, remaining: 0, resetMs: b.fillIntervalMs };
-  shared.update(key, (current) => {
+/** A bucket's stored form: when it is full again (the table may reuse its slot after that), tokens, last fill. */
+function stored(b: Bucket, tokens: number, last: number): string {
+  const fullAt = tokens >= b.maxTokens ? last : last + Math.ceil((b.maxTokens - tokens) / b.tokensPerFill) * b.fillIntervalMs;
+  return `~${fullAt}:${tokens}:${last}`;
+}
+
+/** Tokens and last fill of a stored bucket (`~<full at>:<tokens>:<last>`). */
+function parse(value: string): [string | undefined, string | undefined] {
+  const parts = value.split(':');
+  return [parts[parts.length - 2], parts[parts.length - 1]];
+}
+
+/** Takes one token from the bucket at `key` (atomically across threads); undefined when the table has no room for a new key. */
+function take(key: string, b: Bucket, now: number): Take | undefined {
+  for (let tries = 0; tries < 64; tries++) {
+    const current = shared.get(key);
+    const [next, result] = step(current?.value, b, now);
+    if (next === undefined || shared.compareAndSet(key, next, current?.version ?? 0)) return result;
+    // Lost a race, or (a new key) the table is full: absent after a failed insert means full.
+    if (current === undefined && shared.get(key) === undefined) return undefined;
+  }
+  throw new Error(`rate limit bucket ${key}: still contended after 64 tries`);
+}
+
+/** The bucket after one take: what to store (undefined: nothing changed) and the answer. */
+function step(current: string | undefined, b: Bucket, now: number): [string | undefined, Take] {
+  {
     let tokens = b.maxTokens;
     let last = now;
     if (current !== undefined) {
-      const [t, l] = current.split(':');
+      const [t, l] = parse(current);
       tokens = Math.min(b.maxTokens, Number(t));
       last = Number(l);
       if (!Number.isFinite(tokens) || !Number.isFinite(last)) { tokens = b.maxTokens; last = now; }
@@ -90,15 +117,11 @@ function take(key: string, b: Bucket, now: number): Take {
       }
     }
     const resetMs = Math.max(1, Math.min(b.fillIntervalMs, last + b.fillIntervalMs - now));
-    if (tokens >= 1) {
-      result = { allowed: true, remaining: tokens - 1, resetMs };
-      return `${tokens - 1}:${last}`;
-    }
-    result = { allowed: false, remaining: 0, resetMs };
+    if (tokens >= 1) return [stored(b, tokens - 1, last), { allowed: true, remaining: tokens - 1, resetMs }];
     // Nothing to take: store only if a fill (or a new bucket) changed it.
-    return current === undefined || `${tokens}:${last}` !== current ? `${tokens}:${last}` : undefined;
-  });
-  return result;
+    const next = stored(b, tokens, last);
+    return [current === undefined || next !== current ? next : undefined, { allowed: false, remaining: 0, resetMs }];
+  }
 }
 
 function bucketFor(config: Config, key: string): Bucket {
@@ -149,11 +172,17 @@ export default defineFilter({
     if (key === undefined) return;
     const b = bucketFor(ctx.config, key);
     const t = take(storageKey(key), b, clock.now());
-    if (t.allowed) {
+    if (t?.allowed) {
       counter('allowed');
       return;
     }
     counter('limited');
+    if (!t) {
+      // No room for another key: fail closed, never by pushing out someone's drained bucket.
+      counter('table_full');
+      log.warn(`rate limit table full: ${ctx.config.key.by} ${key.slice(0, 64)} limited (raise the binding's maxKeys)`);
+      return respond(ctx.config.statusCode, 'local rate limit exceeded\n', { 'content-type': 'text/plain', 'retry-after': String(Math.ceil(b.fillIntervalMs / 1000)) });
+    }
     log.debug(`rate limited ${ctx.config.key.by}${key ? ` ${key}` : ''}: ${b.maxTokens} per ${b.fillIntervalMs} ms`);
     const extra: Record<string, string> = { 'content-type': 'text/plain', 'retry-after': String(Math.ceil(t.resetMs / 1000)) };
     if (ctx.config.rateLimitHeaders !== 'none') Object.assign(extra, headers(b, t));
@@ -166,7 +195,7 @@ export default defineFilter({
     if (key === undefined) return;
     const b = bucketFor(ctx.config, key);
     const entry = shared.get(storageKey(key));
-    const [t, l] = (entry?.value ?? `${b.maxTokens}:${clock.now()}`).split(':');
+    const [t, l] = parse(entry?.value ?? `${b.maxTokens}:${clock.now()}`);
     const now = clock.now();
     const resetMs = Math.max(1, Number(l) + b.fillIntervalMs - now);
     for (const [k, v] of Object.entries(headers(b, { allowed: true, remaining: Math.max(0, Math.floor(Number(t))), resetMs }))) res.headers.set(k, v);

@@ -97,8 +97,32 @@ describe('ratelimit filter: token buckets by key', () => {
   it('a fill time a moment ahead of this thread\'s clock (written by another thread) neither refills nor resets', async () => {
     const f = await loadFilter(PKG, { config: { maxTokens: 5, ...MINUTE } });
     // The global bucket's storage key is "b:"; empty, last filled 2 s "from now".
-    expect(f.shared.set('b:', `0:${Date.now() + 2_000}`, 0)).toBe(true);
+    expect(f.shared.set('b:', `~${Date.now() + 62_000}:0:${Date.now() + 2_000}`, 0)).toBe(true);
     expect(f.request({})).toMatchObject({ action: 'respond', response: { status: 429 } });
+  });
+
+  it('10,000 requests to distinct paths do not refill a drained bucket; new keys past the table fail closed and are counted', async () => {
+    const f = await loadFilter(PKG, { config: { maxTokens: 3, ...MINUTE, key: { by: 'path' } } });
+    const status = (p: string) => { const out = f.request({ path: p }); return out.action === 'continue' ? 'ok' : out.response.status; };
+    expect(['/login', '/login', '/login', '/login'].map(status)).toEqual(['ok', 'ok', 'ok', 429]);
+    const flood = Array.from({ length: 10_000 }, (_, i) => status(`/p/${i}`));
+    expect(status('/login')).toBe(429);
+    // The table holds 4096 keys by default: the rest are limited, not let in by evicting anyone.
+    expect(flood.filter((s) => s === 'ok').length).toBeLessThanOrEqual(4096);
+    expect(flood.filter((s) => s === 'ok').length).toBeGreaterThan(1000);
+    expect(f.counters.get('table_full')).toBe(flood.filter((s) => s === 429).length);
+    expect(flood.slice(-100)).toEqual(Array(100).fill(429));
+  });
+
+  it('a bucket that is full again gives its slot to a new key', async () => {
+    const f = await loadFilter(PKG, { config: { maxTokens: 2, tokensPerFill: 2, fillIntervalMs: 300, key: { by: 'path' } }, shared: SharedTable.create(16) });
+    const status = (p: string) => { const out = f.request({ path: p }); return out.action === 'continue' ? 'ok' : out.response.status; };
+    expect(Array.from({ length: 16 }, (_, i) => status(`/k/${i}`))).toEqual(Array(16).fill('ok'));
+    expect(status('/new')).toBe(429);
+    expect(f.counters.get('table_full')).toBe(1);
+    // One fill later every bucket is full again: each may go.
+    await new Promise((r) => setTimeout(r, 350));
+    expect(status('/new')).toBe('ok');
   });
 
   it('refuses key by header without a header name', async () => {

@@ -21,7 +21,7 @@ export interface SharedTableEntry {
 type Handle = object;
 
 interface NativeShared {
-  open(dir: string, scope: string): Handle;
+  open(dir: string, scope: string, maxKeys?: number): Handle;
   path(table: Handle): string;
   get(table: Handle, key: string, version: Uint32Array): string | undefined;
   set(table: Handle, key: string, value: string, version: number): boolean;
@@ -56,26 +56,36 @@ export const available: boolean = loaded.native !== undefined;
 /** When `available` is false: one line saying why and what to do. */
 export const unavailableReason: string | undefined = loaded.reason;
 
-/** One scope's table. Errors carry `code`: `AMBIT_ERR_HOST_CALL` for a bad key, value or delta. */
+/**
+ * One scope's table. Errors carry `code`: `AMBIT_ERR_HOST_CALL` for a bad key, value or delta;
+ * `AMBIT_ERR_SHARED_FULL` for `add` of a new key to a full table; `AMBIT_ERR_SHARED_TABLE` for a
+ * damaged file or a bucket lock held too long by another process.
+ */
 export interface FileSharedTable {
   /** The file behind it. */
   readonly path: string;
   get(key: string): SharedTableEntry | undefined;
-  /** Compare-and-set: stores `value` if the entry's version is `version` (0: the key must be absent). */
+  /** Compare-and-set: stores `value` if the entry's version is `version` (0: the key must be absent). False too when a new key finds the table full. */
   set(key: string, value: string, version: number): boolean;
   /** Adds `delta` (truncated) to the integer at `key` (absent or not an integer: 0); returns the sum. */
   add(key: string, delta: number): number;
 }
 
+/** Keys a table holds unless its binding says otherwise (`maxKeys`). */
+export const DEFAULT_SHARED_KEYS = 4096;
+/** The most keys one table may hold. */
+export const MAX_SHARED_KEYS = 262_144;
+
 /**
- * Opens (creating on first use) the table of `scope` in `dir`, which must exist. Every process
- * and thread that opens the same scope in the same directory shares its entries. Throws an
- * Error with code `AMBIT_ERR_SHARED_TABLE` saying why the file cannot be used.
+ * Opens (creating on first use, sized for `maxKeys`) the table of `scope` in `dir`, which must
+ * exist, be the proxy user's and not be writable by group or others. Every process and thread
+ * that opens the same scope in the same directory shares its entries. Throws an Error with
+ * code `AMBIT_ERR_SHARED_TABLE` saying why the directory or file cannot be used.
  */
-export function openSharedTable(dir: string, scope: string): FileSharedTable {
+export function openSharedTable(dir: string, scope: string, maxKeys = DEFAULT_SHARED_KEYS): FileSharedTable {
   const n = loaded.native;
   if (!n) throw new Error(loaded.reason);
-  const h = n.open(dir, scope);
+  const h = n.open(dir, scope, maxKeys);
   const version = new Uint32Array(1);
   return {
     path: n.path(h),

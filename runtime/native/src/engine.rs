@@ -53,6 +53,8 @@ pub struct EngineOptions {
     /// them) instead of being unmapped, so the next instance in the slot (a per-request
     /// call) takes no page faults on them. Default 1 MiB; 0 unmaps everything.
     pub keep_resident_bytes: Option<usize>,
+    /// Phases waiting for a filter thread before `run` refuses new ones. Default 10000.
+    pub max_queue: Option<usize>,
 }
 
 /// What every filter of the engine shares.
@@ -177,13 +179,13 @@ impl Shared {
 
     /// The shared table of a scope in the node's shared directory, opened (and its file
     /// created) on first use.
-    pub fn shared_table(&self, dir: &str, scope: &str) -> Result<Arc<SharedTable>, String> {
+    pub fn shared_table(&self, dir: &str, scope: &str, max_keys: u32) -> Result<Arc<SharedTable>, String> {
         let mut tables = self.shared_tables.lock().unwrap();
         let key = (dir.to_string(), scope.to_string());
         if let Some(t) = tables.get(&key) {
             return Ok(t.clone());
         }
-        let table = Arc::new(SharedTable::open(dir, scope)?);
+        let table = Arc::new(SharedTable::open(dir, scope, max_keys)?);
         tables.insert(key, table.clone());
         Ok(table)
     }

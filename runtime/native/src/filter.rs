@@ -51,6 +51,9 @@ pub struct FilterSpec {
     /// The node's shared directory, where that table's file is. Required with `shared`.
     #[serde(default)]
     pub shared_dir: Option<String>,
+    /// How many keys that table holds (the binding's `maxKeys`). Default 4096.
+    #[serde(default)]
+    pub shared_keys: Option<u32>,
 }
 
 /// Why a call produced no action.
@@ -131,7 +134,7 @@ impl FilterModule {
             }
             (true, Some(dir)) => Some(
                 shared
-                    .shared_table(dir, spec.shared_scope.as_deref().unwrap_or(&spec.name))
+                    .shared_table(dir, spec.shared_scope.as_deref().unwrap_or(&spec.name), spec.shared_keys.unwrap_or(crate::shared::DEFAULT_KEYS))
                     .map_err(|m| LoadError::new("AMBIT_ERR_SHARED_TABLE", format!("shared storage of filter {}: {m}", spec.name)))?,
             ),
         };

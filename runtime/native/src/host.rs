@@ -333,6 +333,7 @@ impl wit_host::Host for State {
             LogLevel::Warn => "warn",
             LogLevel::Error => "error",
         };
+        crate::limits::count(&self.filter, "log lines", self.logs.len(), crate::limits::LOG_LINES)?;
         self.logs.push((self.filter.to_string(), level, cut(message)));
         Ok(())
     }
@@ -341,6 +342,7 @@ impl wit_host::Host for State {
         if !self.caps.counters {
             return Err(self.refuse("counters"));
         }
+        crate::limits::count(&self.filter, "counter updates", self.counters.len(), crate::limits::COUNTER_UPDATES)?;
         self.counters.push((self.filter.to_string(), name, delta));
         Ok(())
     }

@@ -16,6 +16,7 @@ mod filter;
 mod guest_build;
 mod heads;
 mod host;
+mod limits;
 mod ops;
 mod validate;
 mod shared;
@@ -42,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, TrySendError, bounded, unbounded};
 use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -139,10 +140,12 @@ impl NativeEngine {
     #[napi(constructor)]
     pub fn new(options: String, on_done: Function<FnArgs<(u32, String)>, ()>) -> Result<Self> {
         let options: EngineOptions = serde_json::from_str(&options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: bad engine options: {e}")))?;
+        let max_queue = options.max_queue.unwrap_or(limits::DEFAULT_MAX_QUEUE).max(1);
         let shared = Shared::new(options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_ENGINE: wasmtime engine could not start: {e}")))?;
         let done: Done = on_done.build_threadsafe_function().callee_handled::<false>().weak::<true>().build()?;
         let inner = Arc::new(Inner { shared: shared.clone(), filters: Mutex::new(HashMap::new()), chains: Mutex::new(HashMap::new()), done });
-        let (calls, call_rx) = unbounded();
+        // Bounded: past max_queue waiting phases, run() refuses (the caller fails them closed).
+        let (calls, call_rx) = bounded(max_queue);
         for i in 0..shared.threads {
             let (inner, rx) = (inner.clone(), call_rx.clone());
             thread::Builder::new().name(format!("ambit-filter-{i}")).spawn(move || work(inner, rx))?;
@@ -200,8 +203,10 @@ impl NativeEngine {
     #[napi]
     pub fn run(&self, job: u32, chain: u32, input: String, load: Option<Int32Array>) -> Result<()> {
         let chain = self.chain(chain)?;
-        let _ = self.calls.send(Job::Run { job, chain, input, load });
-        Ok(())
+        match self.calls.try_send(Job::Run { job, chain, input, load }) {
+            Err(TrySendError::Full(_)) => Err(Error::from_reason(format!("AMBIT_ERR_ENGINE_QUEUE_FULL: the filter queue is full ({} phases waiting)", self.calls.capacity().unwrap_or(0)))),
+            _ => Ok(()),
+        }
     }
 
     /// Benchmark hook, run on the calling thread: times `count` fresh instantiations and

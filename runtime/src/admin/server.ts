@@ -58,8 +58,12 @@ export function registryMetrics(registry: Registry): () => Promise<MetricsText> 
   return async () => ({ contentType: registry.contentType, body: await registry.metrics() });
 }
 
-/** Field names that hold secrets: `privateKey`, `client_secret`, `accessToken`, `password`, … */
-const SECRET_FIELD = /(private[_-]?key|secret|passw(or)?d|token|api[_-]?key|credentials?)$/i;
+/**
+ * Field names that hold secrets: `privateKey`, `client_secret`, `accessToken`, `password`, … and
+ * header names that carry credentials (`authorization`, `proxy-authorization`, `cookie`,
+ * `set-cookie`, `x-api-key`), as a headers filter's config names them.
+ */
+const SECRET_FIELD = /(private[_-]?key|secret|passw(or)?d|token|api[_-]?key|credentials?)$|^(proxy-)?authorization$|^(set-)?cookie$/i;
 const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
 export const REDACTED = '[redacted]';
 

@@ -102,10 +102,10 @@ export function tupleClient(key: Buffer): { family: number; ip: string; port: nu
   return { family, ip: ipText(family, key.subarray(12, 28)), port: key.readUInt32LE(44) };
 }
 
-/** struct ambit_sock_key (44 bytes): the local address. */
+/** struct ambit_sock_key (56 bytes, the netns cookie last): the local address. */
 export function sockKeyLocal(key: Buffer): { family: number; ip: string } {
   const family = key.readUInt32LE(0);
   return { family, ip: ipText(family, key.subarray(4, 20)) };
 }
 
-export const SIZES = { config: 48, destKey: 24, orig: 32, tuple: 56, sockKey: 44 } as const;
+export const SIZES = { config: 48, destKey: 24, orig: 32, tuple: 56, sockKey: 56 } as const;

@@ -84,13 +84,14 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
     }
     const { artifact, location } = r.v;
     const name = f.name ?? artifact.name;
+    issues.push(...trustIssues(loaded, pointer, f, artifact));
     try {
       const binding = bindingFromArtifact(artifact, {
         name, config: f.config, failurePolicy: f.failurePolicy, exposeErrors: f.exposeErrors, deadlineMs: f.deadlineMs, memoryMaxPages: f.memoryMaxPages, instances: f.instances,
       });
       // Shared storage belongs to this filter of this (uniquely named) binding: two services'
       // rate limits never share buckets by accident; a reload keeps them.
-      filters.set(pointer, { id: pointer, binding: { ...binding, sharedScope: `${bindingName}/${name}` }, artifact, location });
+      filters.set(pointer, { id: pointer, binding: { ...binding, sharedScope: `${bindingName}/${name}`, sharedKeys: f.maxKeys }, artifact, location });
       wasmFiles.add(artifact.origin);
     } catch (e) {
       if (!(e instanceof AmbitError) || e.code !== 'AMBIT_ERR_CONFIG_INVALID') throw e;
@@ -103,6 +104,26 @@ export async function resolveFilters(loaded: LoadedMeshConfig): Promise<Resolved
   }
   if (source && await source.save()) notes.push(`filter lock written: ${source.lockPath}`);
   return { filters, wasmFiles: [...wasmFiles], notes };
+}
+
+/**
+ * What the operator did not allow: an npm ref without a pin (unless `allowUnpinned`), or a
+ * filter declaring capabilities beyond the binding's grant. Each names what to change.
+ */
+function trustIssues(loaded: LoadedMeshConfig, pointer: string, f: FilterRefConfig, artifact: FilterArtifact): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  if (!f.sha256 && !f.allowUnpinned && parseFilterRef(f.ref).kind === 'npm') {
+    issues.push(loaded.issue(`${pointer}/ref`,
+      `npm filter ${f.ref} is not pinned: anything installed under that name would load with whatever capabilities it declares; pin what is installed now with sha256: ${artifact.digest} (its filter digest: \`ambit digest <package folder>\` prints it), or say allowUnpinned: true`));
+  }
+  if (f.capabilities) {
+    const beyond = artifact.capabilities.filter((c) => !f.capabilities!.includes(c));
+    if (beyond.length > 0) {
+      issues.push(loaded.issue(`${pointer}/capabilities`,
+        `filter ${artifact.name} declares ${beyond.join(', ')} beyond this binding's grant (${f.capabilities.join(', ') || 'none'}); grant ${beyond.length > 1 ? 'them' : 'it'} here if you trust the filter with ${beyond.length > 1 ? 'them' : 'it'}, or use a filter that needs less`));
+    }
+  }
+  return issues;
 }
 
 /** The engine bindings of a plan's filters, in order (for `engine.createChain`). */

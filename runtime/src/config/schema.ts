@@ -178,8 +178,11 @@ export const ServiceSchema = Obj({
 
 const Sha256Pin = Type.String({
   pattern: '^([0-9a-fA-F]{64}|sha256-[A-Za-z0-9+/]{43}=)$',
-  description: 'Pins the component: hex sha256 or `sha256-<base64>` (npm integrity form). Loading fails on any other content.',
+  description: 'Pins the filter: its digest (a sha256 over the component, its declared capabilities and its config schema; see the SDK README), hex or `sha256-<base64>` (npm integrity form). Loading fails on any other content. Required for npm refs unless allowUnpinned.',
 });
+
+/** Host capabilities a binding may grant (the SDK's list). */
+const CAPABILITY_NAMES = ['log', 'counters', 'clock', 'random', 'shared', 'traffic'] as const;
 
 export const FilterRefSchema = Obj({
   ref: Type.String({
@@ -188,6 +191,12 @@ export const FilterRefSchema = Obj({
   }),
   name: Type.Optional(Type.String({ minLength: 1, description: 'Name in logs, metrics and error responses. Default: the filter\'s own name.' })),
   sha256: Type.Optional(Sha256Pin),
+  allowUnpinned: Type.Boolean({ default: false, description: 'Load an npm ref without a sha256 pin (whatever version is installed, with whatever capabilities it declares). Default false: npm refs must be pinned.' }),
+  capabilities: Type.Optional(Type.Array(StringEnum(CAPABILITY_NAMES), {
+    uniqueItems: true,
+    description: 'The host capabilities this binding grants the filter. A filter declaring any other is refused at load, naming them. Default: what the filter declares.',
+  })),
+  maxKeys: Type.Integer({ minimum: 1, maximum: 262_144, default: 4096, description: 'Keys the filter\'s shared table (capability `shared`) holds. A new key past them is refused (a rate limit answers it as limited); a live entry is never evicted to make room. Default 4096.' }),
   config: Type.Optional(Type.Unknown({ description: 'The filter\'s configuration, validated against its schema.' })),
   failurePolicy: StringEnum(FAILURE_POLICIES, { default: 'fail-closed', description: 'What a trap or missed deadline does: `fail-closed` answers 503 naming the filter, `fail-open` skips it. Default fail-closed.' }),
   exposeErrors: Type.Optional(Type.Boolean({ description: 'Put a failing filter\'s error text (its exception, mapped to its TypeScript source) in the 503 a fail-closed failure answers, as well as in the log. For development: exception texts can carry request data. Default false.' })),

@@ -50,6 +50,8 @@ export interface FilterBinding {
   sharedScope?: string;
   /** Send a failure's message (an exception's text) to the client in the 503 too. Default false: only the log has it. */
   exposeErrors?: boolean;
+  /** How many keys that shared table holds (the binding's `maxKeys`). Default 4096. */
+  sharedKeys?: number;
 }
 
 /**

@@ -10,8 +10,12 @@
  * - The creator removes it when it stops. A directory left by a process that died is removed
  *   by the next node that starts: its name says which process made it, and when.
  * - `AMBIT_SHARED_DIR` set by an operator names a directory to use instead; it is never removed.
+ * - Its name is predictable (a pid and a start time are public), so a directory is trusted only
+ *   when it is this user's, not a symlink, and not writable by group or others: a node makes its
+ *   own with a plain `mkdir` (0700) that fails on a planted one, and refuses an existing
+ *   `AMBIT_SHARED_DIR` that another user could write to (AMBIT_ERR_SHARED_TABLE naming it and the fix).
  */
-import { accessSync, constants, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { accessSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AmbitError, errorMessage } from '../deps.js';
@@ -69,12 +73,28 @@ function sweep(base: string): void {
   }
 }
 
-/** mkdir -p, or AMBIT_ERR_SHARED_TABLE saying what to do. */
+/** mkdir -p (0700), or AMBIT_ERR_SHARED_TABLE saying what to do. */
 function makeDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (e) {
     throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `cannot make the shared directory ${dir} for filters' shared storage: ${errorMessage(e)}; set ${SHARED_DIR_ENV} to a writable directory`);
+  }
+}
+
+/**
+ * Refuses a directory another user could plant tables in: not a directory (or a symlink),
+ * owned by another user, or writable by group or others. AMBIT_ERR_SHARED_TABLE names it and the fix.
+ */
+export function checkSharedDir(dir: string): void {
+  const st = lstatSync(dir);
+  const uid = process.geteuid?.() ?? st.uid;
+  const why = !st.isDirectory() ? `is not a directory${st.isSymbolicLink() ? ' (a symlink)' : ''}`
+    : st.uid !== uid ? `is owned by uid ${st.uid}, not by the proxy's user (uid ${uid})`
+      : (st.mode & 0o022) !== 0 ? `is writable by group or others (mode ${(st.mode & 0o777).toString(8)})`
+        : undefined;
+  if (why) {
+    throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `refusing shared directory ${dir}: it ${why}; another user could plant or change filters' shared tables there: make it 0700 and owned by the proxy's user (chown; chmod 700), or set ${SHARED_DIR_ENV} to one that is`);
   }
 }
 
@@ -85,12 +105,12 @@ function makeDir(dir: string): void {
 export function openSharedDir(given: string | undefined = process.env[SHARED_DIR_ENV]): SharedDir {
   if (given) {
     makeDir(given);
+    checkSharedDir(given);
     return { path: given, release: () => {} };
   }
   const base = sharedDirBase();
   sweep(base);
-  const dir = path.join(base, `${PREFIX}${process.pid}-${startTime(process.pid) ?? 0}-${created++}`);
-  makeDir(dir);
+  const dir = makeOwnDir(base);
   let released = false;
   return {
     path: dir,
@@ -100,6 +120,25 @@ export function openSharedDir(given: string | undefined = process.env[SHARED_DIR
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A new directory of this process's under `base`: a plain mkdir, which fails where a directory
+ * (planted by someone who guessed the name) already is; such names are skipped.
+ */
+function makeOwnDir(base: string): string {
+  for (let tries = 0; ; tries++) {
+    const dir = path.join(base, `${PREFIX}${process.pid}-${startTime(process.pid) ?? 0}-${created++}`);
+    try {
+      mkdirSync(dir, { mode: 0o700 });
+      checkSharedDir(dir);
+      return dir;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST' && tries < 100) continue;
+      if (e instanceof AmbitError) throw e;
+      throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `cannot make the shared directory ${dir} for filters' shared storage: ${errorMessage(e)}; set ${SHARED_DIR_ENV} to a writable directory`);
+    }
+  }
 }
 
 /**

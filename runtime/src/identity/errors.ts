@@ -38,7 +38,9 @@ export type IdentityErrorReason =
   /** Issuing a certificate failed. */
   | 'issue-failed'
   /** The certificate store is closed. */
-  | 'closed';
+  | 'closed'
+  /** A CA folder or file another user could read (a key) or change: the message names it and the fix. */
+  | 'unsafe-file';
 
 export class IdentityError extends Error {
   readonly code = IDENTITY_ERROR_CODE;

@@ -3,6 +3,7 @@
  * verification and mutual TLS primitives (TLS 1.3 only) for the HBONE tunnel.
  */
 export * from './errors.js';
+export * from './file-modes.js';
 export * from './spiffe.js';
 export * from './ca.js';
 export * from './bundle.js';

@@ -16,6 +16,7 @@ import { loadCa } from './identity.js';
 import { summarizeCertificate } from '../identity/ca.js';
 import { startCapture } from '../capture/index.js';
 import { openSharedDir, SHARED_DIR_ENV } from '../filters/shared-dir.js';
+import { redactMeshConfig } from './redact.js';
 
 type ToWorker = { ambit: 'reload' } | { ambit: 'shutdown' };
 type FromWorker = { ambit: 'ready' } | { ambit: 'reloaded'; ok: boolean } | { ambit: 'failed'; error: string };
@@ -101,8 +102,8 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     port: options.ports?.admin ?? loaded.config.proxy.admin.port,
     ready: () => (ready.size === options.workers ? { ready: true } : { ready: false, reason: `${ready.size} of ${options.workers} workers ready` }),
     configDump: () => ({
-      file: loaded.path, workers: options.workers, sharedDir: sharedDir.path, config: loaded.config, capture: capture.status(),
-      filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256 })),
+      file: loaded.path, workers: options.workers, sharedDir: sharedDir.path, config: redactMeshConfig(loaded.config, resolved), capture: capture.status(),
+      filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256, digest: f.artifact.digest })),
       identity: identityCa
         ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
         : { mtls: 'off: the config sets no identity' },

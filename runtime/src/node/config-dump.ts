@@ -1,14 +1,15 @@
 /**
  * `/config_dump`: the effective configuration (defaults filled in), each filter with
- * the sha256 of the component actually loaded, the chains built from them, and the
+ * the sha256 of the component actually loaded and its filter digest (what a pin names), the chains built from them, and the
  * listeners, and (with mTLS) the CA and every certificate: SPIFFE ID, fingerprint,
- * serial and expiry. No component bytes, no keys.
+ * serial and expiry. No component bytes, no keys, no filter secrets (./redact.ts).
  */
 import type { CaptureStatus } from '../capture/index.js';
 import type { FilterEngine } from '../filters/engine.js';
 import type { NodeProxy } from '../proxy/proxy.js';
 import type { BuiltState } from './state.js';
 import type { NodeIdentity } from './identity.js';
+import { redactMeshConfig } from './redact.js';
 
 export function configDump(
   state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, identity?: NodeIdentity, capture?: CaptureStatus,
@@ -25,13 +26,15 @@ export function configDump(
       ...(capture ?? {}),
     },
     listeners: proxy.addresses(),
-    config: state.loaded.config,
+    // Secrets in filter configs (schema-marked, or named like credentials) are <redacted>.
+    config: redactMeshConfig(state.loaded.config, state.resolved),
     filters: [...state.resolved.filters.values()].map((f) => ({
       id: f.id,
       name: f.binding.name,
       ref: f.artifact.origin,
       location: f.location,
       sha256: f.binding.sha256,
+      digest: f.artifact.digest,
       package: f.artifact.manifest ? `${f.artifact.manifest.package}@${f.artifact.manifest.version}` : undefined,
       capabilities: f.binding.capabilities,
       failurePolicy: f.binding.failurePolicy,

@@ -7,8 +7,9 @@
  */
 import path from 'node:path';
 import type { IdentityConfig, MeshConfig } from '../config/index.js';
-import { CertificateAuthority, type CertificateIssuer } from '../identity/ca.js';
+import { CA_FILES, CertificateAuthority, type CertificateIssuer } from '../identity/ca.js';
 import { AmbitError } from '../deps.js';
+import { checkCaPath } from '../identity/file-modes.js';
 import { CertificateStore, type CertificateStoreDump } from '../identity/store.js';
 import { summarizeCertificate, type CertificateSummary } from '../identity/ca.js';
 import { workloadId } from '../identity/spiffe.js';
@@ -45,14 +46,22 @@ export function localIdentities(config: MeshConfig, nodeIdentity: string): strin
   return [...ids].sort();
 }
 
-/** Loads the mesh CA the config names, generating it first when `ca.dir` holds none yet. */
+/**
+ * Loads the mesh CA the config names, generating it first when `ca.dir` holds none yet. The
+ * folder and files are checked for owner and mode first (`checkCaPath`).
+ */
 export async function loadCa(identity: IdentityConfig, trustDomain: string, configDir: string): Promise<{ ca: CertificateAuthority; source: string }> {
   const at = (f: string) => path.resolve(configDir, f);
   const c = identity.ca;
   if (c.dir !== undefined) {
     const dir = at(c.dir);
+    await checkCaPath(dir, 'folder');
+    await checkCaPath(path.join(dir, CA_FILES.key), 'key');
+    for (const f of [CA_FILES.cert, CA_FILES.chain, CA_FILES.root]) await checkCaPath(path.join(dir, f), 'certificate');
     return { ca: await CertificateAuthority.loadOrCreate(dir, { trustDomain }), source: `dir ${dir}` };
   }
+  await checkCaPath(at(c.keyFile!), 'key');
+  for (const f of [c.certFile, c.chainFile, c.rootFile]) if (f) await checkCaPath(at(f), 'certificate');
   const certFile = at(c.certFile!);
   const ca = await CertificateAuthority.fromFiles({
     trustDomain,

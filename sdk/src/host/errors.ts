@@ -27,6 +27,10 @@ export type AmbitErrorCode =
   | 'AMBIT_ERR_FILTER_OUTPUT'
   /** The node's shared table of a binding (capability `shared`) cannot be opened: the message names the file and what to do. */
   | 'AMBIT_ERR_SHARED_TABLE'
+  /** A new key found a filter's shared table full (its binding's `maxKeys`): nothing was stored. */
+  | 'AMBIT_ERR_SHARED_FULL'
+  /** One filter call went over a per-call cap (log lines, counter updates, bytes returned): that call fails. */
+  | 'AMBIT_ERR_CALL_LIMIT'
   /** Traffic capture (eBPF or nftables) could not be installed, updated or removed; the message says which step and what to do. */
   | 'AMBIT_ERR_CAPTURE'
   /** The node proxy's mesh config (mesh.yaml) is unreadable or invalid; the message names file, JSON path and line. */

@@ -1,5 +1,6 @@
 import { AmbitError } from './errors.js';
 import type { SharedStore } from './shared.js';
+import { freshBudget, spend, type CallBudget } from './call-limits.js';
 import type { AttemptFacts, Capability, HostImports, LogLevel, PhaseName, RequestDirectives, ServiceLoad } from '../abi/types.js';
 
 /** Where a filter's host calls go. */
@@ -23,10 +24,12 @@ export interface CallScope {
   facts: AttemptFacts;
   /** Live load counters (`[0]` in flight, `[1]` retrying), read instead of `facts.load` when set. */
   loadCells?: Int32Array;
+  /** What the current filter call has spent of its per-call caps: set to `freshBudget()` before each call. */
+  budget: CallBudget;
 }
 
 export function newCallScope(): CallScope {
-  return { phase: undefined, directives: {}, facts: {} };
+  return { phase: undefined, directives: {}, facts: {}, budget: freshBudget() };
 }
 
 export interface HostExtras {
@@ -66,9 +69,17 @@ export function createHostImports(filter: string, capabilities: readonly Capabil
   const shared = extras.shared;
   return {
     log: has.has('log')
-      ? (level, message) => sink.log(filter, level, message.length > MAX_LOG_LINE ? `${message.slice(0, MAX_LOG_LINE)}…` : message)
+      ? (level, message) => {
+        if (scope) spend(scope.budget, 'logLines', filter);
+        sink.log(filter, level, message.length > MAX_LOG_LINE ? `${message.slice(0, MAX_LOG_LINE)}…` : message);
+      }
       : refuse('log'),
-    counterAdd: has.has('counters') ? (name, delta) => sink.counter(filter, name, delta) : refuse('counters'),
+    counterAdd: has.has('counters')
+      ? (name, delta) => {
+        if (scope) spend(scope.budget, 'counterUpdates', filter);
+        sink.counter(filter, name, delta);
+      }
+      : refuse('counters'),
     now: has.has('clock') ? () => Date.now() : refuse('clock'),
     monotonic: has.has('clock') ? () => performance.now() : refuse('clock'),
     // V8's generator (xorshift128+, seeded from the OS per thread): fast, and not for secrets.

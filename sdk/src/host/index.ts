@@ -20,5 +20,7 @@ export {
 export { createHostImports, newCallScope, MAX_LOG_LINE, MAX_REQUEST_DELAY_MS, type HostSink, type HostExtras, type CallScope } from './imports.js';
 export { SharedTable, type SharedStore, DEFAULT_SHARED_ENTRIES, MAX_SHARED_KEY_BYTES, MAX_SHARED_VALUE_BYTES } from './shared.js';
 export { validateConfig, formatSchemaErrors } from './config.js';
+export { CALL_LIMITS, checkResultSize, freshBudget, type CallBudget } from './call-limits.js';
+export { filterDigest, canonicalJson, DIGEST_VERSION } from './digest.js';
 export { loadFilterArtifact, checkCapabilities, type FilterArtifact, type FilterManifest, type PackageField } from './package.js';
 export { readSourceMap, mapFilterStack, SOURCE_MAP_SECTION, BUNDLE_NAME } from './source-map.js';

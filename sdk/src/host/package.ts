@@ -2,6 +2,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AmbitError, errorMessage } from './errors.js';
 import { sha256Hex } from './component.js';
+import { filterDigest } from './digest.js';
 import { CAPABILITIES, type Capability, type PhaseName } from '../abi/types.js';
 
 /** `dist/manifest.json`, written by `ambit-filter build` next to the wasm. */
@@ -39,6 +40,8 @@ export interface FilterArtifact {
   name: string;
   wasm: Uint8Array;
   sha256: string;
+  /** The filter digest (`digest.ts`): over the component, its capabilities and its schema. What a pin names. */
+  digest: string;
   schema: object | undefined;
   capabilities: Capability[];
   /** Where it came from, for messages. */
@@ -64,8 +67,9 @@ async function readJson(file: string, what: string): Promise<unknown> {
 
 /**
  * Loads a filter from a package folder (its package.json `ambit.filter`), or from a
- * `.wasm` file with a `manifest.json` beside it. `expectedSha256` pins the content
- * (hex or `sha256-<base64>` as in npm's integrity field).
+ * `.wasm` file with a `manifest.json` beside it. `expectedSha256` pins the filter digest
+ * (`digest.ts`: the component, its capabilities and its schema; hex or `sha256-<base64>` as in
+ * npm's integrity field).
  */
 export async function loadFilterArtifact(ref: string, expectedSha256?: string): Promise<FilterArtifact> {
   const target = path.resolve(ref);
@@ -109,15 +113,23 @@ export async function loadFilterArtifact(ref: string, expectedSha256?: string): 
   if (manifest && manifest.sha256 !== sha256) {
     throw new AmbitError('AMBIT_ERR_INTEGRITY', `${wasmPath} does not match its manifest (sha256 ${sha256}, manifest says ${manifest.sha256}); rebuild or reinstall the filter`);
   }
-  if (expectedSha256 && !integrityMatches(expectedSha256, sha256)) {
-    throw new AmbitError('AMBIT_ERR_INTEGRITY', `${wasmPath} has sha256 ${sha256}, but the binding pins ${expectedSha256}; refusing to load it`);
+  const effective = {
+    schema: schema ?? manifest?.schema ?? undefined,
+    capabilities: capabilities ?? (manifest ? checkCapabilities(manifest.capabilities, manifestPath) : ['log' as const]),
+  };
+  const digest = filterDigest({ sha256, ...effective });
+  if (expectedSha256 && !integrityMatches(expectedSha256, digest)) {
+    const hint = integrityMatches(expectedSha256, sha256)
+      ? `the pin is the component's sha256 alone, which leaves its capabilities and schema open: pin the filter digest ${digest} instead`
+      : `its filter digest is ${digest} (over the component, sha256 ${sha256}, its capabilities ${effective.capabilities.join(',')} and its schema): refusing to load it`;
+    throw new AmbitError('AMBIT_ERR_INTEGRITY', `${wasmPath} does not match the pin: the binding pins ${expectedSha256}, but ${hint}`);
   }
   return {
     name: manifest?.name ?? name ?? path.basename(wasmPath, '.wasm'),
     wasm,
     sha256,
-    schema: schema ?? manifest?.schema ?? undefined,
-    capabilities: capabilities ?? (manifest ? checkCapabilities(manifest.capabilities, manifestPath) : ['log']),
+    digest,
+    ...effective,
     origin: wasmPath,
     manifest,
   };

@@ -15,8 +15,14 @@
  * short loses that entry rather than corrupting it.
  *
  * Each slot: version (0: empty), key length, value length, then the key and value
- * bytes. Versions come from one counter, so the smallest version in a full bucket is its
- * least recently written entry: the one a new key evicts.
+ * bytes. Versions come from one counter (never 0).
+ *
+ * No live entry is ever evicted (an attacker choosing keys must not be able to push out a
+ * drained rate-limit bucket): a table holds at most `maxKeys` keys, in 4 slots per key; a new
+ * key takes an empty slot of its bucket while there is room, or the slot of an entry that has
+ * expired (a value `~<unix ms>:…` whose time has passed; when the table holds `maxKeys`, the
+ * expired entries of the next 8 buckets are cleared to make room); else the table is full: `set`
+ * answers false and stores nothing, `add` throws AMBIT_ERR_SHARED_FULL.
  */
 import { threadId } from 'node:worker_threads';
 import { AmbitError } from './errors.js';
@@ -25,12 +31,16 @@ import type { SharedEntry } from '../abi/types.js';
 export const MAX_SHARED_KEY_BYTES = 128;
 export const MAX_SHARED_VALUE_BYTES = 256;
 export const BUCKET_SLOTS = 8;
-/** Default entries per binding: 4096 (about 1.6 MiB). */
+/** Default keys per binding (its `maxKeys`): 4096. */
 export const DEFAULT_SHARED_ENTRIES = 4096;
+/** Slots per key: buckets fill long before the table does. */
+const SLOTS_PER_KEY = 4;
+/** Buckets after a full one whose expired entries a new key may clear to make room. */
+const SWEEP_BUCKETS = 8;
 /** What a lock word holds while this thread owns it: its thread id + 1 (the main thread is 0). */
 const OWNER = threadId + 1;
 
-const HEADER_INTS = 4; // [0] version counter
+const HEADER_INTS = 4; // [0] version counter, [1] keys held, [2] max keys
 const SLOT_META_INTS = 3; // version, key length, value length
 const SLOT_BYTES = SLOT_META_INTS * 4 + MAX_SHARED_KEY_BYTES + MAX_SHARED_VALUE_BYTES;
 
@@ -54,11 +64,14 @@ export class SharedTable implements SharedStore {
   private readonly bytes: Uint8Array;
   private readonly locks: Int32Array;
 
-  /** A new table for about `entries` entries (rounded up to whole buckets). */
-  static create(entries = DEFAULT_SHARED_ENTRIES): SharedTable {
-    const buckets = Math.max(1, Math.ceil(entries / BUCKET_SLOTS));
+  /** A new table for at most `maxKeys` keys. */
+  static create(maxKeys = DEFAULT_SHARED_ENTRIES): SharedTable {
+    let buckets = 8;
+    while (buckets * BUCKET_SLOTS < maxKeys * SLOTS_PER_KEY) buckets *= 2;
     const size = HEADER_INTS * 4 + buckets * 4 + buckets * BUCKET_SLOTS * SLOT_BYTES;
-    return new SharedTable(new SharedArrayBuffer(size));
+    const table = new SharedTable(new SharedArrayBuffer(size));
+    Atomics.store(table.ints, 2, maxKeys);
+    return table;
   }
 
   /** Opens a table created by {@link SharedTable.create} (in this or another thread). */
@@ -87,7 +100,9 @@ export class SharedTable implements SharedStore {
       const slot = this.find(bucket, k);
       const current = slot < 0 ? 0 : this.meta(slot)[0]!;
       if (current !== (version >>> 0)) return false;
-      this.write(slot < 0 ? this.claim(bucket) : slot, k, v);
+      const to = slot < 0 ? this.claim(bucket) : slot;
+      if (to < 0) return false;
+      this.write(to, k, v);
       return true;
     });
   }
@@ -101,7 +116,9 @@ export class SharedTable implements SharedStore {
       const slot = this.find(bucket, k);
       const old = slot < 0 ? 0 : integerOf(this.readValue(slot));
       const next = old + d + 0; // + 0: no "-0"
-      this.write(slot < 0 ? this.claim(bucket) : slot, k, Buffer.from(String(next)));
+      const to = slot < 0 ? this.claim(bucket) : slot;
+      if (to < 0) throw new AmbitError('AMBIT_ERR_SHARED_FULL', `shared storage: the table is full (maxKeys ${Atomics.load(this.ints, 2)}, no expired entry in the key's bucket); raise the binding's maxKeys`);
+      this.write(to, k, Buffer.from(String(next)));
       return next;
     });
   }
@@ -127,17 +144,53 @@ export class SharedTable implements SharedStore {
     return -1;
   }
 
-  /** An empty slot of the bucket, else its least recently written one. */
+  /** A slot for a new key: an expired entry's, else an empty one while there is room; -1: full. */
   private claim(bucket: number): number {
-    let oldest = -1;
-    let oldestVersion = Number.POSITIVE_INFINITY;
+    let empty = -1;
+    const now = Date.now();
     for (let i = 0; i < BUCKET_SLOTS; i++) {
       const off = this.slotOffset(bucket, i);
-      const v = this.meta(off)[0]! >>> 0;
-      if (v === 0) return off;
-      if (v < oldestVersion) { oldestVersion = v; oldest = off; }
+      if (this.meta(off)[0] === 0) {
+        if (empty < 0) empty = off;
+      } else if (expiresAt(this.readValue(off)) <= now) {
+        return off;
+      }
     }
-    return oldest;
+    if (empty < 0) return -1;
+    if (this.takeKey() || (this.sweep(bucket, now) > 0 && this.takeKey())) return empty;
+    return -1;
+  }
+
+  /** Counts one more key, unless the table holds its maximum already. */
+  private takeKey(): boolean {
+    const max = Atomics.load(this.ints, 2) || DEFAULT_SHARED_ENTRIES;
+    for (let n = Atomics.load(this.ints, 1); n < max; n = Atomics.load(this.ints, 1)) {
+      if (Atomics.compareExchange(this.ints, 1, n, n + 1) === n) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Empties the expired entries of the next {@link SWEEP_BUCKETS} buckets (each only if its
+   * lock is free at once: never a wait while holding `bucket`'s). Returns how many.
+   */
+  private sweep(bucket: number, now: number): number {
+    let freed = 0;
+    for (let i = 1; i <= SWEEP_BUCKETS && i < this.buckets; i++) {
+      const b = (bucket + i) % this.buckets;
+      if (Atomics.compareExchange(this.locks, b, 0, OWNER) !== 0) continue;
+      for (let j = 0; j < BUCKET_SLOTS; j++) {
+        const off = this.slotOffset(b, j);
+        if (this.meta(off)[0] !== 0 && expiresAt(this.readValue(off)) <= now) {
+          Atomics.store(this.meta(off), 0, 0);
+          Atomics.sub(this.ints, 1, 1);
+          freed++;
+        }
+      }
+      Atomics.store(this.locks, b, 0);
+      Atomics.notify(this.locks, b, 1);
+    }
+    return freed;
   }
 
   private write(slot: number, key: Uint8Array, value: Uint8Array): void {
@@ -205,6 +258,12 @@ function encodeValue(value: string): Uint8Array {
     throw new AmbitError('AMBIT_ERR_HOST_CALL', `shared storage: a value must be at most ${MAX_SHARED_VALUE_BYTES} bytes, got ${b.length}`);
   }
   return b;
+}
+
+/** When an entry may go: `~<unix ms>:…` says so; anything else never expires. */
+export function expiresAt(value: string): number {
+  const m = /^~(\d{1,17}):/.exec(value);
+  return m ? Number(m[1]) : Number.POSITIVE_INFINITY;
 }
 
 /** The integer a value holds: an optional minus sign and decimal digits, a safe integer; else 0. */

@@ -14,6 +14,7 @@ import { compileCore, instantiateHandler, loadGlue, prepareComponent } from '../
 import { validateConfig } from '../host/config.js';
 import { AmbitError, errorMessage } from '../host/errors.js';
 import { createHostImports, newCallScope } from '../host/imports.js';
+import { freshBudget } from '../host/call-limits.js';
 import { SharedTable } from '../host/shared.js';
 import { loadFilterArtifact, type FilterManifest } from '../host/package.js';
 import { mapFilterStack, readSourceMap } from '../host/source-map.js';
@@ -165,6 +166,7 @@ export async function loadFilter(ref: string, options: LoadOptions = {}): Promis
     scope.phase = phase;
     scope.directives = {};
     scope.facts = { upstreamError: ctx?.upstreamError, load: ctx?.load };
+    scope.budget = freshBudget();
   };
   const configJson = JSON.stringify(config);
   let phases: abi.Phases | undefined;

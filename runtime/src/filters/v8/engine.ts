@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import {
-  AmbitError, compileCore, errorMessage, prepareComponent, SharedTable, type CoreModules, type HeaderOp, type LogLevel, type PhaseName, type V8Binding,
+  AmbitError, compileCore, errorMessage, prepareComponent, SharedTable, DEFAULT_SHARED_ENTRIES, type CoreModules, type HeaderOp, type LogLevel, type PhaseName, type V8Binding,
 } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
@@ -316,13 +316,13 @@ export class V8Engine implements FilterEngine {
         if (!(deadlineMs > 0)) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `filter ${b.name}: deadlineMs must be > 0, got ${deadlineMs}`);
         const config = JSON.stringify(b.config ?? {});
         const instances = b.instances ?? BINDING_DEFAULTS.instances;
-        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${b.sharedScope ?? ''}\0${config}\0${instances}`).digest('hex');
+        const key = createHash('sha256').update(`${b.sha256}\0${memoryMaxPages}\0${b.capabilities.join(',')}\0${b.name}\0${b.sharedScope ?? ''}\0${b.sharedKeys ?? ''}\0${config}\0${instances}`).digest('hex');
         let loaded = this.filters.get(key);
         if (!loaded) {
           const { gluePath, modules } = await this.compile(b, memoryMaxPages);
           const msg: LoadFilter = {
             type: 'load', key, name: b.name, gluePath, modules, config, capabilities: b.capabilities, instances,
-            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name) : undefined,
+            shared: b.capabilities.includes('shared') ? this.sharedTable(b.sharedScope ?? b.name, b.sharedKeys) : undefined,
           };
           const results = await Promise.all(this.slots.map((s) => this.loadInto(s, msg)));
           const bad = results.find((r) => r.error);
@@ -355,13 +355,13 @@ export class V8Engine implements FilterEngine {
    * cannot be used fails the load with its reason. Without the shared-table addon, an
    * in-process table, said once: each worker process then has its own.
    */
-  private sharedTable(scope: string): NonNullable<LoadFilter['shared']> {
+  private sharedTable(scope: string, maxKeys = DEFAULT_SHARED_ENTRIES): NonNullable<LoadFilter['shared']> {
     let t = this.sharedTables.get(scope);
     if (t) return t;
     if (sharedAddon.available) {
       const dir = this.sharedDir.path;
       try {
-        t = { dir, scope, path: sharedAddon.openSharedTable(dir, scope).path };
+        t = { dir, scope, maxKeys, path: sharedAddon.openSharedTable(dir, scope, maxKeys).path };
       } catch (e) {
         // The addon's error names the file and what to do.
         throw new AmbitError('AMBIT_ERR_SHARED_TABLE', `shared storage of ${scope}: ${errorMessage(e)}`);
@@ -370,7 +370,7 @@ export class V8Engine implements FilterEngine {
       if (this.sharedTables.size === 0) {
         this.options.say?.(`shared storage is per process: ${sharedAddon.unavailableReason}; with several proxy workers each keeps its own rate limits`);
       }
-      t = { buffer: SharedTable.create().buffer };
+      t = { buffer: SharedTable.create(maxKeys).buffer };
     }
     this.sharedTables.set(scope, t);
     return t;

@@ -17,7 +17,7 @@ export interface LoadFilter {
    * (`path`, a mapped file every proxy process of the node shares), or, without the shared-table addon,
    * an in-process table in a SharedArrayBuffer.
    */
-  shared?: { dir: string; scope: string; path: string } | { buffer: SharedArrayBuffer };
+  shared?: { dir: string; scope: string; path: string; maxKeys: number } | { buffer: SharedArrayBuffer };
 }
 
 export interface DefineChain {

@@ -6,7 +6,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import {
-  AmbitError, bindingOf, createHostImports, errorMessage, instantiateHandler, loadGlue, newCallScope, SharedTable,
+  AmbitError, bindingOf, checkResultSize, createHostImports, errorMessage, freshBudget, instantiateHandler, loadGlue, newCallScope, SharedTable,
   type Handler, type HeaderOp, type HostImports, type PhaseName, type SharedStore,
 } from '../../deps.js';
 import { openSharedTable } from '@ambit/addon/shared';
@@ -58,7 +58,7 @@ function openShared(spec: LoadFilter['shared']): SharedStore | undefined {
   if ('buffer' in spec) return new SharedTable(spec.buffer);
   // The main thread opened it first (and reported any error); this finds the same mapping.
   // A bad key, value or delta throws with code AMBIT_ERR_HOST_CALL, which traps the call.
-  return openSharedTable(spec.dir, spec.scope);
+  return openSharedTable(spec.dir, spec.scope, spec.maxKeys);
 }
 
 async function load(msg: Extract<ToWorker, { type: 'load' }>): Promise<void> {
@@ -93,18 +93,27 @@ function callMember(chain: WorkerChain, index: number, input: PhaseInput): Actio
   // Per-request: a fresh instance for this call only, configured like every other.
   const h = slot.perRequest ? slot.create() : (slot.handler ??= slot.create());
   reported = undefined;
+  scope.budget = freshBudget();
   try {
-    switch (input.phase) {
-      case 'connection': return h.onConnection(input.conn);
-      case 'requestHeaders': return h.onRequestHeaders(input.ctx, input.request);
-      case 'responseHeaders': return h.onResponseHeaders(input.ctx, input.request, input.response);
-    }
+    return checked(slot.name, (() => {
+      switch (input.phase) {
+        case 'connection': return h.onConnection(input.conn);
+        case 'requestHeaders': return h.onRequestHeaders(input.ctx, input.request);
+        case 'responseHeaders': return h.onResponseHeaders(input.ctx, input.request, input.response);
+      }
+    })());
   } catch (e) {
     // A trapped instance cannot be entered again: recycle it.
     slot.handler = undefined;
     if (reported !== undefined) throw new Error(`${reported} (${errorMessage(e)})`);
     throw e;
   }
+}
+
+/** What a call returned, if within the per-call result size (else AMBIT_ERR_CALL_LIMIT). */
+function checked<T>(filter: string, action: T): T {
+  checkResultSize(filter, action);
+  return action;
 }
 
 function writeProgress(job: number, position: number, ops: HeaderOp[]): void {

@@ -14,8 +14,9 @@
  *   fails its checksum is compiled again, never trusted.
  */
 import { createHash } from 'node:crypto';
+import os from 'node:os';
 import path from 'node:path';
-import { AmbitError, checkComponentBinary, defaultCacheDir, type LogLevel, type PhaseName } from '../../deps.js';
+import { AmbitError, checkComponentBinary, defaultCacheDir, errorMessage, type LogLevel, type PhaseName } from '../../deps.js';
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
 import {
@@ -29,6 +30,11 @@ import { LazySharedDir } from '../shared-dir.js';
 export interface WasmtimeEngineOptions {
   /** Threads running filter calls. Default: the number of CPUs. */
   threads?: number;
+  /**
+   * Phases waiting for a thread before new ones are refused (answered fail-closed at once, like
+   * the V8 engine's). Default 10000.
+   */
+  maxQueue?: number;
   /** Epoch tick: a call is stopped at most one tick after its deadline. Default 1 ms. */
   epochTickMs?: number;
   /** Component instances the pooling allocator holds slots for. Default 1000. */
@@ -135,11 +141,15 @@ export class WasmtimeEngine implements FilterEngine {
   private nextHandle = 1;
   private nextChain = 1;
   private closed = false;
+  /** Phases handed to the addon and not answered yet (queued or running). */
+  private inFlight = 0;
+  private readonly maxInFlight: number;
 
   constructor(private readonly options: WasmtimeEngineOptions = {}) {
     const load = loadNative();
     if (!load.ok) throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `the wasmtime engine is not available: ${load.reason}`);
     this.sharedDir = new LazySharedDir(options.sharedDir);
+    this.maxInFlight = (options.maxQueue ?? 10_000) + (options.threads ?? os.availableParallelism());
     const cacheDir = options.cacheDir === false ? undefined : path.join(options.cacheDir ?? defaultCacheDir(), 'wasmtime');
     this.native = new load.native.NativeEngine(JSON.stringify({
       threads: options.threads,
@@ -148,6 +158,7 @@ export class WasmtimeEngine implements FilterEngine {
       maxMemoryPages: options.maxMemoryPages,
       maxIdlePerFilter: options.maxIdlePerFilter,
       keepResidentBytes: options.keepResidentBytes,
+      maxQueue: options.maxQueue,
       cacheDir,
     }), (job, answer) => this.onDone(job, answer));
     this.keepAlive = setInterval(() => {}, 1 << 30);
@@ -224,6 +235,7 @@ export class WasmtimeEngine implements FilterEngine {
         failurePolicy: b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy,
         instances: b.instances ?? BINDING_DEFAULTS.instances,
         sharedScope: b.sharedScope,
+        sharedKeys: b.sharedKeys,
         sharedDir: b.capabilities.includes('shared') ? this.sharedDir.path : undefined,
       };
       try {
@@ -246,11 +258,24 @@ export class WasmtimeEngine implements FilterEngine {
       const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: 'the filter engine is shut down', policy: 'fail-closed' };
       return closedOutcome(input, failure, [], [failure]);
     }
+    if (this.inFlight >= this.maxInFlight) {
+      const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: `the filter queue is full (${this.maxInFlight} phases queued or running)`, policy: 'fail-closed' };
+      return closedOutcome(input, failure, [], [failure]);
+    }
     const [job, answer] = this.job();
     // The live load counters are shared memory, handed over as they are; the rest as JSON.
     const { load, ...rest } = input;
-    this.native.run(job, chain.id, JSON.stringify(rest), load);
-    const out = JSON.parse(await answer) as NativeOutcome | { error: { code: string; message: string } };
+    try {
+      this.native.run(job, chain.id, JSON.stringify(rest), load);
+    } catch (e) {
+      // The addon's own queue bound (a backstop to the one above): fail closed, like any refusal.
+      this.cancel(job);
+      const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: errorMessage(e), policy: 'fail-closed' };
+      return closedOutcome(input, failure, [], [failure]);
+    }
+    this.inFlight++;
+    const text = await answer.finally(() => { this.inFlight--; });
+    const out = JSON.parse(text) as NativeOutcome | { error: { code: string; message: string } };
     if ('error' in out) {
       const failure: FilterFailure = { filter: chain.filters[0]!.name, kind: 'unavailable', message: out.error.message, policy: 'fail-closed' };
       return closedOutcome(input, failure, [], [failure]);
@@ -328,6 +353,6 @@ function bindingKey(b: FilterBinding): string {
   return createHash('sha256').update(JSON.stringify([
     b.sha256, b.name, b.capabilities, b.config ?? {}, b.memoryMaxPages ?? BINDING_DEFAULTS.memoryMaxPages,
     b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs, b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy, b.instances ?? BINDING_DEFAULTS.instances,
-    b.sharedScope ?? b.name,
+    b.sharedScope ?? b.name, b.sharedKeys ?? null,
   ])).digest('hex');
 }
