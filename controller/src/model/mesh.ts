@@ -271,7 +271,8 @@ export class MeshModel {
           target: { workload: `${w.name}.${ns}` },
           direction: 'inbound',
           priority: AUTHZ_PRIORITY,
-          filters: [{ ref: AUTHZ_PACKAGE, name: 'authz', config: { policies }, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled' }],
+          // A built-in filter, installed with the node proxy: the node's own install pins it.
+          filters: [{ ref: AUTHZ_PACKAGE, name: 'authz', config: { policies }, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled', allowUnpinned: true, maxKeys: 4096 }],
         };
         out.push(resource('binding', b.name, ns, b));
       }
@@ -298,7 +299,8 @@ export class MeshModel {
           target: { service: `${p.service}.${ns}` },
           direction: 'outbound',
           priority: 0,
-          filters: [{ ref: TRAFFIC_SPLIT_PACKAGE, name: 'traffic-split', config: p.split, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled' }],
+          // A built-in filter, installed with the node proxy: the node's own install pins it.
+          filters: [{ ref: TRAFFIC_SPLIT_PACKAGE, name: 'traffic-split', config: p.split, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled', allowUnpinned: true, maxKeys: 4096 }],
         };
         out.push(resource('binding', b.name, ns, b));
         if (!previousParents.includes(svcKey)) previousParents.push(svcKey);

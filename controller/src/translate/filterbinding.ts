@@ -27,6 +27,8 @@ export function filterRefs(fb: FilterBinding): FilterRefConfig[] {
     deadlineMs: f.deadlineMs ?? 50,
     memoryMaxPages: f.memoryMaxPages ?? 1024,
     instances: f.instances ?? 'pooled',
+    allowUnpinned: false,
+    maxKeys: 4096,
   }));
 }
 
