@@ -16,6 +16,7 @@ use crate::bindings::ambit::filter::types::{self as wit, ConnectionAction, Reque
 use crate::filter::{FilterModule, elapsed_ms};
 use crate::heads::{ContextFacts, Heads};
 use crate::host::{CallScope, LoadCells, Phase};
+use crate::limits;
 use crate::validate;
 use crate::wire::{self, CallOutcome, FailurePolicy, FilterCall, FilterFailure, PhaseInput, PhaseOutcome, PhaseResult, RetryRequest};
 
@@ -46,13 +47,14 @@ fn refused(filter: &str, message: String) -> wasmtime::Error {
 
 /// A local response checked before it can reach the wire; a bad one fails the call.
 fn local_response(filter: &str, r: wit::LocalResponse) -> wasmtime::Result<wire::LocalResponse> {
-    let wit::LocalResponse { status, mut headers, body } = r;
+    let wit::LocalResponse { status, mut headers, body } = limits::response(filter, r)?;
     validate::local_response(status, &mut headers, &body).map_err(|m| refused(filter, m))?;
     Ok(wire::LocalResponse { status, headers, body })
 }
 
 /// A deny or retry reason, checked the same way.
 fn reason(filter: &str, what: &str, reason: String) -> wasmtime::Result<String> {
+    let reason = limits::reason(filter, reason)?;
     validate::reason(what, &reason).map_err(|m| refused(filter, m))?;
     Ok(reason)
 }
