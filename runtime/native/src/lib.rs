@@ -15,6 +15,7 @@ mod engine;
 mod filter;
 mod host;
 mod ops;
+mod proxy;
 mod shared;
 mod wire;
 
@@ -246,6 +247,11 @@ impl NativeEngine {
         // Loaded filters and chains hold the engine: let them go with the last job.
         inner.chains.lock().unwrap().clear();
         inner.filters.lock().unwrap().clear();
+    }
+
+    /// The filters of chain `id`, for the data path (`proxy::NativeProxy::set_state`).
+    pub(crate) fn chain(&self, id: u32) -> Option<Arc<Vec<Arc<FilterModule>>>> {
+        self.inner.as_ref()?.chains.lock().unwrap().get(&id).cloned()
     }
 
     fn inner(&self) -> Result<&Arc<Inner>> {
