@@ -145,7 +145,10 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
       configDump: () => configDump(state, engine, proxy, odst.unavailable, identity, capture?.status()),
-      metrics: registryMetrics(registry),
+      metrics: proxy instanceof NativeDataPath
+        // The native data path's records so far go into the metrics before they are read.
+        ? (() => { const read = registryMetrics(registry); return () => { (proxy as NativeDataPath).pump(); return read(); }; })()
+        : registryMetrics(registry),
     });
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
   }

@@ -32,6 +32,8 @@ pub struct Listener {
     pub local: SocketAddr,
     /// Where connections go when the socket carries no original destination.
     pub target: Option<SocketAddr>,
+    /// A service name target (`name.namespace`, port), routed by name when there is no address.
+    pub target_name: Option<(String, u16)>,
     pub open: AtomicUsize,
     pub max_connections: usize,
 }
@@ -108,21 +110,31 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener
         shared.records.connection(&unrouted(format!("AMBIT_ERR_CONNECTION_LIMIT: listener {} has {} connections open (maxConnections); closing", listener.name, listener.max_connections)));
         return;
     }
-    let Some(dest) = original_dst(&stream).or(listener.target) else {
+    let mut by_name = None;
+    let mut dest = original_dst(&stream).or(listener.target);
+    if dest.is_none() {
+        if let Some((name, port)) = &listener.target_name {
+            by_name = state.route_by_host(&format!("{name}:{port}"), *port);
+            if by_name.is_some() {
+                dest = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), *port));
+            }
+        }
+    }
+    let Some(dest) = dest else {
         shared.records.connection(&unrouted(format!("listener {}: the connection has no original destination and the listener has no target; closing", listener.name)));
         return;
     };
     let dest = SocketAddr::new(canonical(dest.ip()), dest.port());
-    if shared.is_own_listener(dest) {
+    if by_name.is_none() && shared.is_own_listener(dest) {
         shared.records.connection(&unrouted(format!("listener {}: the destination {dest} is the proxy itself; closing to avoid a loop", listener.name)));
         return;
     }
-    serve_routed(stream, listener.direction, source, dest, state, shared.clone(), pools, started).await;
+    serve_routed(stream, listener.direction, source, dest, by_name, state, shared.clone(), pools, started).await;
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
-    let route = state.route(direction, dest.ip(), dest.port());
+async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+    let route = by_name.or_else(|| state.route(direction, dest.ip(), dest.port()));
     let effective = route.clone().unwrap_or_else(|| state.passthrough(dest));
     let w = effective.workload.as_ref();
     let destination = Peer {

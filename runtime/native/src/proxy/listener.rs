@@ -86,14 +86,15 @@ pub fn start(specs: &[ListenerSpec], threads: usize, max_connections: usize, sha
             }
             per_thread.push(l);
         }
-        let target = match &spec.target {
-            None => None,
-            Some(t) => Some(SocketAddr::new(
-                super::state::parse_ip(&t.address).ok_or_else(|| format!("AMBIT_ERR_LISTEN: listener {}: target {} is not an IP address", spec.name, t.address))?,
-                t.port,
-            )),
+        // A target is an address, or a service name (`name.namespace`) routed by name.
+        let (target, target_name) = match &spec.target {
+            None => (None, None),
+            Some(t) => match super::state::parse_ip(&t.address) {
+                Some(ip) => (Some(SocketAddr::new(ip, t.port)), None),
+                None => (None, Some((t.address.clone(), t.port))),
+            },
         };
-        listeners.push(Arc::new(Listener { name: spec.name.clone(), direction: spec.direction, local: addr, target, open: AtomicUsize::new(0), max_connections }));
+        listeners.push(Arc::new(Listener { name: spec.name.clone(), direction: spec.direction, local: addr, target, target_name, open: AtomicUsize::new(0), max_connections }));
         bound.push((spec.name.clone(), addr));
     }
     let (stop, stopped) = watch::channel(None::<u64>);

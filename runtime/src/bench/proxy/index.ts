@@ -217,7 +217,7 @@ http { access_log off;
 
 /** h2load (nghttp2-client): HTTP/2 prior knowledge, 10 connections × 10 streams, bounded by duration. */
 function h2load(name: string, port: number, seconds: number): Result {
-  const args = ['-c10', '-m10', '-t1', '-D', String(seconds), '-H', 'host: up.bench', `http://127.0.0.1:${port}/`];
+  const args = ['-c10', '-m10', '-t1', '-D', String(seconds), `http://127.0.0.1:${port}/`];
   const canPin = os.availableParallelism() > 1 && has('taskset');
   const out = execFileSync(canPin ? 'taskset' : 'h2load', canPin ? ['-c', '1', 'h2load', ...args] : args, { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
   const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? Number.NaN);
