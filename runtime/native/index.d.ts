@@ -53,6 +53,31 @@ export declare class NativeEngine {
  * `AMBIT_ERR_BUILD: …` saying what failed (the bundle's own exception included).
  */
 export declare function buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer
+/** The native data path of one node proxy process. */
+export declare class NativeProxy {
+  /** `options`: JSON `{ threads?, maxConnections? }`. */
+  constructor(options: string)
+  /**
+   * Swaps in a new snapshot (JSON of a `NativeStateSpec`), its chains looked up in `engine`.
+   * Connections already open keep the snapshot they started on.
+   */
+  setState(spec: string, engine: NativeEngine): void
+  /**
+   * Starts the listeners (JSON `[{ name, direction, address, port, target? }]`) on every
+   * data-path thread; answers where each is bound, as JSON `{ name: { address, port } }`.
+   */
+  listen(listeners: string): string
+  /** Records since the last take, as a JSON array; `dropped` records did not fit the buffer. */
+  takeRecords(): string
+  /** Facts for `/config_dump`. */
+  info(): string
+  /**
+   * Stops accepting now; open connections get `drainMs` to finish, then are closed.
+   * `closed()` turns true once every thread is done.
+   */
+  close(drainMs: number): void
+  closed(): boolean
+}
 
 /** The wasmtime release the addon was built with. */
 export declare function wasmtimeVersion(): string

@@ -14,6 +14,8 @@ export * from './mesh/index.js';
 export * from './telemetry/index.js';
 export * from './admin/index.js';
 export { runNode, type RunOptions, type RunningNode } from './node/run.js';
+export { NativeDataPath, type NativeDataPathOptions } from './native-path/index.js';
+export { nativeStateSpec, type NativeStateSpec } from './native-path/spec.js';
 export { chooseEngine, type ChooseEngineOptions, type EngineChoice } from './filters/choose.js';
 export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
 export * from './identity/index.js';

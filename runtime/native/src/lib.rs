@@ -19,6 +19,7 @@ mod host;
 mod limits;
 mod ops;
 mod validate;
+mod proxy;
 mod shared;
 mod wire;
 
@@ -301,6 +302,11 @@ impl NativeEngine {
 
     fn chain(&self, id: u32) -> Result<Arc<Vec<Arc<FilterModule>>>> {
         self.inner()?.chains.lock().unwrap().get(&id).cloned().ok_or_else(|| Error::from_reason(format!("AMBIT_ERR_ENGINE: chain {id} is not defined")))
+    }
+
+    /// The filters of chain `id`, for the data path (`proxy::NativeProxy::set_state`).
+    pub(crate) fn chain_for_proxy(&self, id: u32) -> Option<Arc<Vec<Arc<FilterModule>>>> {
+        self.inner.as_ref()?.chains.lock().unwrap().get(&id).cloned()
     }
 
     fn inner(&self) -> Result<&Arc<Inner>> {

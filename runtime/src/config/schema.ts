@@ -48,6 +48,7 @@ const QualifiedName = (description: string) =>
 export const PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
 export const LOAD_BALANCERS = ['round-robin', 'least-request'] as const;
 export const ENGINES = ['v8', 'wasmtime', 'auto'] as const;
+export const DATA_PATHS = ['node', 'native'] as const;
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export const FAILURE_POLICIES = ['fail-closed', 'fail-open'] as const;
 export const INSTANCE_STRATEGIES = ['pooled', 'per-request'] as const;
@@ -103,6 +104,11 @@ export const ProxySchema = Obj({
     maxInstances: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'Component instances the pooling allocator reserves slots for (warm and per-request together). Default 1000.' }),
     maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages (each instance slot reserves 4 GiB of address space either way, so that filter code runs without bounds checks). Default 16384 (1 GiB).' }),
   }, { default: {}, description: 'Settings of the wasmtime engine.' }),
+  dataPath: StringEnum(DATA_PATHS, { default: 'node', description: 'Which code serves connections. `native`: Rust threads inside `@ambit/native` (tokio, hyper), filters called inline on the wasmtime engine; needs the addon and `engine: wasmtime` or `auto`, and no `identity` yet (HBONE stays on the node data path). `node`: the Node.js data path. The environment variable AMBIT_DATA_PATH overrides it. Default node.' }),
+  native: Obj({
+    threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Data-path threads (one tokio runtime each, accepts spread by SO_REUSEPORT). Default: the number of CPU cores.' })),
+    maxConnections: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 65_536, description: 'Connections one listener holds open at most; beyond, new ones are closed at once (AMBIT_ERR_CONNECTION_LIMIT in the access log). Default 65536.' }),
+  }, { default: {}, description: 'Settings of the native data path (`dataPath: native`).' }),
   workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers). Default: the number of CPU cores.' })),
   filterThreads: Type.Integer({
     minimum: 1, maximum: 64, default: 2,

@@ -7,12 +7,13 @@
 import type { CaptureStatus } from '../capture/index.js';
 import type { FilterEngine } from '../filters/engine.js';
 import type { NodeProxy } from '../proxy/proxy.js';
+import type { NativeDataPath } from '../native-path/index.js';
 import type { BuiltState } from './state.js';
 import type { NodeIdentity } from './identity.js';
 import { redactMeshConfig } from './redact.js';
 
 export function configDump(
-  state: BuiltState, engine: FilterEngine, proxy: NodeProxy, originalDstUnavailable: string | undefined, identity?: NodeIdentity, capture?: CaptureStatus,
+  state: BuiltState, engine: FilterEngine, proxy: NodeProxy | NativeDataPath, originalDstUnavailable: string | undefined, identity?: NodeIdentity, capture?: CaptureStatus,
 ): unknown {
   return {
     version: state.version,
@@ -26,6 +27,7 @@ export function configDump(
       ...(capture ?? {}),
     },
     listeners: proxy.addresses(),
+    dataPath: 'info' in proxy ? { kind: 'native', ...proxy.info() } : { kind: 'node' },
     // Secrets in filter configs (schema-marked, or named like credentials) are <redacted>.
     config: redactMeshConfig(state.loaded.config, state.resolved),
     filters: [...state.resolved.filters.values()].map((f) => ({

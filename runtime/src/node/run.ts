@@ -23,6 +23,9 @@ import { registerMeshMetrics } from '../telemetry/mesh-metrics.js';
 import { startCapture, type Capture } from '../capture/index.js';
 import { registerCaptureMetrics } from '../capture/metrics.js';
 import { fileSource, type ConfigSource, type ReloadOutcome, type SourceWatch } from './source.js';
+import { NativeDataPath } from '../native-path/index.js';
+import { WasmtimeEngine } from '../filters/wasmtime/engine.js';
+import { AmbitError } from '../deps.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML); ignored when `source` is given. */
@@ -45,7 +48,8 @@ export interface RunOptions {
 
 export interface RunningNode {
   readonly telemetry: AmbitTelemetry;
-  readonly proxy: NodeProxy;
+  /** The data path serving connections: Node's (`proxy.dataPath: node`) or the native one. */
+  readonly proxy: NodeProxy | NativeDataPath;
   readonly admin: AdminServer | undefined;
   readonly state: BuiltState;
   readonly engine: FilterEngine;
@@ -113,7 +117,19 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     listen: { address: config.proxy.hbone.address, port: options.ports?.hbone ?? config.proxy.hbone.port },
     connectTimeoutMs: config.proxy.hbone.connectTimeoutMs,
   } : undefined;
-  const proxy = new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
+  const dataPath = process.env.AMBIT_DATA_PATH === 'native' || process.env.AMBIT_DATA_PATH === 'node' ? process.env.AMBIT_DATA_PATH : config.proxy.dataPath;
+  let proxy: NodeProxy | NativeDataPath;
+  try {
+    proxy = dataPath === 'native'
+      ? nativeDataPath(listeners, state, engine, telemetry, config, mtls !== undefined)
+      : new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
+  } catch (e) {
+    identity?.close();
+    await state.close(0);
+    await engine.close();
+    await telemetry.flush();
+    throw e;
+  }
   try {
     await proxy.start();
   } catch (e) {
@@ -134,7 +150,10 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
       configDump: () => configDump(state, engine, proxy, odst.unavailable, identity, capture?.status()),
-      metrics: registryMetrics(registry),
+      metrics: proxy instanceof NativeDataPath
+        // The native data path's records so far go into the metrics before they are read.
+        ? (() => { const read = registryMetrics(registry); return () => { (proxy as NativeDataPath).pump(); return read(); }; })()
+        : registryMetrics(registry),
     });
     telemetry.info(`admin API on http://${admin.address().address}:${admin.address().port}/`);
   }
@@ -200,6 +219,18 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       await telemetry.close();
     },
   };
+}
+
+function nativeDataPath(
+  listeners: ListenerSpec[], state: BuiltState, engine: FilterEngine, telemetry: AmbitTelemetry, config: LoadedMeshConfig['config'], mtls: boolean,
+): NativeDataPath {
+  if (mtls) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', 'proxy.dataPath native does not serve mTLS (HBONE) yet: remove `identity` or use dataPath node');
+  }
+  if (!(engine instanceof WasmtimeEngine)) {
+    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `proxy.dataPath native runs filters on the wasmtime engine, but the node chose ${engine.kind}; set proxy.engine to wasmtime or auto and build @ambit/native`);
+  }
+  return new NativeDataPath({ listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections });
 }
 
 function targetAddress(t: NonNullable<BuiltState['mesh']['outboundTarget']>): { address: string; port: number } {

@@ -117,7 +117,7 @@ http { access_log off; keepalive_requests 1000000;
   return { port, proc, kind: 'node:http hello' };
 }
 
-type Engine = 'v8' | 'wasmtime' | 'wasmtime-per-request';
+type Engine = 'v8' | 'wasmtime' | 'wasmtime-per-request' | 'native';
 
 /** The node and proxy part of a bench mesh config: listeners and engine. */
 function proxyYaml(o: { listen: number; inbound: number; admin: number; engine: Engine }): string {
@@ -127,7 +127,7 @@ proxy:
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
   engine: ${o.engine === 'v8' ? 'v8' : 'wasmtime'}
-  wasmtime: { threads: 1 }`;
+  wasmtime: { threads: 1 }${o.engine === 'native' ? '\n  dataPath: native\n  native: { threads: 1 }' : ''}`;
 }
 
 function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number | 'builtins'; engine: Engine }): string {
@@ -216,6 +216,54 @@ http { access_log off;
   }
 }
 
+/** h2load (nghttp2-client): HTTP/2 prior knowledge, 10 connections × 10 streams, bounded by duration. */
+function h2load(name: string, port: number, seconds: number): Result {
+  const args = ['-c10', '-m10', '-t1', '-D', String(seconds), `http://127.0.0.1:${port}/`];
+  const canPin = os.availableParallelism() > 1 && has('taskset');
+  const out = execFileSync(canPin ? 'taskset' : 'h2load', canPin ? ['-c', '1', 'h2load', ...args] : args, { encoding: 'utf8', timeout: (seconds + 30) * 1000 });
+  const rps = Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(out)?.[1] ?? Number.NaN);
+  const mean = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out);
+  const failed = Number(/(\d+) failed/.exec(out)?.[1] ?? 0) + Number(/(\d+) errored/.exec(out)?.[1] ?? 0);
+  const non2xx = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+  const bad = non2xx ? Number(non2xx[3]) + Number(non2xx[4]) : 0;
+  // h2load prints min, max, mean per request; the max stands in for the tail here.
+  return { name, rps, p50ms: mean ? unitMs(mean[3]!) : Number.NaN, p99ms: mean ? unitMs(mean[2]!) : Number.NaN, errors: failed + bad };
+}
+
+async function nginxH2Proxy(dir: string, upstream: number, seconds: number): Promise<Result> {
+  const port = await freePort();
+  const conf = path.join(dir, 'proxy-h2.conf');
+  await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/proxy-h2.pid; error_log ${dir}/proxy-h2-error.log;
+events { worker_connections 4096; }
+http { access_log off; http2_max_requests 1000000;
+  upstream up { server 127.0.0.1:${upstream}; keepalive 64; }
+  server { listen 127.0.0.1:${port} http2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`);
+  const proc = pinned(0, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/proxy-h2-error.log`]);
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    return h2load('h2: nginx h2c proxy (1 worker)', port, seconds);
+  } finally {
+    await stop(proc);
+  }
+}
+
+async function nativeH2(dir: string, upstream: number, seconds: number): Promise<Result> {
+  const listen = await freePort();
+  const admin = await freePort();
+  const inbound = await freePort();
+  const config = path.join(dir, 'native-h2.yaml');
+  await writeFile(config, meshConfig({ listen, inbound, admin, upstream, protocol: 'http', filters: 0, engine: 'native' }));
+  const proc = pinned(0, process.execPath, [CLI, 'run', '--config', config, '--workers', '1', '--access-log', 'off', '--log-level', 'error']);
+  try {
+    await waitHttp(admin, '/ready');
+    await waitHttp(listen);
+    return h2load('h2: native h2c → HTTP/1.1 service, no filter', listen, seconds);
+  } finally {
+    await stop(proc);
+  }
+}
+
 function table(results: Result[], direct: Result, nginx: Result | undefined): string {
   const head = ['path', 'req/s', 'p50 ms', 'p99 ms', 'errors', '× direct', nginx ? '× nginx' : ''];
   const rows = results.map((r) => [
@@ -254,6 +302,13 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
       results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, pooled)', up.port, 'http', 3, DURATION_S, 'wasmtime'));
       results.push(await ambit(dir, 'Ambit L7, 3 filters (wasmtime, per-request)', up.port, 'http', 3, DURATION_S, 'wasmtime-per-request'));
       results.push(await ambit(dir, 'Ambit L7, 6 built-in filters (wasmtime)', up.port, 'http', 'builtins', DURATION_S, 'wasmtime'));
+      if (native.native.NativeProxy) {
+        // The native data path (proxy.dataPath: native, one data-path thread): the same rows.
+        results.push(await ambit(dir, 'native: L4 splice', up.port, 'auto', 0, DURATION_S, 'native'));
+        results.push(await ambit(dir, 'native: L7, no filter', up.port, 'http', 0, DURATION_S, 'native'));
+        results.push(await ambit(dir, 'native: L7, 3 hello filters', up.port, 'http', 3, DURATION_S, 'native'));
+        results.push(await ambit(dir, 'native: L7, 6 built-in filters', up.port, 'http', 'builtins', DURATION_S, 'native'));
+      }
     } else {
       process.stdout.write(`wasmtime rows skipped: ${native.reason}\n`);
     }
@@ -262,7 +317,15 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
       nginx = await nginxProxy(dir, up.port, DURATION_S);
       results.push(nginx);
     }
-    const md = table(results, direct, nginx);
+    let md = table(results, direct, nginx);
+    if (has('h2load') && has('nginx') && native.ok && native.native.NativeProxy) {
+      // HTTP/2 clients to an HTTP/1.1 service: h2load (10 connections × 10 streams) through each h2c proxy.
+      const h2 = [await nativeH2(dir, up.port, DURATION_S), await nginxH2Proxy(dir, up.port, DURATION_S)];
+      md += `\n\nHTTP/2 (h2load -c10 -m10; latency columns: mean and max per request)\n\n${table(h2, h2[1]!, h2[1])}`;
+      results.push(...h2);
+    } else {
+      process.stdout.write('h2 rows skipped: needs h2load (apt-get install -y nghttp2-client), nginx and the native data path\n');
+    }
     process.stdout.write(`${md}\n`);
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });

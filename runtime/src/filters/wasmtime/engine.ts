@@ -293,6 +293,11 @@ export class WasmtimeEngine implements FilterEngine {
     else process.stderr.write(`${JSON.stringify({ level, filter, msg: message })}\n`);
   }
 
+  /** The addon's engine object, for the native data path to find chains in (`NativeProxy.setState`). */
+  nativeHandle(): NativeEngineHandle {
+    return this.native;
+  }
+
   dropChain(chain: WasmtimeChain): void {
     this.native.dropChain(chain.id);
     for (const k of chain.keys) this.release(k);
@@ -355,4 +360,9 @@ function bindingKey(b: FilterBinding): string {
     b.deadlineMs ?? BINDING_DEFAULTS.deadlineMs, b.failurePolicy ?? BINDING_DEFAULTS.failurePolicy, b.instances ?? BINDING_DEFAULTS.instances,
     b.sharedScope ?? b.name, b.sharedKeys ?? null,
   ])).digest('hex');
+}
+
+/** The addon's id of a chain made by the wasmtime engine; undefined for other engines' chains. */
+export function nativeChainId(chain: FilterChain): number | undefined {
+  return chain instanceof WasmtimeChain ? chain.id : undefined;
 }

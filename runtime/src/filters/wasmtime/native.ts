@@ -18,8 +18,19 @@ export interface NativeEngineHandle {
   close(): void;
 }
 
+/** The native data path (`runtime/native/src/proxy`). */
+export interface NativeProxyHandle {
+  setState(spec: string, engine: NativeEngineHandle): void;
+  listen(listeners: string): string;
+  takeRecords(): string;
+  info(): string;
+  close(drainMs: number): void;
+  closed(): boolean;
+}
+
 export interface NativeModule {
   NativeEngine: new (options: string, onDone: (job: number, result: string) => void) => NativeEngineHandle;
+  NativeProxy?: new (options: string) => NativeProxyHandle;
   wasmtimeVersion(): string;
 }
 

@@ -1,0 +1,86 @@
+/**
+ * The native data path (`proxy.dataPath: native`): connections are served by Rust threads in
+ * `@ambit/native` (`runtime/native/src/proxy`), filters run inline on the wasmtime engine.
+ * This side keeps what is not per request: it hands the state snapshot over at start and at
+ * each reload (requests in flight keep theirs), and turns the batched records into the
+ * access log and metrics.
+ */
+import { AmbitError } from '../deps.js';
+import { loadNative, type NativeProxyHandle } from '../filters/wasmtime/native.js';
+import type { WasmtimeEngine } from '../filters/wasmtime/engine.js';
+import type { BuiltState } from '../node/state.js';
+import type { ListenerSpec } from '../proxy/proxy.js';
+import type { Telemetry } from '../telemetry/types.js';
+import { deliverRecords } from './records.js';
+import { nativeStateSpec } from './spec.js';
+
+export interface NativeDataPathOptions {
+  listeners: ListenerSpec[];
+  state: BuiltState;
+  engine: WasmtimeEngine;
+  telemetry: Telemetry;
+  /** Data-path threads; default: the number of CPU cores. */
+  threads?: number;
+  maxConnections?: number;
+  /** How often records are taken; default 100 ms. */
+  recordsEveryMs?: number;
+}
+
+export class NativeDataPath {
+  private current: BuiltState;
+  private readonly native: NativeProxyHandle;
+  private bound: Record<string, { address: string; port: number }> = {};
+  private timer: NodeJS.Timeout | undefined;
+  /** HBONE is not on the native data path yet. */
+  readonly tunnels = undefined;
+
+  constructor(private readonly options: NativeDataPathOptions) {
+    const load = loadNative();
+    if (!load.ok || !load.native.NativeProxy) {
+      throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `proxy.dataPath native needs @ambit/native with the data path: ${load.ok ? 'this build has no NativeProxy (rebuild: npm run build)' : load.reason}`);
+    }
+    this.current = options.state;
+    this.native = new load.native.NativeProxy(JSON.stringify({ threads: options.threads, maxConnections: options.maxConnections }));
+    this.native.setState(JSON.stringify(nativeStateSpec(options.state)), options.engine.nativeHandle());
+  }
+
+  get state(): BuiltState {
+    return this.current;
+  }
+
+  async start(): Promise<void> {
+    this.bound = JSON.parse(this.native.listen(JSON.stringify(this.options.listeners))) as Record<string, { address: string; port: number }>;
+    for (const [name, a] of Object.entries(this.bound)) this.options.telemetry.info(`listening: ${name} on ${a.address}:${a.port} (native data path)`);
+    this.timer = setInterval(() => this.pump(), this.options.recordsEveryMs ?? 100);
+    this.timer.unref();
+  }
+
+  /** Takes the records the native side holds now. */
+  pump(): number {
+    return deliverRecords(this.native.takeRecords(), this.options.telemetry);
+  }
+
+  addresses(): Record<string, { address: string; port: number }> {
+    return { ...this.bound };
+  }
+
+  info(): Record<string, unknown> {
+    return JSON.parse(this.native.info()) as Record<string, unknown>;
+  }
+
+  /** Swaps in a new snapshot; the old one's chains close once Node-side users are done (native requests hold their own references). */
+  async swap(next: BuiltState): Promise<void> {
+    this.native.setState(JSON.stringify(nativeStateSpec(next)), this.options.engine.nativeHandle());
+    const old = this.current;
+    this.current = next;
+    await old.close();
+  }
+
+  async close(drainMs = 5_000): Promise<void> {
+    this.native.close(drainMs);
+    while (!this.native.closed()) await new Promise((r) => setTimeout(r, 20));
+    if (this.timer) clearInterval(this.timer);
+    this.pump();
+    await this.current.close(0);
+  }
+}
