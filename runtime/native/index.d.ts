@@ -46,13 +46,6 @@ export declare class NativeEngine {
   close(): void
 }
 
-/**
- * Builds a JavaScript filter component: the engine module (`sdk/engine/quickjs.wasm`)
- * pre-initialized with the filter's bundle (`source`, named `file` in stack traces),
- * wrapped as a component of `world` from the WIT in `witDir`. Throws
- * `AMBIT_ERR_BUILD: …` saying what failed (the bundle's own exception included).
- */
-export declare function buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer
 /** The native data path of one node proxy process. */
 export declare class NativeProxy {
   /** `options`: JSON `{ threads?, maxConnections? }`. */
@@ -78,6 +71,14 @@ export declare class NativeProxy {
   close(drainMs: number): void
   closed(): boolean
 }
+
+/**
+ * Builds a JavaScript filter component: the engine module (`sdk/engine/quickjs.wasm`)
+ * pre-initialized with the filter's bundle (`source`, named `file` in stack traces),
+ * wrapped as a component of `world` from the WIT in `witDir`. Throws
+ * `AMBIT_ERR_BUILD: …` saying what failed (the bundle's own exception included).
+ */
+export declare function buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer
 
 /** The wasmtime release the addon was built with. */
 export declare function wasmtimeVersion(): string

@@ -137,6 +137,8 @@ describe('mesh config: parsing and defaults', () => {
         hbone: { address: '0.0.0.0', port: 15008, connectTimeoutMs: 10_000 },
         engine: 'auto',
         filterThreads: 2,
+        dataPath: 'node',
+        native: { maxConnections: 65_536 },
         wasmtime: { epochTickMs: 1, maxInstances: 1000, maxMemoryPages: 16384 },
         limits: {
           maxHeaderBytes: 65536, headersTimeoutMs: 10_000, requestTimeoutMs: 0, idleTimeoutMs: 60_000,

@@ -235,7 +235,7 @@ async function nginxH2Proxy(dir: string, upstream: number, seconds: number): Pro
   const conf = path.join(dir, 'proxy-h2.conf');
   await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/proxy-h2.pid; error_log ${dir}/proxy-h2-error.log;
 events { worker_connections 4096; }
-http { access_log off; http2_max_requests 1000000;
+http { access_log off; keepalive_requests 1000000;
   upstream up { server 127.0.0.1:${upstream}; keepalive 64; }
   server { listen 127.0.0.1:${port} http2; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `);
