@@ -134,3 +134,13 @@ export interface FilterEngine {
   info(): Record<string, unknown>;
   close(): Promise<void>;
 }
+
+/** Where a chain that wraps another (`reportFailures`) keeps the engine's own chain. */
+export const BASE_CHAIN = Symbol('ambit.baseChain');
+
+/** The engine's own chain under any wrappers (the native data path needs the engine's chain id). */
+export function baseChain(chain: FilterChain): FilterChain {
+  let c = chain;
+  for (let next = (c as { [BASE_CHAIN]?: FilterChain })[BASE_CHAIN]; next; next = (c as { [BASE_CHAIN]?: FilterChain })[BASE_CHAIN]) c = next;
+  return c;
+}

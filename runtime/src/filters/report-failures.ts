@@ -13,7 +13,7 @@
 import type { SourceMapPayload } from 'node:module';
 import { mapFilterStack, readSourceMap } from '../deps.js';
 import { failureResponse } from './chain.js';
-import type { FilterBinding, FilterChain, FilterFailure, PhaseInput, PhaseOutcome } from './engine.js';
+import { BASE_CHAIN, type FilterBinding, type FilterChain, type FilterFailure, type PhaseInput, type PhaseOutcome } from './engine.js';
 
 interface FilterFacts {
   wasm: Uint8Array;
@@ -21,7 +21,7 @@ interface FilterFacts {
   exposeErrors: boolean;
 }
 
-export function reportFailures(chain: FilterChain, bindings: readonly FilterBinding[]): FilterChain {
+export function reportFailures(chain: FilterChain, bindings: readonly FilterBinding[]): FilterChain & { [BASE_CHAIN]: FilterChain } {
   const facts = new Map<string, FilterFacts>();
   for (const b of bindings) facts.set(b.name, { wasm: b.wasm, exposeErrors: b.exposeErrors === true });
   const mapped = (f: FilterFailure): FilterFailure => {
@@ -32,6 +32,7 @@ export function reportFailures(chain: FilterChain, bindings: readonly FilterBind
     return message === f.message ? f : { ...f, message };
   };
   return {
+    [BASE_CHAIN]: chain,
     filters: chain.filters,
     async run(input: PhaseInput): Promise<PhaseOutcome> {
       const out = await chain.run(input);

@@ -20,7 +20,7 @@ import { AmbitError, checkComponentBinary, defaultCacheDir, errorMessage, type L
 import { closedOutcome } from '../chain.js';
 import { ChainBase } from '../chain-base.js';
 import {
-  BINDING_DEFAULTS, type ChainInfo, type FilterBinding, type FilterCall, type FilterChain, type FilterEngine,
+  BINDING_DEFAULTS, baseChain, type ChainInfo, type FilterBinding, type FilterCall, type FilterChain, type FilterEngine,
   type FilterFailure, type FilterStats, type PhaseInput, type PhaseOutcome,
 } from '../engine.js';
 import { copyStats, recordCalls } from '../stats.js';
@@ -364,5 +364,6 @@ function bindingKey(b: FilterBinding): string {
 
 /** The addon's id of a chain made by the wasmtime engine; undefined for other engines' chains. */
 export function nativeChainId(chain: FilterChain): number | undefined {
-  return chain instanceof WasmtimeChain ? chain.id : undefined;
+  const base = baseChain(chain);
+  return base instanceof WasmtimeChain ? base.id : undefined;
 }
