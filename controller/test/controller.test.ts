@@ -16,7 +16,8 @@ import { freePort, REPO, startCluster, type TestCluster } from './support/cluste
 import { markRunning, namespace, node, pod, service } from './support/objects.js';
 import { AMBIT_CLI, CONTROLLER_CLI, start, type Proc } from './support/processes.js';
 import { requestFrom } from '../../runtime/test/support/mesh.js';
-import { buildBuiltinFilters } from '../../runtime/test/fixtures.js';
+import { buildBuiltinFilters, builtinDir } from '../../runtime/test/fixtures.js';
+import { loadFilterArtifact } from '@ambit/filter-sdk/host';
 import { execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { rmdir } from 'node:fs/promises';
@@ -293,10 +294,16 @@ describe('ambit controller against a real kube-apiserver', () => {
     await until('the policy to be lifted', async () => (await requestFrom(WEB, n1.outbound, '/private/x')).status === 200, 20_000);
   });
 
+  /** The pin of the headers filter as built here (its filter digest: component, capabilities, schema). */
+  async function headersPin(): Promise<string> {
+    return (await loadFilterArtifact(builtinDir('headers'))).digest;
+  }
+
   it('reports a filter config that fails the filter\'s schema with its JSON path in status', async () => {
+    const sha256 = await headersPin();
     await cluster.apply({
       apiVersion: 'ambit.dev/v1alpha1', kind: 'FilterBinding', metadata: { name: 'bad-config', namespace: 'shop' },
-      spec: { target: { service: 'server' }, direction: 'outbound', filters: [{ package: '@ambit/filter-headers', config: { request: { set: 42 } } }] },
+      spec: { target: { service: 'server' }, direction: 'outbound', filters: [{ package: '@ambit/filter-headers', sha256, config: { request: { set: 42 } } }] },
     });
     const status = await until('status of bad-config', async () => {
       const s = await fbStatus('bad-config');
@@ -312,9 +319,10 @@ describe('ambit controller against a real kube-apiserver', () => {
 
   it('a node that rejects a config keeps its last one, and the FilterBinding\'s status says why', async () => {
     const [n1, n2] = [nodes[0]!, nodes[1]!];
+    const sha256 = await headersPin();
     await cluster.apply({
       apiVersion: 'ambit.dev/v1alpha1', kind: 'FilterBinding', metadata: { name: 'add-header', namespace: 'shop' },
-      spec: { target: { service: 'server' }, direction: 'inbound', filters: [{ package: '@ambit/filter-headers@^0.1.0', config: { request: { set: { 'x-bound': 'yes' } } } }] },
+      spec: { target: { service: 'server' }, direction: 'inbound', filters: [{ package: '@ambit/filter-headers@^0.1.0', sha256, config: { request: { set: { 'x-bound': 'yes' } } } }] },
     });
     const status = await until('Applied=False on add-header', async () => {
       const s = await fbStatus('add-header');

@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bindingFromArtifact, loadNative, V8Engine, WasmtimeEngine, type FilterBinding, type FilterEngine } from '@ambit/runtime';
-import { CALL_LIMITS } from '@ambit/filter-sdk/host';
+import { CALL_LIMITS, OUTPUT_LIMITS } from '@ambit/filter-sdk/host';
 import { ctx, request } from './conformance.js';
 import { buildFixtures, type Fixtures } from './fixtures.js';
 
@@ -64,7 +64,8 @@ describe.each(['v8', 'wasmtime'] as const)('engine bounds (engine: %s)', (kind) 
       const closed = await engine.createChain([mis({ tag: `${mode}-closed`, mode, trigger: '/over' })]);
       const out = await closed.run({ phase: 'requestHeaders', ctx: ctx(), request: request('/over') });
       expect(out.failures).toMatchObject([{ filter: `misbehave-${mode}-closed`, kind: 'trap', policy: 'fail-closed' }]);
-      const limit = cap === 'bytes' ? CALL_LIMITS.resultBytes : cap === 'log lines' ? CALL_LIMITS.logLines : CALL_LIMITS.counterUpdates;
+      // Header changes meet the output rules' tighter cap first (100 headers or 64 KiB added per call).
+      const limit = mode === 'huge-headers' ? OUTPUT_LIMITS.addedHeaderBytes : cap === 'bytes' ? CALL_LIMITS.resultBytes : cap === 'log lines' ? CALL_LIMITS.logLines : CALL_LIMITS.counterUpdates;
       expect(out.failures[0]!.message).toContain(`${limit}`);
       expect(out).toMatchObject({ action: 'respond', response: { status: 503 } });
       // The next call of the same binding is served.

@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { buildFilter } from '@ambit/filter-sdk/build';
-import { AmbitError } from '@ambit/filter-sdk/host';
+import { AmbitError, filterDigest } from '@ambit/filter-sdk/host';
 import { runNode, type RunningNode } from '@ambit/runtime';
 import { HELLO_DIR, REPO } from './fixtures.js';
 import { startRegistry, type LocalRegistry } from './support/registry.js';
@@ -39,6 +39,8 @@ describe('filters from an npm registry (verdaccio on loopback)', () => {
   let upstream: Upstream;
   let filterDir: string;
   let wasmSha256: string;
+  /** What a binding pins: the filter digest (component, capabilities, schema). */
+  let digest: string;
   const nodes: RunningNode[] = [];
 
   /** Writes a node's mesh config binding `ref` (through the registry) and returns its path. */
@@ -67,7 +69,7 @@ bindings:
     direction: outbound
     filters:
       - ref: "${o.ref ?? '@acme/filter-x@^1'}"
-${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-from-registry }
+        sha256: ${o.sha256 ?? digest}\n        config: { header: x-from-registry }
         # The first call on a cold V8 instance of a busy machine can pass the 50 ms default:
         # this test is about where the filter comes from, not its deadline.
         deadlineMs: 2000
@@ -116,6 +118,7 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
     await writeFile(path.join(filterDir, 'package.json'), JSON.stringify({ ...pkg, name: '@acme/filter-x', version: '1.0.0', dependencies: {} }, null, 2));
     const built = await buildFilter({ dir: filterDir });
     wasmSha256 = built.manifest.sha256;
+    digest = filterDigest({ sha256: wasmSha256, capabilities: built.manifest.capabilities, schema: built.manifest.schema ?? undefined });
     for (const v of ['1.0.0', '1.1.0', '2.0.0']) await publishVersion(v);
   });
 
@@ -133,7 +136,7 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
   });
 
   it('resolves @acme/filter-x@^1 into the cache, checked against the registry\'s integrity, pinned, and locked', async () => {
-    const config = await meshConfig('node-a', { sha256: wasmSha256 });
+    const config = await meshConfig('node-a', { sha256: digest });
     const node = await start(config);
     const r = await get(node.proxy.addresses().outbound!.port, '/hello');
     expect(r.status).toBe(200);
@@ -159,7 +162,7 @@ ${o.sha256 ? `        sha256: ${o.sha256}\n` : ''}        config: { header: x-fr
     const wrong = 'a'.repeat(64);
     const e = await startFails(await meshConfig('node-pin', { sha256: wrong }));
     expect(e.code).toBe('AMBIT_ERR_INTEGRITY');
-    expect(e.message).toMatch(/^AMBIT_ERR_INTEGRITY: .*node-pin\.yaml:\d+:\d+: \/bindings\/0\/filters\/0\/sha256: .*has sha256 [0-9a-f]{64}, but the binding pins a{64}; refusing to load it/);
+    expect(e.message).toMatch(/^AMBIT_ERR_INTEGRITY: .*node-pin\.yaml:\d+:\d+: \/bindings\/0\/filters\/0\/sha256: .*does not match the pin: the binding pins a{64}, but its filter digest is [0-9a-f]{64} .*refusing to load it/);
   });
 
   it('keeps the locked version when a newer one is published; without the lock, takes the newer', async () => {

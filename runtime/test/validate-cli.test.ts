@@ -61,13 +61,13 @@ bindings:
     target: { service: reviews.shop }
     direction: outbound
     filters:
-      - { ref: "@ambit/filter-authz", config: { policies: [] } }
-      - { ref: "@ambit/filter-ratelimit@^0.1", config: { maxTokens: 100, tokensPerFill: 100, fillIntervalMs: 1000 } }
-      - { ref: "@ambit/filter-fault", config: { abort: { percentage: 1, httpStatus: 503 } } }
-      - { ref: "@ambit/filter-traffic-split", config: { subsets: [{ name: stable, weight: 100 }] } }
-      - { ref: "@ambit/filter-headers", config: { request: { set: { x-a: "1" } } } }
-      - { ref: "@ambit/filter-retry", config: { attempts: 3 } }
-      - { ref: "@ambit/filter-mtls" }
+      - { ref: "@ambit/filter-authz", allowUnpinned: true, config: { policies: [] } }
+      - { ref: "@ambit/filter-ratelimit@^0.1", allowUnpinned: true, config: { maxTokens: 100, tokensPerFill: 100, fillIntervalMs: 1000 } }
+      - { ref: "@ambit/filter-fault", allowUnpinned: true, config: { abort: { percentage: 1, httpStatus: 503 } } }
+      - { ref: "@ambit/filter-traffic-split", allowUnpinned: true, config: { subsets: [{ name: stable, weight: 100 }] } }
+      - { ref: "@ambit/filter-headers", allowUnpinned: true, config: { request: { set: { x-a: "1" } } } }
+      - { ref: "@ambit/filter-retry", allowUnpinned: true, config: { attempts: 3 } }
+      - { ref: "@ambit/filter-mtls", allowUnpinned: true }
 `);
     const r = await ambit(['validate', '--config', file]);
     expect(r.stderr).toBe('');
