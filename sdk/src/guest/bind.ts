@@ -32,8 +32,9 @@ function wrongVerdict(phase: string, v: unknown, allowed: string): Error {
  * traps the call: the host applies the binding's failure policy.
  */
 export function bindFilter<C>(def: FilterDefinition<C>, fallbackName: string): EngineHandler {
-  useNatives(natives());
-  useHeaderNatives(natives());
+  const n = natives();
+  useNatives(n);
+  useHeaderNatives(n);
   let config = undefined as C;
   const phases = (def.onConnection ? CONNECTION : 0) | (def.onRequest ? REQUEST_HEADERS : 0) | (def.onResponse ? RESPONSE_HEADERS : 0);
   const name = def.name ?? fallbackName;

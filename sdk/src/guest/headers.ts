@@ -1,4 +1,4 @@
-import { natives, type Natives } from './natives.js';
+import type { Natives } from './natives.js';
 
 const K = Symbol('ambit.head');
 const H = Symbol('ambit.handle');

@@ -1,7 +1,7 @@
 import type { ConnectionInfo, FilterContext, HttpRequest, HttpResponse, Peer, ReadonlyRequest, ResponseContext, TlsInfo } from './public-types.js';
 import type { Direction } from '../abi/types.js';
 import { HeaderMap } from './headers.js';
-import { natives, type Natives, type PeerTuple } from './natives.js';
+import type { Natives, PeerTuple } from './natives.js';
 
 /*
  * The views a handler gets. They are made on every call, so they are cheap to make:
@@ -129,4 +129,3 @@ export class ResponseView implements HttpResponse {
   }
 }
 
-export { natives };
