@@ -80,6 +80,29 @@ export function describeWorldConformance(name: string, makeEngine: () => FilterE
       await chain.close();
     });
 
+    it('names each peer with a key: the same peer keeps it, another peer gets another', async () => {
+      const chain = await engine.createChain([probe('echo', { capabilities: ['log', 'counters', 'clock', 'random', 'shared', 'traffic'] })]);
+      const keys = async (facts: ReturnType<typeof ctx>): Promise<{ src: string; dst: string }> => {
+        const out = await chain.run({ phase: 'requestHeaders', ctx: facts, request: request('/e', []) });
+        if (out.action !== 'continue') throw new Error(`expected continue, got ${out.action}`);
+        const set = Object.fromEntries(out.ops.flatMap((o) => (o.tag === 'set' ? [o.val] : [])));
+        return { src: set['x-src-key']!, dst: set['x-dst-key']! };
+      };
+      const first = await keys(ctx());
+      expect(Number(first.src)).toBeGreaterThan(0);
+      expect(Number(first.dst)).toBeGreaterThan(0);
+      expect(first.dst).not.toBe(first.src);
+      expect(await keys(ctx({ requestId: 'another request' }))).toEqual(first);
+      const base = ctx();
+      const moved = await keys(ctx({ source: { ...base.source, port: base.source.port + 1 } }));
+      expect(moved.src).not.toBe(first.src);
+      expect(moved.dst).toBe(first.dst);
+      const unauthenticated = await keys(ctx({ source: { ...base.source, identity: undefined } }));
+      expect(unauthenticated.src).not.toBe(first.src);
+      expect(unauthenticated.src).not.toBe(moved.src);
+      await chain.close();
+    });
+
     it('shows each filter the changes of the ones before it, in one crossing', async () => {
       // The first rewrites the path to /rewritten; the second reads it and answers 418 for /r….
       const chain = await engine.createChain([probe('p1'), probe('p2')]);

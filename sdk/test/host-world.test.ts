@@ -113,7 +113,12 @@ describe.each(['direct', 'jco'] as const)('binding %s', (binding) => {
       );
       expect(r.action).toBe('continue');
       if (r.action !== 'continue') return;
-      expect(r.ops.map((o) => (o.tag === 'remove' ? [o.tag, o.val] : [o.tag, ...o.val]))).toEqual([
+      // Peer keys are numbers the host hands out: positive, one per peer.
+      const keyed = new Map(r.ops.flatMap((o) => (o.tag === 'set' && o.val[0].endsWith('-key') ? [o.val] : [])));
+      expect(Number(keyed.get('x-src-key'))).toBeGreaterThan(0);
+      expect(Number(keyed.get('x-dst-key'))).toBeGreaterThan(0);
+      expect(keyed.get('x-src-key')).not.toBe(keyed.get('x-dst-key'));
+      expect(r.ops.filter((o) => !(o.tag === 'set' && o.val[0].endsWith('-key'))).map((o) => (o.tag === 'remove' ? [o.tag, o.val] : [o.tag, ...o.val]))).toEqual([
         ['set', 'x-size', '3'], ['set', 'x-multi-count', '2'], ['set', 'x-multi-first', 'one'], ['set', 'x-entries', '3'],
         ['set', 'x-entry0', 'accept'], ['set', 'x-has-accept', '1'], ['set', 'x-method', 'POST'], ['set', 'x-scheme', 'https'],
         ['set', 'x-authority', 'api.test'], ['set', 'x-direction', 'outbound'], ['set', 'x-src-identity', 'spiffe://td/ns/a/sa/b'],

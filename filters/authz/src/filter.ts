@@ -1,5 +1,5 @@
 import { Type, counter, defineFilter, deny, log, respond } from '@ambit/filter-sdk';
-import type { FilterContext, HttpRequest } from '@ambit/filter-sdk';
+import type { FilterContext, HttpRequest, Peer } from '@ambit/filter-sdk';
 
 /**
  * Authorization with the semantics of Istio's `AuthorizationPolicy`:
@@ -61,6 +61,8 @@ interface Policy {
   /** Decidable without HTTP. */
   l4: boolean;
   matches: Test;
+  /** The counter an ALLOW match adds to. */
+  allowedCounter: string;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ function compileRule(r: RuleCfg, where: string): { test: Test; l4: boolean } {
 
 function compilePolicy(p: PolicyCfg, i: number): Policy {
   const rules = p.rules.map((r, j) => compileRule(r, `policies[${i}] (${p.name}).rules[${j}]`));
-  return { name: p.name, action: p.action, l4: rules.every((r) => r.l4), matches: (f) => rules.some((r) => r.test(f)) };
+  return { name: p.name, action: p.action, l4: rules.every((r) => r.l4), matches: (f) => rules.some((r) => r.test(f)), allowedCounter: `allowed_${p.name}` };
 }
 
 // ---------------------------------------------------------------------------------------
@@ -250,21 +252,34 @@ let allows: Policy[] = [];
 let audits: Policy[] = [];
 let allAllowsL4 = true;
 
+/**
+ * The source's facts, worked out once per peer: the host hands the same (frozen) peer
+ * object to every call that sees the same client, so the principal and its namespace
+ * are parsed on its first request only.
+ */
+const sourceFacts = new WeakMap<Peer, { principal: string | undefined; namespace: string | undefined }>();
+
 function factsOf(ctx: FilterContext<Config>, http?: Facts['http']): Facts {
-  const principal = ctx.source.identity !== undefined ? stripSpiffe(ctx.source.identity) : undefined;
-  return { principal, namespace: namespaceOf(principal), ip: ctx.source.address, port: ctx.destination.port, http };
+  const source = ctx.source;
+  let s = sourceFacts.get(source);
+  if (s === undefined) {
+    const principal = source.identity !== undefined ? stripSpiffe(source.identity) : undefined;
+    s = { principal, namespace: namespaceOf(principal) };
+    sourceFacts.set(source, s);
+  }
+  return { principal: s.principal, namespace: s.namespace, ip: source.address, port: ctx.destination.port, http };
 }
 
 function who(f: Facts): string {
   return f.principal ? `spiffe://${f.principal}` : `${f.ip} (no identity)`;
 }
 
-function audit(f: Facts, l4Only: boolean, what: string): void {
+function audit(f: Facts, l4Only: boolean, what: () => string): void {
   for (const p of audits) {
     if (l4Only && !p.l4) continue;
     if (p.matches(f)) {
       counter(`audit_${p.name}`);
-      log.info(`authz AUDIT policy ${p.name}: ${what} from ${who(f)}`);
+      log.info(`authz AUDIT policy ${p.name}: ${what()} from ${who(f)}`);
     }
   }
 }
@@ -354,16 +369,17 @@ export default defineFilter({
       counter('denied_default');
       return deny(`authz: connection to ${to} from ${who(f)} denied: no ALLOW policy matched (${allows.map((p) => p.name).join(', ')})`);
     }
-    audit(f, true, `connection to ${to}`);
+    audit(f, true, () => `connection to ${to}`);
   },
 
   onRequest(req, ctx) {
-    const f = factsOf(ctx, { method: req.method, path: req.path, host: req.authority, headers: req.headers });
-    const what = `${req.method} ${req.authority}${req.path}`;
+    const http = { method: req.method, path: req.path, host: req.authority, headers: req.headers };
+    const f = factsOf(ctx, http);
+    const what = () => `${http.method} ${http.host}${http.path}`;
     for (const p of denies) {
       if (p.matches(f)) {
         counter(`denied_${p.name}`);
-        log.info(`authz: ${what} from ${who(f)} denied by DENY policy ${p.name}`);
+        log.info(`authz: ${what()} from ${who(f)} denied by DENY policy ${p.name}`);
         return respond(403, `RBAC: access denied by policy ${p.name}\n`, { 'content-type': 'text/plain', 'x-ambit-authz-policy': p.name });
       }
     }
@@ -371,11 +387,11 @@ export default defineFilter({
       const allowed = allows.find((p) => p.matches(f));
       if (!allowed) {
         counter('denied_default');
-        log.info(`authz: ${what} from ${who(f)} denied: no ALLOW policy matched`);
+        log.info(`authz: ${what()} from ${who(f)} denied: no ALLOW policy matched`);
         const names = allows.map((p) => p.name).join(', ');
         return respond(403, `RBAC: access denied: no ALLOW policy matched (policies: ${names})\n`, { 'content-type': 'text/plain', 'x-ambit-authz-policy': names });
       }
-      counter(`allowed_${allowed.name}`);
+      counter(allowed.allowedCounter);
     }
     audit(f, false, what);
   },

@@ -14,6 +14,7 @@ use wasmtime::component::Resource;
 use crate::bindings::ambit::filter::host::{self as wit_host, LogLevel, ServiceLoad, SharedEntry};
 use crate::bindings::ambit::filter::types as wit_types;
 use crate::heads::{ContextHandle, Heads, Refusal, RequestHandle, ResponseHandle, Side};
+use crate::peer_keys::PeerKeys;
 use crate::shared::SharedTable;
 use crate::wire::Directives;
 
@@ -126,6 +127,7 @@ pub struct State {
     shared: Option<Arc<SharedTable>>,
     rng: u64,
     origin: Instant,
+    peer_keys: PeerKeys,
 }
 
 impl State {
@@ -134,7 +136,7 @@ impl State {
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) ^ (origin.elapsed().as_nanos() as u64).rotate_left(32);
         State {
             filter, caps, limits, initial_memory_over_cap: None, logs: Vec::new(), counters: Vec::new(), reported: None,
-            scope: CallScope::default(), shared, rng: seed | 1, origin,
+            scope: CallScope::default(), shared, rng: seed | 1, origin, peer_keys: PeerKeys::default(),
         }
     }
 
@@ -209,6 +211,16 @@ impl wit_types::HostContext for State {
 
     fn destination(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<wit_types::Peer> {
         self.heads(|h| Ok(h.context()?.destination()))
+    }
+
+    fn source_key(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<u32> {
+        let context = self.scope.heads.context().map_err(|r| self.refused(r))?;
+        Ok(self.peer_keys.key(&context.ctx.source))
+    }
+
+    fn destination_key(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<u32> {
+        let context = self.scope.heads.context().map_err(|r| self.refused(r))?;
+        Ok(self.peer_keys.key(&context.ctx.destination))
     }
 
     fn service(&mut self, _: Resource<ContextHandle>) -> wasmtime::Result<Option<String>> {

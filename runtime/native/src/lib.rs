@@ -18,6 +18,7 @@ mod heads;
 mod host;
 mod limits;
 mod ops;
+mod peer_keys;
 mod validate;
 mod proxy;
 mod shared;

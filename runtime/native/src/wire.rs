@@ -8,7 +8,7 @@ use crate::bindings::ambit::filter::types as wit;
 
 pub type HeaderList = Vec<(String, String)>;
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, PartialEq, Eq, Hash)]
 #[serde(rename_all = "camelCase")]
 pub struct Peer {
     pub identity: Option<String>,

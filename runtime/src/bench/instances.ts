@@ -5,7 +5,7 @@
  * for every call; and the resident memory each configured instance adds while held.
  */
 import { bindingFromArtifact } from '../filters/binding.js';
-import type { FilterArtifact, SampleSummary } from './deps.js';
+import type { FilterArtifact, FilterBinding, SampleSummary } from './deps.js';
 import { memberConfig } from './inputs.js';
 import type { BenchOptions } from './options.js';
 import { sampleSummary as times } from './stats.js';
@@ -25,10 +25,27 @@ export interface InstanceResults {
 
 const sums = (a: number[], b: number[]): number[] => a.slice(0, b.length).map((x, i) => x + b[i]!);
 
+/**
+ * Resident memory per configured instance, on an engine that keeps no pages resident:
+ * the first probe's held instances land in slots no instance used before, so what the
+ * process's RSS grows by is what those instances dirtied (their copy-on-write pages,
+ * stacks and heaps). With resident pages kept (the engine's default, for speed) a slot
+ * reused later costs no new memory, so RSS cannot tell instances apart there.
+ */
+async function residentPerInstance(opts: BenchOptions, binding: FilterBinding): Promise<number> {
+  const engine = openWasmtime(opts, 0);
+  try {
+    return (await engine.probeInstances(binding, 50)).rssPerInstanceBytes;
+  } finally {
+    await engine.close();
+  }
+}
+
 export async function measureInstances(opts: BenchOptions, artifact: FilterArtifact, log: (line: string) => void): Promise<InstanceResults> {
+  const binding = bindingFromArtifact(artifact, { config: memberConfig(0) });
+  const rssPerInstanceBytes = await residentPerInstance(opts, binding);
   const engine = openWasmtime(opts);
   try {
-    const binding = bindingFromArtifact(artifact, { config: memberConfig(0) });
     await engine.probeInstances(binding, 50);
     const p = await engine.probeInstances(binding, opts.instances);
     const r: InstanceResults = {
@@ -39,7 +56,7 @@ export async function measureInstances(opts: BenchOptions, artifact: FilterArtif
       configureCpuUs: times(p.configureCpuUs),
       readyUs: times(sums(p.instantiateUs, p.configureUs)),
       readyCpuUs: times(sums(p.instantiateCpuUs, p.configureCpuUs)),
-      rssPerInstanceBytes: p.rssPerInstanceBytes,
+      rssPerInstanceBytes,
     };
     log(`instances: ready p50 ${r.readyUs.p50.toFixed(1)} µs (instantiate ${r.instantiateUs.p50.toFixed(1)} + configure ${r.configureUs.p50.toFixed(1)}), ${(r.rssPerInstanceBytes / 2 ** 20).toFixed(3)} MiB each`);
     return r;

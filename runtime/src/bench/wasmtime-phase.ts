@@ -16,8 +16,13 @@ export interface PhaseTimes {
   outcome: PhaseOutcome;
 }
 
-export function openWasmtime(opts: BenchOptions): WasmtimeEngine {
-  return new WasmtimeEngine({ threads: 1, cacheDir: path.join(opts.workDir, 'wasmtime-cache'), onLog: () => {}, onCounter: () => {} });
+/**
+ * `keepResidentBytes`: the engine's default (pooled slots keep their pages resident and
+ * are reset in place), or 0 for measuring memory: a slot's pages are then given back when
+ * its instance is dropped, so the resident memory of held instances is theirs alone.
+ */
+export function openWasmtime(opts: BenchOptions, keepResidentBytes?: number): WasmtimeEngine {
+  return new WasmtimeEngine({ threads: 1, cacheDir: path.join(opts.workDir, 'wasmtime-cache'), onLog: () => {}, onCounter: () => {}, keepResidentBytes });
 }
 
 export function benchPhase(engine: WasmtimeEngine, chain: FilterChain, input: PhaseInput, iterations: number): PhaseTimes {

@@ -42,6 +42,8 @@
 IMPORT(TYPES, "[method]context.direction") extern int32_t ctx_direction(int32_t);
 IMPORT(TYPES, "[method]context.source") extern void ctx_source(int32_t, void *);
 IMPORT(TYPES, "[method]context.destination") extern void ctx_destination(int32_t, void *);
+IMPORT(TYPES, "[method]context.source-key") extern int32_t ctx_source_key(int32_t);
+IMPORT(TYPES, "[method]context.destination-key") extern int32_t ctx_destination_key(int32_t);
 IMPORT(TYPES, "[method]context.service") extern void ctx_service(int32_t, void *);
 IMPORT(TYPES, "[method]context.route") extern void ctx_route(int32_t, void *);
 IMPORT(TYPES, "[method]context.request-id") extern void ctx_request_id(int32_t, void *);
@@ -215,6 +217,13 @@ static JSValue js_ctx_peer(JSContext *c, JSValueConst this, int argc, JSValueCon
   JS_SetPropertyUint32(c, arr, 3, take_string(PTR(peer, 36), U32(peer, 40)));
   JS_SetPropertyUint32(c, arr, 4, JS_NewInt32(c, U16(peer, 44)));
   return arr;
+}
+
+/* The peer's key (a u32, as a number); magic 0: source, 1: destination. */
+static JSValue js_ctx_peer_key(JSContext *c, JSValueConst this, int argc, JSValueConst *argv, int magic) {
+  int32_t h = arg_i32(c, argv[0]);
+  uint32_t k = (uint32_t)(magic == 0 ? ctx_source_key(h) : ctx_destination_key(h));
+  return JS_NewUint32(c, k);
 }
 
 /* magic 0: service, 1: route, 2: request-id (always a string) */
@@ -463,6 +472,8 @@ static const JSCFunctionListEntry ambit_functions[] = {
     JS_CFUNC_DEF("ctxDirection", 1, js_ctx_direction),
     JS_CFUNC_MAGIC_DEF("ctxSource", 1, js_ctx_peer, 0),
     JS_CFUNC_MAGIC_DEF("ctxDestination", 1, js_ctx_peer, 1),
+    JS_CFUNC_MAGIC_DEF("ctxSourceKey", 1, js_ctx_peer_key, 0),
+    JS_CFUNC_MAGIC_DEF("ctxDestinationKey", 1, js_ctx_peer_key, 1),
     JS_CFUNC_MAGIC_DEF("ctxService", 1, js_ctx_text, 0),
     JS_CFUNC_MAGIC_DEF("ctxRoute", 1, js_ctx_text, 1),
     JS_CFUNC_MAGIC_DEF("ctxRequestId", 1, js_ctx_text, 2),

@@ -139,6 +139,9 @@ export interface ContextResource {
   direction(): Direction;
   source(): Peer;
   destination(): Peer;
+  /** Names the source peer for the instance's life; 0: do not keep. */
+  sourceKey(): number;
+  destinationKey(): number;
   service(): string | undefined;
   route(): string | undefined;
   requestId(): string;

@@ -5,9 +5,10 @@ import type { Natives, PeerTuple } from './natives.js';
 
 /*
  * The views a handler gets. They are made on every call, so they are cheap to make:
- * one or two properties each (the resource handle under a symbol, so it stays out of
- * `Object.keys` and `JSON.stringify`), and every field is asked of the host the first
- * time it is read, then kept for the call.
+ * a few properties each, under symbols (out of `Object.keys` and `JSON.stringify`):
+ * the resource handle and slots for what is kept. Every field is asked of the host
+ * when it is read (one call, no copy of the head); the peers (five fields in one call)
+ * and the header maps are kept for the call; peers also across calls, by their key.
  */
 
 /** The lent resource's handle. */
@@ -23,27 +24,67 @@ export function useNatives(natives_: Natives): void {
 }
 
 function toPeer(p: PeerTuple): Peer {
-  return { identity: p[0], workload: p[1], namespace: p[2], address: p[3], port: p[4] };
+  return Object.freeze({ identity: p[0], workload: p[1], namespace: p[2], address: p[3], port: p[4] });
 }
 
-/** Reads `key` once from the host and keeps it on the instance as an own property. */
-function keep<T>(self: object, key: string, value: T): T {
-  Object.defineProperty(self, key, { value, enumerable: true, writable: true, configurable: true });
-  return value;
+/**
+ * Peers read so far, by the key the host gave them (`context.source-key`): a client or
+ * server seen before costs one host call returning a number. The records are frozen, as
+ * they are shared by the calls that see the same peer. Bounded: it starts over when full.
+ */
+const peers = new Map<number, Peer>();
+const MAX_PEERS = 256;
+
+/** The source (or destination) peer of the context `h`. */
+function peerOf(h: number, source: boolean): Peer {
+  const key = source ? n.ctxSourceKey(h) : n.ctxDestinationKey(h);
+  if (key !== 0) {
+    const known = peers.get(key);
+    if (known !== undefined) return known;
+  }
+  const p = toPeer(source ? n.ctxSource(h) : n.ctxDestination(h));
+  if (key !== 0) {
+    if (peers.size >= MAX_PEERS) peers.clear();
+    peers.set(key, p);
+  }
+  return p;
 }
+
+/**
+ * What a view read from the host, kept for the rest of the call under a symbol (out of
+ * `Object.keys`), or `UNREAD`. A plain property write: cheaper than defining an own
+ * property over the getter.
+ */
+const UNREAD: unique symbol = Symbol('ambit.unread');
+type Slot<T> = T | typeof UNREAD;
+
+const SOURCE = Symbol('ambit.source');
+const DESTINATION = Symbol('ambit.destination');
 
 class ContextView<C> implements FilterContext<C> {
   declare [H]: number;
-  constructor(h: number, readonly config: C) {
+  declare [SOURCE]: Slot<Peer>;
+  declare [DESTINATION]: Slot<Peer>;
+  declare readonly config: C;
+  constructor(h: number, config: C) {
     this[H] = h;
+    this[SOURCE] = UNREAD;
+    this[DESTINATION] = UNREAD;
+    (this as { config: C }).config = config;
   }
-  get direction(): Direction { return keep(this, 'direction', n.ctxDirection(this[H]) === 0 ? 'inbound' : 'outbound'); }
-  get source(): Peer { return keep(this, 'source', toPeer(n.ctxSource(this[H]))); }
-  get destination(): Peer { return keep(this, 'destination', toPeer(n.ctxDestination(this[H]))); }
-  get service(): string | undefined { return keep(this, 'service', n.ctxService(this[H])); }
-  get route(): string | undefined { return keep(this, 'route', n.ctxRoute(this[H])); }
-  get requestId(): string { return keep(this, 'requestId', n.ctxRequestId(this[H])); }
-  get attempt(): number { return keep(this, 'attempt', n.ctxAttempt(this[H])); }
+  get direction(): Direction { return n.ctxDirection(this[H]) === 0 ? 'inbound' : 'outbound'; }
+  get source(): Peer {
+    const p = this[SOURCE];
+    return p !== UNREAD ? p : (this[SOURCE] = peerOf(this[H], true));
+  }
+  get destination(): Peer {
+    const p = this[DESTINATION];
+    return p !== UNREAD ? p : (this[DESTINATION] = peerOf(this[H], false));
+  }
+  get service(): string | undefined { return n.ctxService(this[H]); }
+  get route(): string | undefined { return n.ctxRoute(this[H]); }
+  get requestId(): string { return n.ctxRequestId(this[H]); }
+  get attempt(): number { return n.ctxAttempt(this[H]); }
   /** Every field (what `JSON.stringify(ctx)` shows). */
   toJSON(): FilterContext<C> {
     const { direction, source, destination, service, route, requestId, attempt, config } = this;
@@ -51,15 +92,19 @@ class ContextView<C> implements FilterContext<C> {
   }
 }
 
+const REQUEST = Symbol('ambit.forwarded');
+
 class ResponseContextView<C> extends ContextView<C> implements ResponseContext<C> {
   declare [REQ]: number;
+  declare [REQUEST]: ForwardedRequest | undefined;
   constructor(h: number, req: number, config: C) {
     super(h, config);
     this[REQ] = req;
+    this[REQUEST] = undefined;
   }
-  get request(): ReadonlyRequest { return keep(this, 'request', new ForwardedRequest(this[REQ])); }
+  get request(): ReadonlyRequest { return (this[REQUEST] ??= new ForwardedRequest(this[REQ])); }
   /** Asked of the host only when read. */
-  get upstreamError(): string | undefined { return keep(this, 'upstreamError', n.upstreamError()); }
+  get upstreamError(): string | undefined { return n.upstreamError(); }
 }
 
 export function contextView<C>(h: number, config: C): FilterContext<C> {
@@ -77,7 +122,7 @@ class ConnectionView implements ConnectionInfo {
   }
   get tls(): TlsInfo | undefined {
     const t = n.ctxTls(this[H]);
-    return keep(this, 'tls', t ? { version: t[0], cipher: t[1], sni: t[2] } : undefined);
+    return t ? { version: t[0], cipher: t[1], sni: t[2] } : undefined;
   }
 }
 
@@ -86,12 +131,16 @@ export function connectionView(h: number): ConnectionInfo {
 }
 
 /** The request about to be forwarded: reads ask the host, assignments change it there. */
+const HEADERS = Symbol('ambit.headers');
+
 export class RequestView implements HttpRequest {
   declare [H]: number;
+  declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
+    this[HEADERS] = undefined;
   }
-  get headers(): HeaderMap { return keep(this, 'headers', new HeaderMap('request', this[H])); }
+  get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('request', this[H])); }
   get method(): string { return n.reqMethod(this[H]); }
   set method(v: string) { n.reqSetMethod(this[H], String(v)); }
   get path(): string { return n.reqPath(this[H]); }
@@ -104,23 +153,27 @@ export class RequestView implements HttpRequest {
 /** The request as it was forwarded, seen from the response phase: read-only. */
 class ForwardedRequest implements ReadonlyRequest {
   declare [H]: number;
+  declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
+    this[HEADERS] = undefined;
   }
-  get headers(): HeaderMap { return keep(this, 'headers', new HeaderMap('forwarded', this[H])); }
-  get method(): string { return keep(this, 'method', n.reqMethod(this[H])); }
-  get path(): string { return keep(this, 'path', n.reqPath(this[H])); }
-  get authority(): string { return keep(this, 'authority', n.reqAuthority(this[H])); }
-  get scheme(): string { return keep(this, 'scheme', n.reqScheme(this[H])); }
+  get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('forwarded', this[H])); }
+  get method(): string { return n.reqMethod(this[H]); }
+  get path(): string { return n.reqPath(this[H]); }
+  get authority(): string { return n.reqAuthority(this[H]); }
+  get scheme(): string { return n.reqScheme(this[H]); }
 }
 
 /** The response: reads ask the host, changes are made there. */
 export class ResponseView implements HttpResponse {
   declare [H]: number;
+  declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
+    this[HEADERS] = undefined;
   }
-  get headers(): HeaderMap { return keep(this, 'headers', new HeaderMap('response', this[H])); }
+  get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('response', this[H])); }
   get status(): number { return n.resStatus(this[H]); }
   set status(v: number) {
     const s = Number(v);

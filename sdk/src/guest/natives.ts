@@ -9,6 +9,9 @@ export interface Natives {
   /** [identity, workload, namespace, address, port] */
   ctxSource(ctx: number): PeerTuple;
   ctxDestination(ctx: number): PeerTuple;
+  /** The peer's key: the same peer, the same key, for the instance's life; 0: do not keep. */
+  ctxSourceKey(ctx: number): number;
+  ctxDestinationKey(ctx: number): number;
   ctxService(ctx: number): string | undefined;
   ctxRoute(ctx: number): string | undefined;
   ctxRequestId(ctx: number): string;

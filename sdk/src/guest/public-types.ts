@@ -1,15 +1,15 @@
 import type { HeaderMap } from './headers.js';
 import type { Capability, Direction } from '../abi/types.js';
 
-/** One end of the traffic, as the node proxy knows it. */
+/** One end of the traffic, as the node proxy knows it. Read-only (the object is frozen). */
 export interface Peer {
   /** SPIFFE ID proven by mTLS, e.g. `spiffe://cluster.local/ns/default/sa/web`; undefined when unauthenticated. */
-  identity: string | undefined;
+  readonly identity: string | undefined;
   /** Workload name from the mesh config, when known. */
-  workload: string | undefined;
-  namespace: string | undefined;
-  address: string;
-  port: number;
+  readonly workload: string | undefined;
+  readonly namespace: string | undefined;
+  readonly address: string;
+  readonly port: number;
 }
 
 export interface TlsInfo {

@@ -31,7 +31,8 @@ export interface DirectShape {
 }
 
 const TYPES_FUNCTIONS = new Set([
-  '[method]context.direction', '[method]context.source', '[method]context.destination', '[method]context.service', '[method]context.route',
+  '[method]context.direction', '[method]context.source', '[method]context.destination', '[method]context.source-key',
+  '[method]context.destination-key', '[method]context.service', '[method]context.route',
   '[method]context.request-id', '[method]context.attempt', '[method]context.tls', '[resource-drop]context',
   ...['request-head', 'response-head'].flatMap((r) => ['get', 'get-all', 'has', 'set', 'append', 'remove', 'size', 'entries'].map((m) => `[method]${r}.${m}`)),
   '[method]request-head.method', '[method]request-head.scheme', '[method]request-head.authority', '[method]request-head.path',
@@ -229,6 +230,8 @@ export function instantiateDirect(module: WebAssembly.Module, shape: DirectShape
     '[method]context.direction': (h) => (ctx(h!).direction() === 'outbound' ? 1 : 0),
     '[method]context.source': (h, r) => writePeer(ret(r!, 4, 48), ctx(h!).source()),
     '[method]context.destination': (h, r) => writePeer(ret(r!, 4, 48), ctx(h!).destination()),
+    '[method]context.source-key': (h) => ctx(h!).sourceKey() | 0,
+    '[method]context.destination-key': (h) => ctx(h!).destinationKey() | 0,
     '[method]context.service': (h, r) => writeOptionString(ret(r!, 4, 12), ctx(h!).service()),
     '[method]context.route': (h, r) => writeOptionString(ret(r!, 4, 12), ctx(h!).route()),
     '[method]context.request-id': (h, r) => writeString(ret(r!, 4, 8), ctx(h!).requestId()),

@@ -14,6 +14,7 @@
  * A method that refuses traps the guest's call (its exception leaves through the
  * component), which the host treats as the filter failing.
  */
+import { peerKey } from './peer-keys.js';
 import { applyHeaderOp } from '../abi/ops.js';
 import type {
   Connection, Context, ContextResource, Direction, HeaderOp, Headers, Peer, RequestHead, RequestHeadResource, ResponseHead,
@@ -58,6 +59,8 @@ export class HostContext implements ContextResource {
   direction(): Direction { return this.#get().direction; }
   source(): Peer { return this.#get().source; }
   destination(): Peer { return this.#get().destination; }
+  sourceKey(): number { return peerKey(this.#get().source); }
+  destinationKey(): number { return peerKey(this.#get().destination); }
   service(): string | undefined { return this.#get().service ?? undefined; }
   route(): string | undefined { return this.#get().route ?? undefined; }
   requestId(): string { return this.#get().requestId; }
