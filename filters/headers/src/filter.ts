@@ -28,12 +28,11 @@ interface Config {
   keepEmpty: boolean;
 }
 
+/** Where variables come from; each is read only when a template names it. */
 interface Source {
   ctx: FilterContext<Config>;
-  method: string;
-  path: string;
-  authority: string;
-  headers: HeaderMap;
+  /** The request (in the response phase, as it was forwarded). */
+  req: { readonly method: string; readonly path: string; readonly authority: string; readonly headers: HeaderMap };
 }
 
 const VARIABLES: Record<string, (s: Source) => string | undefined> = {
@@ -49,9 +48,9 @@ const VARIABLES: Record<string, (s: Source) => string | undefined> = {
   ROUTE: (s) => s.ctx.route,
   DIRECTION: (s) => s.ctx.direction,
   ATTEMPT: (s) => String(s.ctx.attempt),
-  METHOD: (s) => s.method,
-  PATH: (s) => s.path,
-  AUTHORITY: (s) => s.authority,
+  METHOD: (s) => s.req.method,
+  PATH: (s) => s.req.path,
+  AUTHORITY: (s) => s.req.authority,
 };
 
 type Part = string | ((s: Source) => string | undefined);
@@ -71,7 +70,7 @@ function compile(template: string, where: string): Part[] {
     if (name === 'REQ') {
       if (!arg?.trim()) throw new Error(`${where}: %REQ(...)% needs a header name, e.g. %REQ(user-agent)%`);
       const h = arg.trim().toLowerCase();
-      parts.push((s) => s.headers.get(h));
+      parts.push((s) => s.req.headers.get(h));
       continue;
     }
     const fn = VARIABLES[name];
@@ -162,13 +161,12 @@ export default defineFilter({
   onRequest(req, ctx) {
     const c = compiled.request;
     if (c.set.length + c.add.length + c.remove.length === 0) return;
-    apply(c, req.headers, { ctx, method: req.method, path: req.path, authority: req.authority, headers: req.headers }, ctx.config.keepEmpty);
+    apply(c, req.headers, { ctx, req }, ctx.config.keepEmpty);
   },
 
   onResponse(res, ctx) {
     const c = compiled.response;
     if (c.set.length + c.add.length + c.remove.length === 0) return;
-    const r = ctx.request;
-    apply(c, res.headers, { ctx, method: r.method, path: r.path, authority: r.authority, headers: r.headers }, ctx.config.keepEmpty);
+    apply(c, res.headers, { ctx, req: ctx.request }, ctx.config.keepEmpty);
   },
 });

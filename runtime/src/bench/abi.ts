@@ -2,10 +2,12 @@
  * The filter ABI section of `npm run bench`: the measured filter's request phase on
  * both worlds and both engines (`hello.ts`), the six built-ins on wasmtime
  * (`builtins-wasmtime.ts`), a fresh wasmtime instance and its memory (`instances.ts`),
- * whether fusing a chain would pay (`entries.ts`, `fusion.ts`), against the issue's goals
+ * whether fusing a chain would pay (`entries.ts`, `fusion.ts`), what separate copies of
+ * the engine code cost a chain (`code-sharing.ts`), against the issue's goals
  * (`goals.ts`), with the machine's load while it ran.
  */
 import { buildCopy } from './builds.js';
+import { measureCodeSharing, type CodeSharingRow } from './code-sharing.js';
 import { measureBuiltins, type BuiltinRow } from './builtins-wasmtime.js';
 import { loadFilterArtifact } from './deps.js';
 import { measureEntries, type EntryRow } from './entries.js';
@@ -24,6 +26,8 @@ export interface AbiResults {
   /** The no-op filter's request phase on wasmtime, 1 and N instances. */
   entries: EntryRow[];
   fusion: Fusion[];
+  /** A chain of one filter's instances vs of separately compiled copies of it. */
+  codeSharing: CodeSharingRow[];
   goals: Goal[];
 }
 
@@ -38,8 +42,9 @@ export async function measureAbi(opts: BenchOptions, meta: RunMeta, log: (line: 
   const builtins = await measureBuiltins(opts, log);
   const instances = await measureInstances(opts, artifact, log);
   const entries = await measureEntries(opts, log);
+  const codeSharing = await measureCodeSharing(opts, log);
   meta.otherCores.during = otherCores(start, cpuSnapshot());
   // On wasmtime, the engine of the native data path: the no-op filter is measured there.
   const fused = [fusion(hello.rows, 'wasmtime-0.2', opts.longChain, entries)].filter((f): f is Fusion => f !== undefined);
-  return { hello, builtins, instances, entries, fusion: fused, goals: goals(hello.rows, builtins, instances) };
+  return { hello, builtins, instances, entries, fusion: fused, codeSharing, goals: goals(hello.rows, builtins, instances) };
 }

@@ -10,6 +10,7 @@ import { checkCapabilities, type FilterManifest, type PackageField } from '../ho
 import { PHASE_NAMES, WIT_PACKAGE, type Capability, type PhaseName } from '../abi/types.js';
 import { typecheck } from './typecheck.js';
 import { findCapabilityUses, undeclaredUses } from './lint.js';
+import { withCustomSection } from './custom-section.js';
 import { mapBundleMessage } from './sourcemap.js';
 // The bundle's name in stack traces, and the custom section holding its source map
 // (sources relative to the package), read back by the host to report traps.
@@ -315,22 +316,4 @@ async function bundleFilter(entry: string, dir: string, packageName: string): Pr
     if (e instanceof AmbitError) throw e;
     failBundling(e);
   }
-}
-
-/** Appends a custom section to a component (or module): allowed anywhere, read by no engine. */
-function withCustomSection(wasm: Uint8Array, name: string, payload: Uint8Array): Uint8Array {
-  const nameBytes = Buffer.from(name);
-  const body = Buffer.concat([leb128(nameBytes.length), nameBytes, payload]);
-  return Buffer.concat([wasm, Buffer.from([0]), leb128(body.length), body]);
-}
-
-function leb128(n: number): Buffer {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return Buffer.from(out);
 }

@@ -50,37 +50,26 @@ function peerOf(h: number, source: boolean): Peer {
   return p;
 }
 
-/**
- * What a view read from the host, kept for the rest of the call under a symbol (out of
- * `Object.keys`), or `UNREAD`. A plain property write: cheaper than defining an own
- * property over the getter.
+/*
+ * What a view read from the host is kept under a symbol (out of `Object.keys`) with a
+ * plain property write, only when it is read: a view starts with its handle alone.
  */
-const UNREAD: unique symbol = Symbol('ambit.unread');
-type Slot<T> = T | typeof UNREAD;
 
 const SOURCE = Symbol('ambit.source');
 const DESTINATION = Symbol('ambit.destination');
 
 class ContextView<C> implements FilterContext<C> {
   declare [H]: number;
-  declare [SOURCE]: Slot<Peer>;
-  declare [DESTINATION]: Slot<Peer>;
+  declare [SOURCE]: Peer | undefined;
+  declare [DESTINATION]: Peer | undefined;
   declare readonly config: C;
   constructor(h: number, config: C) {
     this[H] = h;
-    this[SOURCE] = UNREAD;
-    this[DESTINATION] = UNREAD;
     (this as { config: C }).config = config;
   }
   get direction(): Direction { return n.ctxDirection(this[H]) === 0 ? 'inbound' : 'outbound'; }
-  get source(): Peer {
-    const p = this[SOURCE];
-    return p !== UNREAD ? p : (this[SOURCE] = peerOf(this[H], true));
-  }
-  get destination(): Peer {
-    const p = this[DESTINATION];
-    return p !== UNREAD ? p : (this[DESTINATION] = peerOf(this[H], false));
-  }
+  get source(): Peer { return (this[SOURCE] ??= peerOf(this[H], true)); }
+  get destination(): Peer { return (this[DESTINATION] ??= peerOf(this[H], false)); }
   get service(): string | undefined { return n.ctxService(this[H]); }
   get route(): string | undefined { return n.ctxRoute(this[H]); }
   get requestId(): string { return n.ctxRequestId(this[H]); }
@@ -100,7 +89,6 @@ class ResponseContextView<C> extends ContextView<C> implements ResponseContext<C
   constructor(h: number, req: number, config: C) {
     super(h, config);
     this[REQ] = req;
-    this[REQUEST] = undefined;
   }
   get request(): ReadonlyRequest { return (this[REQUEST] ??= new ForwardedRequest(this[REQ])); }
   /** Asked of the host only when read. */
@@ -138,7 +126,6 @@ export class RequestView implements HttpRequest {
   declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
-    this[HEADERS] = undefined;
   }
   get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('request', this[H])); }
   get method(): string { return n.reqMethod(this[H]); }
@@ -156,7 +143,6 @@ class ForwardedRequest implements ReadonlyRequest {
   declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
-    this[HEADERS] = undefined;
   }
   get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('forwarded', this[H])); }
   get method(): string { return n.reqMethod(this[H]); }
@@ -171,7 +157,6 @@ export class ResponseView implements HttpResponse {
   declare [HEADERS]: HeaderMap | undefined;
   constructor(h: number) {
     this[H] = h;
-    this[HEADERS] = undefined;
   }
   get headers(): HeaderMap { return (this[HEADERS] ??= new HeaderMap('response', this[H])); }
   get status(): number { return n.resStatus(this[H]); }
