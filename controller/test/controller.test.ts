@@ -294,6 +294,58 @@ describe('ambit controller against a real kube-apiserver', () => {
     await until('the policy to be lifted', async () => (await requestFrom(WEB, n1.outbound, '/private/x')).status === 200, 20_000);
   });
 
+  it('AuthorizationPolicy updates applied back to back: the node enforces the last one, 403 for what it refuses, never 503', async () => {
+    const [n1, n2] = [nodes[0]!, nodes[1]!];
+    const policyPath = '/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies';
+    // Odd generations allow web on /v<i>/… only (an L7 policy: decided per request); even ones
+    // allow only another principal (an L4 policy: node-2 refuses web's connections at the
+    // connection phase). What is enforced says which generation serves.
+    const spec = (i: number) => ({
+      selector: { matchLabels: { app: 'server' } }, action: 'ALLOW',
+      rules: [i % 2 === 1
+        ? { from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }], to: [{ operation: { paths: [`/v${i}/*`] } }] }
+        : { from: [{ source: { principals: [`cluster.local/ns/shop/sa/other-${i}`] } }] }],
+    });
+    const marker = (i: number) => (i % 2 === 1 ? `/v${i}/*` : `other-${i}`);
+    const unexpected: string[] = [];
+    let generation = 0;
+    const sample = async (p: string) => {
+      const r = await requestFrom(WEB, n1.outbound, p);
+      if (r.status !== 200 && r.status !== 403) unexpected.push(`generation ${generation}, ${p}: ${r.status} ${r.body.slice(0, 300)}`);
+      return r;
+    };
+    const enforced = async (i: number) => {
+      if (i % 2 === 1) return (await sample(`/v${i}/x`)).status === 200 && (await sample('/x')).status === 403;
+      const [a, b] = [await sample(`/v${i - 1}/x`), await sample('/x')];
+      return a.status === 403 && b.status === 403 && /access denied/.test(a.body);
+    };
+    const holds = async (i: number) => JSON.stringify((await configDump(n2)).config.bindings).includes(marker(i));
+    // From no policy at all (node-2 loads the authz filter for the first one) straight to the
+    // second, sent as soon as the API server stored the first; then 1, then 5 back to back.
+    for (const burst of [2, 1, 5]) {
+      for (let k = 0; k < burst; k++) {
+        generation++;
+        const r = generation === 1
+          ? await cluster.api('POST', policyPath, { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'server-burst', namespace: 'shop' }, spec: spec(1) })
+          : await cluster.api('PATCH', `${policyPath}/server-burst`, { spec: spec(generation) }, 'application/merge-patch+json');
+        expect(r.status).toBe(generation === 1 ? 201 : 200);
+      }
+      await until(`node-2 to hold generation ${generation}`, () => holds(generation), 20_000);
+      // From the moment node-2 holds it, it is what is enforced: no answer from an earlier
+      // generation, no 503, for a stretch of requests on fresh and reused connections alike.
+      unexpected.length = 0;
+      for (let k = 0; k < 10; k++) expect(await enforced(generation), `request pair ${k} after generation ${generation}`).toBe(true);
+      expect(unexpected).toEqual([]);
+    }
+    // Refused at the connection phase (a new connection to node-2) or at the request phase
+    // (one node-1 reuses), web gets node-2's 403 naming the policy.
+    const refused = await requestFrom(WEB, n1.outbound, '/x');
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatch(/access denied.*: no ALLOW policy matched \((policies: )?shop\.server-burst\)/);
+    await cluster.api('DELETE', `${policyPath}/server-burst`);
+    await until('the policy to be lifted', async () => (await requestFrom(WEB, n1.outbound, '/private/x')).status === 200, 20_000);
+  });
+
   /** The pin of the headers filter as built here (its filter digest: component, capabilities, schema). */
   async function headersPin(): Promise<string> {
     return (await loadFilterArtifact(builtinDir('headers'))).digest;
