@@ -430,6 +430,44 @@ describe('ambit controller against a real kube-apiserver', () => {
     await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-split']);
   });
 
+  it('resolves a Service\'s named targetPort from each endpoint pod\'s container ports, as kube-proxy does', async () => {
+    const n1 = nodes[0]!;
+    // Two pods name their port `http` at different numbers; a third has no port of that name.
+    const [portA, portB] = [await freePort(), await freePort()];
+    const pods = { 'named-a': { ip: '127.0.32.3', port: portA }, 'named-b': { ip: '127.0.32.4', port: portB }, 'named-c': { ip: '127.0.32.5', port: portA } };
+    for (const [name, p] of Object.entries(pods)) echoServers.push(await echo(p.ip, p.port, name));
+    await cluster.apply(
+      pod('shop', 'named-a', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'http', containerPort: portA }] }),
+      pod('shop', 'named-b', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'metrics', containerPort: 9090 }, { name: 'http', containerPort: portB }] }),
+      pod('shop', 'named-c', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'admin', containerPort: portA }] }),
+      service('shop', 'named', { selector: { app: 'named' }, port: 80, targetPort: 'http', appProtocol: 'http' }),
+    );
+    for (const [name, p] of Object.entries(pods)) await markRunning(cluster, 'shop', name, p.ip);
+    // web asks for named.shop by its Host (node-1's outbound routes HTTP by Host).
+    const hits = async (n: number) => {
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < n; i++) {
+        const r = await requestFrom(WEB, n1.outbound, '/named', { headers: { host: 'named.shop' } });
+        const w = r.status === 200 ? (JSON.parse(r.body) as { workload: string }).workload : `status-${r.status}`;
+        seen[w] = (seen[w] ?? 0) + 1;
+      }
+      return seen;
+    };
+    await until('both pods with an http port answer', async () => {
+      const s = await hits(10);
+      return s['named-a'] && s['named-b'] ? s : undefined;
+    }, 20_000);
+    const seen = await hits(30);
+    expect(Object.keys(seen).sort()).toEqual(['named-a', 'named-b']);
+    expect((seen['named-a'] ?? 0) + (seen['named-b'] ?? 0)).toBe(30);
+    // node-1 was sent each pod's named ports; the service keeps the name.
+    const d1 = (await configDump(n1)) as unknown as { config: { workloads: { name: string; namedPorts?: Record<string, number> }[]; services: { name: string; ports: { targetPort: unknown }[] }[] } };
+    expect(d1.config.workloads.find((w) => w.name === 'named-b')?.namedPorts).toEqual({ metrics: 9090, http: portB });
+    expect(d1.config.services.find((s) => s.name === 'named')?.ports[0]?.targetPort).toBe('http');
+    await cluster.kubectl(['-n', 'shop', 'delete', 'service', 'named']);
+    await cluster.kubectl(['-n', 'shop', 'delete', 'pod', 'named-a', 'named-b', 'named-c', '--wait=false']);
+  });
+
   it.skipIf(CAPTURE_SKIP !== undefined)('captures an enrolled pod by its UID: its connect to the Service VIP goes through its node proxy', async () => {
     const n1 = nodes[0]!;
     const dump = await until('capture to enroll web', async () => {
