@@ -26,7 +26,7 @@ export async function writeRouteStatus(custom: CustomObjectsApi, route: HttpRout
   const ours: ParentStatus[] = serviceParents.map((p) => {
     const accepted = mapped.parents.some((m) => m.service === p.name) && (p.namespace ?? ns) === ns;
     const c = accepted
-      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'applied as a traffic split on the Service\'s outbound traffic' }
+      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: ['applied: its rules route the Service\'s outbound traffic (traffic-split)', ...mapped.problems].join('\n') }
       : { type: 'Accepted', status: 'False', reason: 'UnsupportedValue', message: mapped.problems.join('\n') || 'not supported' };
     const prev = old.find((o) => o.controllerName === CONTROLLER_NAME && o.parentRef.name === p.name)?.conditions.find((x) => x.type === 'Accepted');
     return {

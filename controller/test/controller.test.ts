@@ -392,14 +392,19 @@ describe('ambit controller against a real kube-apiserver', () => {
     await cluster.kubectl(['-n', 'shop', 'delete', 'filterbinding', 'add-header']);
   });
 
-  it('splits traffic by a GAMMA HTTPRoute\'s weighted backendRefs', async () => {
-    const n1 = nodes[0]!;
+  /** server-v2 (a second pod of server, version v2) and the Services server-v1 and server-v2 selecting each version. */
+  async function versionedServers(): Promise<void> {
     await cluster.apply(
       pod('shop', 'server-v2', { node: 'node-2', serviceAccount: 'server', labels: { app: 'server', version: 'v2' } }),
       service('shop', 'server-v1', { selector: { app: 'server', version: 'v1' }, port: 80, targetPort: serverPort }),
       service('shop', 'server-v2', { selector: { app: 'server', version: 'v2' }, port: 80, targetPort: serverPort }),
     );
     await markRunning(cluster, 'shop', 'server-v2', SERVER2);
+  }
+
+  it('splits traffic by a GAMMA HTTPRoute\'s weighted backendRefs', async () => {
+    const n1 = nodes[0]!;
+    await versionedServers();
     const route = (w1: number, w2: number) => ({
       apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-split', namespace: 'shop' },
       spec: { parentRefs: [{ group: '', kind: 'Service', name: 'server', port: 80 }], rules: [{ backendRefs: [{ name: 'server-v1', port: 80, weight: w1 }, { name: 'server-v2', port: 80, weight: w2 }] }] },
@@ -428,6 +433,62 @@ describe('ambit controller against a real kube-apiserver', () => {
     }, 20_000);
     expect((mixed.server ?? 0) + (mixed['server-v2'] ?? 0)).toBe(40);
     await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-split']);
+  });
+
+  it('routes by a GAMMA HTTPRoute\'s rules: path and header matches in the Gateway API\'s precedence, 404 when none matches', async () => {
+    const n1 = nodes[0]!;
+    await versionedServers();
+    const parentRefs = [{ group: '', kind: 'Service', name: 'server', port: 80 }];
+    await cluster.apply({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-rules', namespace: 'shop' },
+      spec: {
+        parentRefs,
+        rules: [
+          // Listed first, but a header match on `/` ranks below any longer path.
+          { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'server-v2', port: 80 }] },
+          { matches: [{ path: { type: 'Exact', value: '/pinned' } }], backendRefs: [{ name: 'server-v1', port: 80 }] },
+          { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'server-v1', port: 80, weight: 1 }, { name: 'server-v2', port: 80, weight: 0 }] },
+        ],
+      },
+    });
+    const ask = async (p: string, canary: boolean) => {
+      const r = await requestFrom(WEB, n1.outbound, p, canary ? { headers: { 'x-canary': 'yes' } } : {});
+      return r.status === 200 ? (JSON.parse(r.body) as { workload: string }).workload : `${r.status} ${r.body.trim()}`;
+    };
+    await until('the rules in force', async () => await ask('/other', true) === 'server-v2' && await ask('/other', false) === '404 no route matches GET /other', 20_000);
+    for (let i = 0; i < 5; i++) {
+      expect(await ask('/api/items', true)).toBe('server');      // the longer PathPrefix beats the header match
+      expect(await ask('/pinned', true)).toBe('server');         // Exact first
+      expect(await ask('/pinned/x', true)).toBe('server-v2');    // not Exact: the header rule
+      expect(await ask('/other', true)).toBe('server-v2');
+      expect(await ask('/apix', false)).toBe('404 no route matches GET /apix'); // PathPrefix by whole elements
+    }
+    const status = await until('the route\'s status', async () => {
+      const r = JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'httproute', 'server-rules', '-o', 'json'])) as { status?: { parents?: { conditions: { type: string; status: string }[] }[] } };
+      return r.status?.parents?.length ? r.status.parents : undefined;
+    });
+    expect(status[0]!.conditions[0]).toMatchObject({ type: 'Accepted', status: 'True' });
+
+    // A match it cannot enforce: reported in an Event and the status, and the route is not applied.
+    await cluster.apply({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-regex', namespace: 'shop' },
+      spec: { parentRefs, rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/re.*' } }], backendRefs: [{ name: 'server-v2', port: 80 }] }] },
+    });
+    const refused = await until('server-regex refused in status', async () => {
+      const r = JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'httproute', 'server-regex', '-o', 'json'])) as { status?: { parents?: { conditions: { type: string; status: string; message: string }[] }[] } };
+      const c = r.status?.parents?.[0]?.conditions[0];
+      return c?.status === 'False' ? c : undefined;
+    });
+    expect(refused.message).toMatch(/rules\[0\]\.matches\[0\]\.path\.type RegularExpression: not supported/);
+    const events = await until('an UnsupportedField event', async () => {
+      const out = await cluster.kubectl(['-n', 'shop', 'get', 'events', '--field-selector', 'involvedObject.name=server-regex,reason=UnsupportedField', '-o', 'json']);
+      const items = (JSON.parse(out) as { items: { message: string }[] }).items;
+      return items.length > 0 ? items : undefined;
+    });
+    expect(events[0]!.message).toMatch(/RegularExpression: not supported/);
+    expect(await ask('/re-x', false)).toBe('404 no route matches GET /re-x');
+    await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-rules', 'server-regex']);
+    await until('the rules lifted', async () => (await ask('/other', false)).startsWith('server'), 20_000);
   });
 
   it('resolves a Service\'s named targetPort from each endpoint pod\'s container ports, as kube-proxy does', async () => {
