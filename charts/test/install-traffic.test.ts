@@ -131,8 +131,8 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
   }
 
   /** The kubelet's part for one container: $(VAR) expansion, the downward API, volume paths. */
-  function kubeletView(c: Container, pod: { uid: string; nodeName: string; hostIp: string }, volumes: Record<string, string>): { args: string[]; env: Record<string, string> } {
-    const field: Record<string, string> = { 'spec.nodeName': pod.nodeName, 'metadata.uid': pod.uid, 'metadata.namespace': NS, 'status.hostIP': pod.hostIp };
+  function kubeletView(c: Container, pod: { uid: string; name?: string; nodeName: string; hostIp: string }, volumes: Record<string, string>): { args: string[]; env: Record<string, string> } {
+    const field: Record<string, string> = { 'spec.nodeName': pod.nodeName, 'metadata.uid': pod.uid, 'metadata.name': pod.name ?? pod.uid, 'metadata.namespace': NS, 'status.hostIP': pod.hostIp };
     const mapPath = (v: string) => {
       for (const m of c.volumeMounts ?? []) {
         const host = volumes[m.name];
@@ -225,7 +225,7 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     writeFileSync(path.join(ctlDir, 'kubeconfig'), readFileSync(api.kubeconfigWithToken('controller', ctlToken), 'utf8').replace(api.caFile, path.join(ctlDir, 'ca.crt')));
     chmodSync(api.dir, 0o711);
     execFileSync('chown', ['-R', `${user.runAsUser}:${user.runAsGroup}`, ctlDir]);
-    const ctlView = kubeletView(ctl, { uid: 'controller', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(ctlDir, 'tmp') });
+    const ctlView = kubeletView(ctl, { uid: 'controller', name: 'ambit-controller-0', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(ctlDir, 'tmp') });
     expect(ctl.securityContext!.capabilities).toEqual({ drop: ['ALL'] });
     const controller = start('controller', ['setpriv', `--reuid=${user.runAsUser}`, `--regid=${user.runAsGroup}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--',
       process.execPath, CLI_JS, ...ctlView.args], { ...ctlView.env, KUBECONFIG: path.join(ctlDir, 'kubeconfig'), HOME: path.join(ctlDir, 'tmp') });

@@ -15,6 +15,7 @@ import { controlplane, createCsr } from '@ambit/runtime';
 import { freePort, REPO, startCluster, type TestCluster } from './support/cluster.js';
 import { markRunning, namespace, node, pod, service } from './support/objects.js';
 import { AMBIT_CLI, CONTROLLER_CLI, start, type Proc } from './support/processes.js';
+import { until } from './support/until.js';
 import { requestFrom } from '../../runtime/test/support/mesh.js';
 import { buildBuiltinFilters, builtinDir } from '../../runtime/test/fixtures.js';
 import { loadFilterArtifact } from '@ambit/filter-sdk/host';
@@ -99,22 +100,6 @@ capture: ${capture}
 async function configDump(n: NodeProc): Promise<{ config: { workloads: { name: string }[]; services: { name: string; subsets?: unknown[] }[]; bindings: { name: string }[]; identity?: unknown }; identity?: { store: { certificates: { identity: string }[] } } }> {
   const r = await fetch(`http://127.0.0.1:${n.admin}/config_dump`);
   return (await r.json()) as never;
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function fbStatus(name: string): Promise<{ conditions?: { type: string; status: string; reason: string; message: string }[] } | undefined> {
