@@ -122,6 +122,10 @@ describe('HTTPRoute mapping', () => {
     const filtered = mapHttpRoute(route({ parentRefs: [{ kind: 'Service', name: 'reviews' }], rules: [{ filters: [{ type: 'RequestHeaderModifier' }], backendRefs: [{ name: 'reviews-v1' }] }] }), (n) => services.get(n));
     expect(filtered.parents).toEqual([]);
     expect(filtered.problems).toEqual(['rules[0].filters: not supported; the route is not applied']);
+    const elsewhere = new Map([...services, ['reviews-v3', { metadata: { name: 'reviews-v3', namespace: 'shop' }, spec: { selector: { app: 'reviews', version: 'v3' }, ports: [{ port: 80, targetPort: 9000 }] } } as V1Service]]);
+    const port = mapHttpRoute(route({ parentRefs: [{ kind: 'Service', name: 'reviews' }], rules: [{ backendRefs: [{ name: 'reviews-v3', port: 80 }] }] }), (n) => elsewhere.get(n));
+    expect(port.parents).toEqual([]);
+    expect(port.problems).toEqual(['rules[0].backendRefs[0] reviews-v3: port 80 reaches its pods at target port 9000, but reviews port 80 at 80; a backend on another target port than the parent\'s is not supported; the route is not applied to reviews']);
     const outside = mapHttpRoute(route({ parentRefs: [{ kind: 'Service', name: 'reviews' }], rules: [{ backendRefs: [{ name: 'other' }] }] }), (n) => services.get(n));
     expect(outside.parents).toEqual([]);
     expect(outside.problems.join('\n')).toMatch(/other: its selector does not narrow reviews's/);

@@ -13,12 +13,14 @@
  *   no rule matches gets 404.
  * - Supported matches: path `Exact` / `PathPrefix`, `method`, `headers` and `queryParams` of
  *   type `Exact`. Anything else (a `RegularExpression` match, rule or backend `filters`, a
- *   backend that is not a Service narrowing the parent's selector) is reported (an Event and
+ *   backend that is not a Service narrowing the parent's selector, or whose port reaches the
+ *   pods at another target port than the parent's) is reported (an Event and
  *   the route's status) and the route is not applied; `timeouts`, `retry` and
  *   `sessionPersistence` are reported and ignored.
  */
 import type { V1Service } from '@kubernetes/client-node';
 import type { SubsetConfig } from '@ambit/runtime';
+import { targetPortOf } from './services.js';
 
 type NameValue = { type?: string; name: string; value: string };
 
@@ -139,6 +141,9 @@ export function mapHttpRoute(route: HttpRoute, services: (name: string) => V1Ser
       problems.push(`parentRef ${parent.name}: no such Service with a selector in ${ns}; the route is not applied to it`);
       continue;
     }
+    if (parent.port !== undefined && (parentSvc.spec.ports ?? []).length > 1) {
+      problems.push(`parentRef ${parent.name} port ${parent.port}: the routes apply to every port of ${parent.name}, not this one alone; ignored`);
+    }
     const subsets = new Map<string, SubsetConfig>();
     const entries: RouteEntry[] = [];
     let ok = true;
@@ -156,12 +161,25 @@ export function mapHttpRoute(route: HttpRoute, services: (name: string) => V1Ser
           ok = false;
           return;
         }
-        const selector = services(b.name)?.spec?.selector;
+        const backend = services(b.name);
+        const selector = backend?.spec?.selector;
         const narrows = selector && Object.entries(parentSvc.spec!.selector!).every(([key, v]) => selector[key] === v);
         if (!selector || !narrows) {
           problems.push(`${at}: ${selector ? `its selector does not narrow ${parent.name}'s` : 'no such Service with a selector'}; the route is not applied to ${parent.name}`);
           ok = false;
           return;
+        }
+        // The subset is the parent's endpoints at the parent's target port: a backend port
+        // reaching its pods at another target port cannot be honoured.
+        if (b.port !== undefined) {
+          const bp = backend.spec?.ports?.find((x) => x.port === b.port);
+          const parentPorts = (parentSvc.spec?.ports ?? []).filter((x) => parent.port === undefined || x.port === parent.port);
+          const other = bp ? parentPorts.find((pp) => targetPortOf(pp) !== targetPortOf(bp)) : undefined;
+          if (!bp || other) {
+            problems.push(`${at}: ${bp ? `port ${b.port} reaches its pods at target port ${targetPortOf(bp)}, but ${parent.name} port ${other!.port} at ${targetPortOf(other!)}; a backend on another target port than the parent's is not supported` : `has no port ${b.port}`}; the route is not applied to ${parent.name}`);
+            ok = false;
+            return;
+          }
         }
         subsets.set(b.name, { name: b.name, labels: { ...selector } });
         const same = split.find((s) => s.name === b.name);
