@@ -3,8 +3,10 @@
 // the other takes over when the leader stops (released Lease) or dies (Lease runs out).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { controlplane } from '@ambit/runtime';
 import { REPO, startCluster, type TestCluster } from './support/cluster.js';
-import { namespace } from './support/objects.js';
+import { namespace, pod } from './support/objects.js';
 import { CONTROLLER_CLI, start, type Proc } from './support/processes.js';
 import { until } from './support/until.js';
 
@@ -49,6 +51,27 @@ async function eventsOn(name: string): Promise<{ reportingInstance: string }[]> 
   return (JSON.parse(out) as { items: { reportingInstance: string }[] }).items;
 }
 
+/** Opens a config stream to a replica as node-1's proxy and resolves with the kinds of resources its first response carries. */
+async function firstConfig(r: Replica): Promise<string[]> {
+  const port = Number((await r.proc.waitFor(/gRPC \(TLS\) on 127\.0\.0\.1:(\d+)/))[1]);
+  const cm = JSON.parse(await cluster.kubectl(['-n', 'ambit-system', 'get', 'configmap', 'ambit-ca-root', '-o', 'json'])) as { data: Record<string, string> };
+  const token = (await cluster.kubectl(['-n', 'ambit-system', 'create', 'token', 'ambit-node', '--bound-object-kind', 'Pod', '--bound-object-name', 'ambit-node-1'])).trim();
+  const client = new (controlplane.controllerProto().MeshConfig)(`127.0.0.1:${port}`, grpc.credentials.createSsl(Buffer.from(cm.data['root-cert.pem']!)), { 'grpc.ssl_target_name_override': 'ambit-controller.ambit-system.svc' });
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  const call = (client as unknown as Record<string, (md: grpc.Metadata) => grpc.ClientDuplexStream<controlplane.ConfigRequest, controlplane.ConfigResponse>>).streamConfig!.call(client, md);
+  try {
+    return await new Promise<string[]>((resolve, reject) => {
+      call.on('data', (res: controlplane.ConfigResponse) => resolve([...new Set(res.resources.map((x) => x.type))].sort()));
+      call.on('error', reject);
+      call.write({ node: 'node-1', responseNonce: '', appliedVersion: '', initialResourceVersions: {} });
+    });
+  } finally {
+    call.cancel();
+    client.close();
+  }
+}
+
 /** A FilterBinding naming a package that is not installed: the leader writes Accepted=False in its status. */
 async function refusedBindingGetsStatus(name: string): Promise<void> {
   await cluster.apply({
@@ -66,7 +89,9 @@ describe('controller replicas elect a leader on a Lease', () => {
     cluster = await startCluster();
     await cluster.kubectl(['apply', '-f', path.join(REPO, 'controller/crds'), '-f', path.join(REPO, 'controller/test/fixtures')]);
     await cluster.kubectl(['wait', '--for=condition=Established', 'crd/filterbindings.ambit.dev', 'crd/authorizationpolicies.security.istio.io', '--timeout=60s']);
-    await cluster.apply(namespace('ambit-system'), namespace('shop', { 'ambit.dev/mesh': 'enabled' }));
+    await cluster.apply(namespace('ambit-system'), namespace('shop', { 'ambit.dev/mesh': 'enabled' }),
+      { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'ambit-node', namespace: 'ambit-system' } },
+      pod('ambit-system', 'ambit-node-1', { node: 'node-1', serviceAccount: 'ambit-node' }));
   }, 40 * 60_000);
 
   afterAll(async () => {
@@ -87,8 +112,8 @@ describe('controller replicas elect a leader on a Lease', () => {
     expect(leader.proc.logs()).toMatch(/CA generated/);
     expect(follower.proc.logs()).not.toMatch(/CA generated/);
     expect(follower.proc.logs()).toMatch(/CA loaded from Secret ambit-system\/ambit-ca/);
-    // Both replicas serve config streams and CSRs (their gRPC listeners are up).
-    for (const r of [a, b]) expect(r.proc.logs()).toMatch(/gRPC \(TLS\) on 127\.0\.0\.1:\d+/);
+    // Both replicas serve config streams: node-1's proxy gets its config from either.
+    for (const r of [leader, follower]) expect(await firstConfig(r)).toContain('mesh');
 
     await cluster.apply(unsupported('policy-1'));
     // Both replicas saw the policy and found the unsupported field ...
@@ -100,6 +125,7 @@ describe('controller replicas elect a leader on a Lease', () => {
     expect(events.length).toBe(1);
     expect(await writes(leader)).toBeGreaterThanOrEqual(4); // Secret, ConfigMap, Event, status
     expect(await writes(follower)).toBe(0);
+    expect(follower.proc.logs()).toMatch(/node node-1 connected/);
   });
 
   it('the other replica takes over when the leader stops (Lease released), and again when that one dies (Lease runs out)', async () => {
