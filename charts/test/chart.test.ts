@@ -182,6 +182,8 @@ describe('chart: the controller', () => {
       { apiGroups: [''], resources: ['secrets'], resourceNames: ['ambit-ca'], verbs: ['get'] },
       { apiGroups: [''], resources: ['configmaps'], verbs: ['create'] },
       { apiGroups: [''], resources: ['configmaps'], resourceNames: ['ambit-ca-root'], verbs: ['get', 'update'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+      { apiGroups: ['coordination.k8s.io'], resources: ['leases'], resourceNames: ['ambit-controller'], verbs: ['get', 'update'] },
     ]);
     // The node proxy has no Role or binding at all.
     const subjects = objects.filter((o) => o.kind.endsWith('Binding')).flatMap((o) => o['subjects'] as Array<{ name: string }>);

@@ -131,8 +131,8 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
   }
 
   /** The kubelet's part for one container: $(VAR) expansion, the downward API, volume paths. */
-  function kubeletView(c: Container, pod: { uid: string; nodeName: string; hostIp: string }, volumes: Record<string, string>): { args: string[]; env: Record<string, string> } {
-    const field: Record<string, string> = { 'spec.nodeName': pod.nodeName, 'metadata.uid': pod.uid, 'metadata.namespace': NS, 'status.hostIP': pod.hostIp };
+  function kubeletView(c: Container, pod: { uid: string; name?: string; nodeName: string; hostIp: string }, volumes: Record<string, string>): { args: string[]; env: Record<string, string> } {
+    const field: Record<string, string> = { 'spec.nodeName': pod.nodeName, 'metadata.uid': pod.uid, 'metadata.name': pod.name ?? pod.uid, 'metadata.namespace': NS, 'status.hostIP': pod.hostIp };
     const mapPath = (v: string) => {
       for (const m of c.volumeMounts ?? []) {
         const host = volumes[m.name];
@@ -225,7 +225,7 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     writeFileSync(path.join(ctlDir, 'kubeconfig'), readFileSync(api.kubeconfigWithToken('controller', ctlToken), 'utf8').replace(api.caFile, path.join(ctlDir, 'ca.crt')));
     chmodSync(api.dir, 0o711);
     execFileSync('chown', ['-R', `${user.runAsUser}:${user.runAsGroup}`, ctlDir]);
-    const ctlView = kubeletView(ctl, { uid: 'controller', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(ctlDir, 'tmp') });
+    const ctlView = kubeletView(ctl, { uid: 'controller', name: 'ambit-controller-0', nodeName: 'control', hostIp: '127.0.0.1' }, { tmp: path.join(ctlDir, 'tmp') });
     expect(ctl.securityContext!.capabilities).toEqual({ drop: ['ALL'] });
     const controller = start('controller', ['setpriv', `--reuid=${user.runAsUser}`, `--regid=${user.runAsGroup}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', '--',
       process.execPath, CLI_JS, ...ctlView.args], { ...ctlView.env, KUBECONFIG: path.join(ctlDir, 'kubeconfig'), HOME: path.join(ctlDir, 'tmp') });
@@ -328,16 +328,15 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     expect(r.body?.peer).toMatch(/^10\.217\.2\.1:/);
   });
 
-  it('an AuthorizationPolicy applied with kubectl allows web\'s mTLS identity and refuses once it names another', async () => {
+  it('an AuthorizationPolicy applied with kubectl refuses web once it names another (two updates back to back) and allows web\'s mTLS identity again', async () => {
     const policy = (principal: string) => ({
       apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'server-from-web', namespace: 'shop' },
       spec: { selector: { matchLabels: { app: 'server' } }, action: 'ALLOW', rules: [{ from: [{ source: { principals: [principal] } }] }] },
     });
     const principals = async () => JSON.stringify((await dump('node-2') as unknown as { config: { bindings: unknown[] } }).config.bindings);
+    // Two updates back to back: allowing web, then at once another principal only. node-2
+    // refuses web's connections at the connection phase (an L4 policy) and web gets its 403.
     await apply(policy('cluster.local/ns/shop/sa/web'));
-    // Allowed while the policy is in force on node-2 (not merely because there is none yet).
-    await waitFor('the policy reaches node-2', async () => (await principals()).includes('cluster.local/ns/shop/sa/web'), 30_000);
-    expect((await fromWeb(`http://${vip}/allowed`)).status).toBe(200);
     const applied = Date.now();
     await apply(policy('cluster.local/ns/shop/sa/someone-else'));
     // On failure: the controller's log and what node-2 was last given.
@@ -350,5 +349,10 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     }, 30_000, why);
     // Bound stated: within 30 s of kubectl apply (the time seen is in the test's output).
     process.stdout.write(`AuthorizationPolicy enforced ${Date.now() - applied} ms after kubectl apply\n`);
+    for (let i = 0; i < 3; i++) expect((await fromWeb(`http://${vip}/refused-${i}`)).status).toBe(403);
+    // Web allowed again: while the policy naming it is in force on node-2 (not merely because there is none).
+    await apply(policy('cluster.local/ns/shop/sa/web'));
+    await waitFor('the policy allowing web reaches node-2', async () => (await principals()).includes('cluster.local/ns/shop/sa/web'), 30_000);
+    expect((await fromWeb(`http://${vip}/allowed`)).status).toBe(200);
   });
 });

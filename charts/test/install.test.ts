@@ -102,6 +102,9 @@ describe.skipIf(skip !== undefined)(`chart on a real kube-apiserver${skip ? ` (s
       ['create', 'tokenreviews.authentication.k8s.io'], ['create', 'events', '-n', 'shop'],
       ['create', 'secrets', '-n', NS], ['get', 'secret/ambit-ca', '-n', NS],
       ['create', 'configmaps', '-n', NS], ['update', 'configmap/ambit-ca-root', '-n', NS], ['get', 'configmap/ambit-ca-root', '-n', NS],
+      // Leader election.
+      ['create', 'leases.coordination.k8s.io', '-n', NS], ['get', 'lease.coordination.k8s.io/ambit-controller', '-n', NS],
+      ['update', 'lease.coordination.k8s.io/ambit-controller', '-n', NS],
     ];
     const denied: string[][] = [
       // No other Secret, anywhere; no listing of Secrets even in its namespace.
@@ -116,6 +119,9 @@ describe.skipIf(skip !== undefined)(`chart on a real kube-apiserver${skip ? ` (s
       ['update', 'configmap/other', '-n', NS], ['update', 'configmap/ambit-ca-root', '-n', 'shop'],
       ['create', 'serviceaccounts/token', '-n', NS], ['create', 'clusterrolebindings'], ['escalate', 'clusterroles'], ['impersonate', 'users'],
       ['list', 'customresourcedefinitions'],
+      // Its own Lease only, in its own namespace.
+      ['update', 'lease.coordination.k8s.io/other', '-n', NS], ['delete', 'lease.coordination.k8s.io/ambit-controller', '-n', NS],
+      ['update', 'lease.coordination.k8s.io/ambit-controller', '-n', 'kube-system'],
     ];
     const wrongAllowed = [];
     for (const a of allowed) { const r = await kubectl('auth', 'can-i', '--as', as, ...a); if (r.stdout.trim() !== 'yes' || unknownType(r.stderr)) wrongAllowed.push(`${a.join(' ')}: ${r.stdout.trim()} ${r.stderr.trim()}`); }

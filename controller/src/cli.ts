@@ -10,6 +10,8 @@ import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { crds } from './crd/crd.js';
 import { DEFAULTS, startController } from './controller.js';
+import { LEADER_DEFAULTS } from './kube/leader.js';
+import { ControllerError } from './errors.js';
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
@@ -38,6 +40,11 @@ export async function main(argv: string[]): Promise<void> {
     .option('--server-name <dns...>', 'DNS names in the controller\'s serving certificate (default: ambit-controller.<namespace>.svc)')
     .option('--filter-root <dir>', 'where filter packages are installed (node_modules)', process.cwd())
     .option('--cert-ttl-ms <ms>', 'workload certificate lifetime', int('--cert-ttl-ms'), DEFAULTS.certTtlMs)
+    .option('--no-leader-elect', 'write without electing a leader (one replica only)')
+    .option('--leader-lease <name>', 'Lease (in --namespace) the replicas elect a leader with', 'ambit-controller')
+    .option('--leader-lease-duration-ms <ms>', 'how long a leader\'s Lease holds without renewal', int('--leader-lease-duration-ms'), LEADER_DEFAULTS.leaseDurationMs)
+    .option('--leader-renew-deadline-ms <ms>', 'a leader that has not renewed for this long steps down', int('--leader-renew-deadline-ms'), LEADER_DEFAULTS.renewDeadlineMs)
+    .option('--leader-retry-period-ms <ms>', 'how often each replica tries to take or renew the Lease', int('--leader-retry-period-ms'), LEADER_DEFAULTS.retryPeriodMs)
     .addOption(new Option('--log-level <level>', 'log level').choices(LEVELS).default('info'));
   program.command('crds').description('print the CustomResourceDefinitions (YAML)').action(() => {
     process.stdout.write(crds().map((c) => stringify(c, { lineWidth: 0 })).join('---\n'));
@@ -45,14 +52,21 @@ export async function main(argv: string[]): Promise<void> {
   program.action(async (opts: {
     kubeconfig?: string; namespace: string; grpcAddress: string; grpcPort: number; adminAddress: string; adminPort: number; caSecret: string;
     rootConfigmap: string; trustDomain: string; nodeServiceAccount: string; rootNamespace: string; serverName?: string[]; filterRoot: string;
-    certTtlMs: number; logLevel: (typeof LEVELS)[number];
+    certTtlMs: number; logLevel: (typeof LEVELS)[number]; leaderElect: boolean; leaderLease: string; leaderLeaseDurationMs: number;
+    leaderRenewDeadlineMs: number; leaderRetryPeriodMs: number;
   }) => {
     const min = LEVELS.indexOf(opts.logLevel);
     const log = (level: 'info' | 'warn' | 'error', msg: string) => {
       if (LEVELS.indexOf(level) >= min) process.stderr.write(`${JSON.stringify({ level, time: Date.now(), msg })}\n`);
     };
+    if (opts.leaderElect && !(opts.leaderRetryPeriodMs < opts.leaderRenewDeadlineMs && opts.leaderRenewDeadlineMs < opts.leaderLeaseDurationMs)) {
+      throw new ControllerError('AMBIT_ERR_CONTROLLER_FLAGS', `leader election needs --leader-retry-period-ms < --leader-renew-deadline-ms < --leader-lease-duration-ms, got ${opts.leaderRetryPeriodMs}, ${opts.leaderRenewDeadlineMs}, ${opts.leaderLeaseDurationMs}`);
+    }
     const running = await startController({
       ...opts,
+      leaderElection: opts.leaderElect
+        ? { lease: opts.leaderLease, leaseDurationMs: opts.leaderLeaseDurationMs, renewDeadlineMs: opts.leaderRenewDeadlineMs, retryPeriodMs: opts.leaderRetryPeriodMs }
+        : false,
       rootConfigMap: opts.rootConfigmap,
       serverNames: opts.serverName ?? [`ambit-controller.${opts.namespace}.svc`],
       filterRoot: path.resolve(opts.filterRoot),

@@ -3,6 +3,7 @@
  * FilterBinding status and Events. `startController` returns once the CA is loaded and
  * the gRPC and admin listeners are up; `ready` says when the informers have synced.
  */
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import os from 'node:os';
 import * as grpc from '@grpc/grpc-js';
@@ -17,6 +18,7 @@ import { loadOrCreateCa, publishRoots } from './identity/ca-secret.js';
 import { signCsr } from './identity/csr.js';
 import { NodeAuthenticator } from './identity/node-auth.js';
 import { kubeClients, type KubeClients } from './kube/client.js';
+import { LeaderElector } from './kube/leader.js';
 import { watch, type EventKind, type Watched } from './kube/informers.js';
 import { MeshModel } from './model/mesh.js';
 import { desiredStatus, writeStatus } from './status.js';
@@ -42,6 +44,12 @@ export interface ControllerOptions {
   certTtlMs: number;
   /** How long changes are gathered before a push. Default 10 ms. */
   pushDelayMs?: number;
+  /**
+   * Leader election on a Lease in `namespace`: only the leader writes (the CA Secret, the
+   * root ConfigMap, statuses, Events); every replica serves config streams and CSRs.
+   * `false`: this replica writes alone (a single replica, or tests).
+   */
+  leaderElection: false | { lease: string; identity?: string; leaseDurationMs: number; renewDeadlineMs: number; retryPeriodMs: number };
   log: (level: 'info' | 'warn' | 'error', message: string) => void;
 }
 
@@ -62,11 +70,41 @@ export const DEFAULTS = {
 
 export async function startController(o: ControllerOptions, clients: KubeClients = kubeClients(o.kubeconfig)): Promise<RunningController> {
   if (!/^[^:]+:[^:]+$/.test(o.nodeServiceAccount)) throw new ControllerError('AMBIT_ERR_CONTROLLER_FLAGS', `--node-service-account takes <namespace>:<name>, got ${o.nodeServiceAccount}`);
-  const ca = await loadOrCreateCa(clients.core, o.namespace, o.caSecret, o.trustDomain, (m) => o.log('info', m));
-  await publishRoots(clients.core, o.namespace, o.rootConfigMap, ca.rootsPem());
-
+  const identity = o.leaderElection ? (o.leaderElection.identity ?? `${process.env.POD_NAME ?? os.hostname()}_${randomUUID().slice(0, 8)}`) : os.hostname();
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const writes = new Counter({ name: 'ambit_controller_writes_total', help: 'Writes to the API server by this replica (only the leader writes)', labelNames: ['kind'], registers: [registry] });
+  const leaderGauge = new Gauge({ name: 'ambit_controller_leader', help: '1 while this replica is the leader', registers: [registry] });
+  // What a new leader does once everything below is set up (statuses, roots).
+  let onLeader = (): void => undefined;
+  const elector = o.leaderElection
+    ? new LeaderElector({
+      coordination: clients.coordination, namespace: o.namespace, name: o.leaderElection.lease, identity,
+      leaseDurationMs: o.leaderElection.leaseDurationMs, renewDeadlineMs: o.leaderElection.renewDeadlineMs, retryPeriodMs: o.leaderElection.retryPeriodMs,
+      onStartedLeading: () => { leaderGauge.set(1); onLeader(); },
+      onStoppedLeading: () => leaderGauge.set(0),
+      log: (level, message) => o.log(level, message),
+    })
+    : undefined;
+  if (!elector) leaderGauge.set(1);
+  elector?.start();
+  const isLeader = () => elector?.isLeader ?? true;
+  let ca;
+  try {
+    ca = await loadOrCreateCa(clients.core, o.namespace, o.caSecret, o.trustDomain, (msg) => o.log('info', msg), isLeader,
+      Math.min(500, o.leaderElection ? o.leaderElection.retryPeriodMs : 500), () => writes.inc({ kind: 'Secret' }));
+  } catch (e) {
+    await elector?.stop();
+    throw e;
+  }
+  const roots = ca.rootsPem();
+  // Node proxies need the roots before they can connect: the leader publishes them before serving.
+  if (isLeader() && await publishRoots(clients.core, o.namespace, o.rootConfigMap, roots)) writes.inc({ kind: 'ConfigMap' });
+  const publish = () => {
+    if (!isLeader()) return;
+    publishRoots(clients.core, o.namespace, o.rootConfigMap, roots).then((wrote) => { if (wrote) writes.inc({ kind: 'ConfigMap' }); }, (e: unknown) => o.log('warn', errorMessage(e)));
+  };
+
   const m = {
     nodes: new Gauge({ name: 'ambit_controller_connected_nodes', help: 'Node proxies with an open config stream', registers: [registry] }),
     acks: new Counter({ name: 'ambit_controller_config_acks_total', help: 'Config responses acknowledged by node proxies', registers: [registry] }),
@@ -76,8 +114,8 @@ export async function startController(o: ControllerOptions, clients: KubeClients
     csr: new Counter({ name: 'ambit_controller_csr_total', help: 'Certificate requests by result', labelNames: ['result'], registers: [registry] }),
   };
 
-  const events = new EventRecorder(clients.core, os.hostname(), (msg) => o.log('warn', msg));
-  const model = new MeshModel({ trustDomain: o.trustDomain, rootNamespace: o.rootNamespace, certTtlMs: o.certTtlMs, roots: ca.rootsPem() }, {
+  const events = new EventRecorder(clients.core, identity, (msg) => o.log('warn', msg), isLeader, () => writes.inc({ kind: 'Event' }));
+  const model = new MeshModel({ trustDomain: o.trustDomain, rootNamespace: o.rootNamespace, certTtlMs: o.certTtlMs, roots }, {
     report(kind, obj, lines) {
       const apiVersion = kind === 'AuthorizationPolicy' ? 'security.istio.io/v1' : 'gateway.networking.k8s.io/v1';
       o.log('warn', `${kind} ${obj.metadata.namespace}/${obj.metadata.name}: ${lines.join('; ')}`);
@@ -102,6 +140,8 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   };
   const flushStatus = async () => {
     statusTimer = undefined;
+    // A follower keeps what is due: it is written if this replica becomes the leader.
+    if (!isLeader()) return;
     const keys = [...statusDirty];
     statusDirty.clear();
     for (const key of keys) {
@@ -112,7 +152,7 @@ export async function startController(o: ControllerOptions, clients: KubeClients
       const desired = desiredStatus(entry.check, missing, fbRejections(key));
       if (!desired) continue;
       try {
-        await writeStatus(clients.custom, entry.fb, desired);
+        if (await writeStatus(clients.custom, entry.fb, desired) === 'written') writes.inc({ kind: 'FilterBinding/status' });
       } catch (e) {
         o.log('warn', errorMessage(e));
       }
@@ -205,10 +245,13 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   add<HttpRoute & KubernetesObject>('HTTPRoute', '/apis/gateway.networking.k8s.io/v1/httproutes',
     custom<HttpRoute>('gateway.networking.k8s.io', 'v1', 'httproutes'), (k, x) => {
       model.httpRoute(k, x);
-      if (k === 'delete') return;
-      const mapped = mapHttpRoute(x, (name) => model.services.get(`${x.metadata.namespace}/${name}`));
-      writeRouteStatus(clients.custom, x, mapped).catch((e: unknown) => o.log('warn', errorMessage(e)));
+      if (k !== 'delete') routeStatus(x);
     });
+  function routeStatus(x: HttpRoute): void {
+    if (!isLeader()) return;
+    const mapped = mapHttpRoute(x, (name) => model.services.get(`${x.metadata.namespace}/${name}`));
+    writeRouteStatus(clients.custom, x, mapped).then((wrote) => { if (wrote) writes.inc({ kind: 'HTTPRoute/status' }); }, (e: unknown) => o.log('warn', errorMessage(e)));
+  }
   // FilterBindings: checked (packages, pins, configs) per generation, then put in the model.
   const checks = new Map<string, { generation: number | undefined; check: Promise<FilterCheck>; fb: FilterBinding }>();
   add<FilterBinding & KubernetesObject>('FilterBinding', `/apis/${GROUP}/${VERSION}/${PLURAL}`, custom<FilterBinding>(GROUP, VERSION, PLURAL), (k, fb) => {
@@ -260,7 +303,7 @@ export async function startController(o: ControllerOptions, clients: KubeClients
       void registry.metrics().then((body) => send(200, body, registry.contentType));
       return;
     }
-    if (req.url === '/debug/nodes') return send(200, `${JSON.stringify({ systemVersion: distributor.systemVersion, nodes: distributor.connectedNodes() }, null, 2)}\n`, 'application/json');
+    if (req.url === '/debug/nodes') return send(200, `${JSON.stringify({ systemVersion: distributor.systemVersion, identity, leader: isLeader(), nodes: distributor.connectedNodes() }, null, 2)}\n`, 'application/json');
     send(404, 'not found: /healthz, /ready, /metrics, /debug/nodes\n');
   });
   await new Promise<void>((resolve, reject) => {
@@ -269,9 +312,22 @@ export async function startController(o: ControllerOptions, clients: KubeClients
   });
   const adminPort = (admin.address() as { port: number }).port;
 
+  // A new leader catches up on what followers leave unwritten: the roots, every
+  // FilterBinding's status and every HTTPRoute's.
+  onLeader = () => {
+    publish();
+    void ready.then(() => {
+      if (!isLeader()) return;
+      for (const key of model.filterBindings.keys()) markStatus(key);
+      for (const r of model.routes.values()) routeStatus(r as HttpRoute & KubernetesObject);
+    });
+  };
+  if (isLeader()) onLeader();
+
   return {
     grpcPort, adminPort, model, distributor, ready,
     async close() {
+      await elector?.stop();
       if (pushTimer) clearTimeout(pushTimer);
       if (statusTimer) clearTimeout(statusTimer);
       await Promise.all(informers.map((i) => i.stop().catch(() => undefined)));

@@ -15,13 +15,20 @@ export interface EventTarget {
 export class EventRecorder {
   readonly #sent = new Set<string>();
 
-  constructor(private readonly core: CoreV1Api, private readonly instance: string, private readonly log: (m: string) => void) {}
+  constructor(
+    private readonly core: CoreV1Api, private readonly instance: string, private readonly log: (m: string) => void,
+    /** Whether this replica writes (the leader); a follower records nothing. */
+    private readonly writes: () => boolean = () => true,
+    private readonly wrote: () => void = () => undefined,
+  ) {}
 
   async warn(target: EventTarget, reason: string, message: string): Promise<void> {
+    if (!this.writes()) return;
     const key = `${target.metadata.uid ?? target.metadata.namespace + '/' + target.metadata.name}\0${target.metadata.generation ?? ''}\0${reason}\0${message}`;
     if (this.#sent.has(key)) return;
     this.#sent.add(key);
     const now = new Date();
+    this.wrote();
     try {
       await this.core.createNamespacedEvent({
         namespace: target.metadata.namespace,

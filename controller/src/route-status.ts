@@ -17,16 +17,16 @@ interface ParentStatus {
   conditions: { type: string; status: string; reason: string; message: string; observedGeneration?: number; lastTransitionTime: string }[];
 }
 
-export async function writeRouteStatus(custom: CustomObjectsApi, route: HttpRoute & { metadata: { resourceVersion?: string }; status?: { parents?: ParentStatus[] } }, mapped: MappedRoute): Promise<void> {
+export async function writeRouteStatus(custom: CustomObjectsApi, route: HttpRoute & { metadata: { resourceVersion?: string }; status?: { parents?: ParentStatus[] } }, mapped: MappedRoute): Promise<boolean> {
   const ns = route.metadata.namespace;
   const serviceParents = (route.spec?.parentRefs ?? []).filter((p) => (p.group ?? '') === '' && (p.kind ?? 'Service') === 'Service');
-  if (serviceParents.length === 0) return;
+  if (serviceParents.length === 0) return false;
   const old = route.status?.parents ?? [];
   const now = new Date().toISOString();
   const ours: ParentStatus[] = serviceParents.map((p) => {
     const accepted = mapped.parents.some((m) => m.service === p.name) && (p.namespace ?? ns) === ns;
     const c = accepted
-      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: 'applied as a traffic split on the Service\'s outbound traffic' }
+      ? { type: 'Accepted', status: 'True', reason: 'Accepted', message: ['applied: its rules route the Service\'s outbound traffic (traffic-split)', ...mapped.problems].join('\n') }
       : { type: 'Accepted', status: 'False', reason: 'UnsupportedValue', message: mapped.problems.join('\n') || 'not supported' };
     const prev = old.find((o) => o.controllerName === CONTROLLER_NAME && o.parentRef.name === p.name)?.conditions.find((x) => x.type === 'Accepted');
     return {
@@ -40,15 +40,16 @@ export async function writeRouteStatus(custom: CustomObjectsApi, route: HttpRout
     const c = o.conditions[0]!;
     return prev && prev.status === c.status && prev.reason === c.reason && prev.message === c.message && prev.observedGeneration === c.observedGeneration;
   }) && old.filter((x) => x.controllerName === CONTROLLER_NAME).length === ours.length;
-  if (same) return;
+  if (same) return false;
   const parents = [...old.filter((x) => x.controllerName !== CONTROLLER_NAME), ...ours];
   try {
     await custom.patchNamespacedCustomObjectStatus({
       group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes', namespace: ns, name: route.metadata.name,
       body: { metadata: { resourceVersion: route.metadata.resourceVersion }, status: { parents } },
     }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    return true;
   } catch (e) {
-    if (statusCode(e) === 404 || statusCode(e) === 409) return;
+    if (statusCode(e) === 404 || statusCode(e) === 409) return false;
     throw new Error(`writing the status of HTTPRoute ${ns}/${route.metadata.name}: ${errorMessage(e)}`, { cause: e });
   }
 }

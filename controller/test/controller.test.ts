@@ -15,6 +15,7 @@ import { controlplane, createCsr } from '@ambit/runtime';
 import { freePort, REPO, startCluster, type TestCluster } from './support/cluster.js';
 import { markRunning, namespace, node, pod, service } from './support/objects.js';
 import { AMBIT_CLI, CONTROLLER_CLI, start, type Proc } from './support/processes.js';
+import { until } from './support/until.js';
 import { requestFrom } from '../../runtime/test/support/mesh.js';
 import { buildBuiltinFilters, builtinDir } from '../../runtime/test/fixtures.js';
 import { loadFilterArtifact } from '@ambit/filter-sdk/host';
@@ -99,22 +100,6 @@ capture: ${capture}
 async function configDump(n: NodeProc): Promise<{ config: { workloads: { name: string }[]; services: { name: string; subsets?: unknown[] }[]; bindings: { name: string }[]; identity?: unknown }; identity?: { store: { certificates: { identity: string }[] } } }> {
   const r = await fetch(`http://127.0.0.1:${n.admin}/config_dump`);
   return (await r.json()) as never;
-}
-
-async function until<T>(what: string, f: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await f();
-      if (v) return v;
-      last = v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms (last: ${last instanceof Error ? last.message : JSON.stringify(last)})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 async function fbStatus(name: string): Promise<{ conditions?: { type: string; status: string; reason: string; message: string }[] } | undefined> {
@@ -294,6 +279,76 @@ describe('ambit controller against a real kube-apiserver', () => {
     await until('the policy to be lifted', async () => (await requestFrom(WEB, n1.outbound, '/private/x')).status === 200, 20_000);
   });
 
+  it('AuthorizationPolicy updates applied back to back: the node enforces the last one, 403 for what it refuses, never 503', async () => {
+    const [n1, n2] = [nodes[0]!, nodes[1]!];
+    const policyPath = '/apis/security.istio.io/v1/namespaces/shop/authorizationpolicies';
+    // Odd generations allow web on /v<i>/… only (an L7 policy: decided per request); even ones
+    // allow only another principal (an L4 policy: node-2 refuses web's connections at the
+    // connection phase). What is enforced says which generation serves.
+    const spec = (i: number) => ({
+      selector: { matchLabels: { app: 'server' } }, action: 'ALLOW',
+      rules: [i % 2 === 1
+        ? { from: [{ source: { principals: ['cluster.local/ns/shop/sa/web'] } }], to: [{ operation: { paths: [`/v${i}/*`] } }] }
+        : { from: [{ source: { principals: [`cluster.local/ns/shop/sa/other-${i}`] } }] }],
+    });
+    const marker = (i: number) => (i % 2 === 1 ? `/v${i}/*` : `other-${i}`);
+    const unexpected: string[] = [];
+    let generation = 0;
+    const sample = async (p: string) => {
+      const r = await requestFrom(WEB, n1.outbound, p);
+      if (r.status !== 200 && r.status !== 403) unexpected.push(`generation ${generation}, ${p}: ${r.status} ${r.body.slice(0, 300)}`);
+      return r;
+    };
+    const enforced = async (i: number) => {
+      if (i % 2 === 1) return (await sample(`/v${i}/x`)).status === 200 && (await sample('/x')).status === 403;
+      const [a, b] = [await sample(`/v${i - 1}/x`), await sample('/x')];
+      return a.status === 403 && b.status === 403 && /access denied/.test(a.body);
+    };
+    const holds = async (i: number) => JSON.stringify((await configDump(n2)).config.bindings).includes(marker(i));
+    // From no policy at all (node-2 loads the authz filter for the first one) straight to the
+    // second, sent as soon as the API server stored the first; then 1, then 5 back to back.
+    // Traffic all along once a policy is in force (bounded: at most 3000 requests). Before
+    // that, a request in flight on a connection node-2 admitted without any policy is closed
+    // when the first one lands (ztunnel's way: a connection admitted under filters that no
+    // longer apply does not go on), which web's node proxy answers 503.
+    let background: Promise<void> | undefined;
+    let stop = false;
+    let sent = 0;
+    for (const burst of [2, 1, 5]) {
+      for (let k = 0; k < burst; k++) {
+        generation++;
+        const r = generation === 1
+          ? await cluster.api('POST', policyPath, { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'server-burst', namespace: 'shop' }, spec: spec(1) })
+          : await cluster.api('PATCH', `${policyPath}/server-burst`, { spec: spec(generation) }, 'application/merge-patch+json');
+        expect(r.status).toBe(generation === 1 ? 201 : 200);
+      }
+      await until(`node-2 to hold generation ${generation}`, () => holds(generation), 20_000);
+      // From the moment node-2 holds it, it is what is enforced: no answer from an earlier
+      // generation, no 503, for a stretch of requests on fresh and reused connections alike.
+      if (!background) {
+        unexpected.length = 0;
+        background = (async () => {
+          for (; sent < 3000 && !stop; sent++) await sample(`/bg/${sent}`);
+        })();
+      }
+      for (let k = 0; k < 10; k++) expect(await enforced(generation), `request pair ${k} after generation ${generation}`).toBe(true);
+      expect(unexpected).toEqual([]);
+    }
+    stop = true;
+    await background;
+    // Not one answer but 200 or 403 across the later updates, under continuous traffic.
+    expect(sent).toBeGreaterThan(20);
+    expect(unexpected).toEqual([]);
+    process.stdout.write(`${sent} requests alongside ${generation - 2} policy updates: none answered but 200 or 403\n`);
+    // Refused at the connection phase (a new connection to node-2) or at the request phase
+    // (one node-1 reuses), web gets node-2's 403 naming the policy.
+    const refused = await requestFrom(WEB, n1.outbound, '/x');
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatch(/access denied.*: no ALLOW policy matched \((policies: )?shop\.server-burst\)/);
+    await cluster.api('DELETE', `${policyPath}/server-burst`);
+    await until('the policy to be lifted', async () => (await requestFrom(WEB, n1.outbound, '/private/x')).status === 200, 20_000);
+  });
+
   /** The pin of the headers filter as built here (its filter digest: component, capabilities, schema). */
   async function headersPin(): Promise<string> {
     return (await loadFilterArtifact(builtinDir('headers'))).digest;
@@ -340,14 +395,19 @@ describe('ambit controller against a real kube-apiserver', () => {
     await cluster.kubectl(['-n', 'shop', 'delete', 'filterbinding', 'add-header']);
   });
 
-  it('splits traffic by a GAMMA HTTPRoute\'s weighted backendRefs', async () => {
-    const n1 = nodes[0]!;
+  /** server-v2 (a second pod of server, version v2) and the Services server-v1 and server-v2 selecting each version. */
+  async function versionedServers(): Promise<void> {
     await cluster.apply(
       pod('shop', 'server-v2', { node: 'node-2', serviceAccount: 'server', labels: { app: 'server', version: 'v2' } }),
       service('shop', 'server-v1', { selector: { app: 'server', version: 'v1' }, port: 80, targetPort: serverPort }),
       service('shop', 'server-v2', { selector: { app: 'server', version: 'v2' }, port: 80, targetPort: serverPort }),
     );
     await markRunning(cluster, 'shop', 'server-v2', SERVER2);
+  }
+
+  it('splits traffic by a GAMMA HTTPRoute\'s weighted backendRefs', async () => {
+    const n1 = nodes[0]!;
+    await versionedServers();
     const route = (w1: number, w2: number) => ({
       apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-split', namespace: 'shop' },
       spec: { parentRefs: [{ group: '', kind: 'Service', name: 'server', port: 80 }], rules: [{ backendRefs: [{ name: 'server-v1', port: 80, weight: w1 }, { name: 'server-v2', port: 80, weight: w2 }] }] },
@@ -376,6 +436,100 @@ describe('ambit controller against a real kube-apiserver', () => {
     }, 20_000);
     expect((mixed.server ?? 0) + (mixed['server-v2'] ?? 0)).toBe(40);
     await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-split']);
+  });
+
+  it('routes by a GAMMA HTTPRoute\'s rules: path and header matches in the Gateway API\'s precedence, 404 when none matches', async () => {
+    const n1 = nodes[0]!;
+    await versionedServers();
+    const parentRefs = [{ group: '', kind: 'Service', name: 'server', port: 80 }];
+    await cluster.apply({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-rules', namespace: 'shop' },
+      spec: {
+        parentRefs,
+        rules: [
+          // Listed first, but a header match on `/` ranks below any longer path.
+          { matches: [{ headers: [{ name: 'x-canary', value: 'yes' }] }], backendRefs: [{ name: 'server-v2', port: 80 }] },
+          { matches: [{ path: { type: 'Exact', value: '/pinned' } }], backendRefs: [{ name: 'server-v1', port: 80 }] },
+          { matches: [{ path: { type: 'PathPrefix', value: '/api' } }], backendRefs: [{ name: 'server-v1', port: 80, weight: 1 }, { name: 'server-v2', port: 80, weight: 0 }] },
+        ],
+      },
+    });
+    const ask = async (p: string, canary: boolean) => {
+      const r = await requestFrom(WEB, n1.outbound, p, canary ? { headers: { 'x-canary': 'yes' } } : {});
+      return r.status === 200 ? (JSON.parse(r.body) as { workload: string }).workload : `${r.status} ${r.body.trim()}`;
+    };
+    await until('the rules in force', async () => await ask('/other', true) === 'server-v2' && await ask('/other', false) === '404 no route matches GET /other', 20_000);
+    for (let i = 0; i < 5; i++) {
+      expect(await ask('/api/items', true)).toBe('server');      // the longer PathPrefix beats the header match
+      expect(await ask('/pinned', true)).toBe('server');         // Exact first
+      expect(await ask('/pinned/x', true)).toBe('server-v2');    // not Exact: the header rule
+      expect(await ask('/other', true)).toBe('server-v2');
+      expect(await ask('/apix', false)).toBe('404 no route matches GET /apix'); // PathPrefix by whole elements
+    }
+    const status = await until('the route\'s status', async () => {
+      const r = JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'httproute', 'server-rules', '-o', 'json'])) as { status?: { parents?: { conditions: { type: string; status: string }[] }[] } };
+      return r.status?.parents?.length ? r.status.parents : undefined;
+    });
+    expect(status[0]!.conditions[0]).toMatchObject({ type: 'Accepted', status: 'True' });
+
+    // A match it cannot enforce: reported in an Event and the status, and the route is not applied.
+    await cluster.apply({
+      apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'server-regex', namespace: 'shop' },
+      spec: { parentRefs, rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/re.*' } }], backendRefs: [{ name: 'server-v2', port: 80 }] }] },
+    });
+    const refused = await until('server-regex refused in status', async () => {
+      const r = JSON.parse(await cluster.kubectl(['-n', 'shop', 'get', 'httproute', 'server-regex', '-o', 'json'])) as { status?: { parents?: { conditions: { type: string; status: string; message: string }[] }[] } };
+      const c = r.status?.parents?.[0]?.conditions[0];
+      return c?.status === 'False' ? c : undefined;
+    });
+    expect(refused.message).toMatch(/rules\[0\]\.matches\[0\]\.path\.type RegularExpression: not supported/);
+    const events = await until('an UnsupportedField event', async () => {
+      const out = await cluster.kubectl(['-n', 'shop', 'get', 'events', '--field-selector', 'involvedObject.name=server-regex,reason=UnsupportedField', '-o', 'json']);
+      const items = (JSON.parse(out) as { items: { message: string }[] }).items;
+      return items.length > 0 ? items : undefined;
+    });
+    expect(events[0]!.message).toMatch(/RegularExpression: not supported/);
+    expect(await ask('/re-x', false)).toBe('404 no route matches GET /re-x');
+    await cluster.kubectl(['-n', 'shop', 'delete', 'httproute', 'server-rules', 'server-regex']);
+    await until('the rules lifted', async () => (await ask('/other', false)).startsWith('server'), 20_000);
+  });
+
+  it('resolves a Service\'s named targetPort from each endpoint pod\'s container ports, as kube-proxy does', async () => {
+    const n1 = nodes[0]!;
+    // Two pods name their port `http` at different numbers; a third has no port of that name.
+    const [portA, portB] = [await freePort(), await freePort()];
+    const pods = { 'named-a': { ip: '127.0.32.3', port: portA }, 'named-b': { ip: '127.0.32.4', port: portB }, 'named-c': { ip: '127.0.32.5', port: portA } };
+    for (const [name, p] of Object.entries(pods)) echoServers.push(await echo(p.ip, p.port, name));
+    await cluster.apply(
+      pod('shop', 'named-a', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'http', containerPort: portA }] }),
+      pod('shop', 'named-b', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'metrics', containerPort: 9090 }, { name: 'http', containerPort: portB }] }),
+      pod('shop', 'named-c', { node: 'node-2', serviceAccount: 'server', labels: { app: 'named' }, ports: [{ name: 'admin', containerPort: portA }] }),
+      service('shop', 'named', { selector: { app: 'named' }, port: 80, targetPort: 'http', appProtocol: 'http' }),
+    );
+    for (const [name, p] of Object.entries(pods)) await markRunning(cluster, 'shop', name, p.ip);
+    // web asks for named.shop by its Host (node-1's outbound routes HTTP by Host).
+    const hits = async (n: number) => {
+      const seen: Record<string, number> = {};
+      for (let i = 0; i < n; i++) {
+        const r = await requestFrom(WEB, n1.outbound, '/named', { headers: { host: 'named.shop' } });
+        const w = r.status === 200 ? (JSON.parse(r.body) as { workload: string }).workload : `status-${r.status}`;
+        seen[w] = (seen[w] ?? 0) + 1;
+      }
+      return seen;
+    };
+    await until('both pods with an http port answer', async () => {
+      const s = await hits(10);
+      return s['named-a'] && s['named-b'] ? s : undefined;
+    }, 20_000);
+    const seen = await hits(30);
+    expect(Object.keys(seen).sort()).toEqual(['named-a', 'named-b']);
+    expect((seen['named-a'] ?? 0) + (seen['named-b'] ?? 0)).toBe(30);
+    // node-1 was sent each pod's named ports; the service keeps the name.
+    const d1 = (await configDump(n1)) as unknown as { config: { workloads: { name: string; namedPorts?: Record<string, number> }[]; services: { name: string; ports: { targetPort: unknown }[] }[] } };
+    expect(d1.config.workloads.find((w) => w.name === 'named-b')?.namedPorts).toEqual({ metrics: 9090, http: portB });
+    expect(d1.config.services.find((s) => s.name === 'named')?.ports[0]?.targetPort).toBe('http');
+    await cluster.kubectl(['-n', 'shop', 'delete', 'service', 'named']);
+    await cluster.kubectl(['-n', 'shop', 'delete', 'pod', 'named-a', 'named-b', 'named-c', '--wait=false']);
   });
 
   it.skipIf(CAPTURE_SKIP !== undefined)('captures an enrolled pod by its UID: its connect to the Service VIP goes through its node proxy', async () => {

@@ -172,6 +172,43 @@ describe('MeshIndex: destinations', () => {
   });
 });
 
+describe('MeshIndex: a named targetPort', () => {
+  const YAML = `node: n1
+workloads:
+  - { name: a, namespace: shop, address: 10.1.0.1, labels: { app: api }, namedPorts: { http: 8080 } }
+  - { name: b, namespace: shop, address: 10.1.0.2, labels: { app: api }, namedPorts: { metrics: 9090, http: 9000 } }
+  - { name: c, namespace: shop, address: 10.1.0.3, labels: { app: api }, namedPorts: { admin: 8080 } }
+  - { name: d, namespace: shop, address: 10.1.0.4, labels: { app: api }, namedPorts: { http: 7000 }, ports: [8080] }
+services:
+  - name: api
+    namespace: shop
+    vip: 10.96.1.1
+    selector: { app: api }
+    ports: [{ port: 80, targetPort: http }]
+`;
+
+  it('is resolved per workload; one without a port of that name (or not serving it) is no endpoint', () => {
+    const { config } = parseMeshConfig(YAML, 'mesh.yaml');
+    const dest = new MeshIndex(config).destination('10.96.1.1', 80);
+    expect(dest?.kind === 'service' && dest.endpoints.map((e) => `${e.address}:${e.port}`)).toEqual(['10.1.0.1:8080', '10.1.0.2:9000']);
+    expect(dest?.kind === 'service' && dest.servicePort.targetPort).toBe('http');
+  });
+
+  it('an explicit endpoint outside the workloads needs its own port', () => {
+    let message = '';
+    try {
+      parseMeshConfig(YAML.replace('ports: [{ port: 80, targetPort: http }]', 'ports: [{ port: 80, targetPort: http }]\n    endpoints: [{ address: 10.2.0.1 }]'), 'mesh.yaml');
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/\/services\/0\/endpoints\/0\/port: port 80's targetPort is the name http, which only workloads resolve \(namedPorts\); give this endpoint its port/);
+  });
+
+  it('names follow Kubernetes\' rules', () => {
+    expect(() => parseMeshConfig(YAML.replace('targetPort: http', 'targetPort: Http_1'), 'mesh.yaml')).toThrow(/targetPort/);
+  });
+});
+
 describe('MeshIndex: bindings', () => {
   const mesh = index();
 

@@ -1,8 +1,8 @@
 /**
  * The mesh CA lives in a Secret only the controller reads (Istio's `cacerts` layout:
  * ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem). When absent, the controller
- * generates a root CA and creates the Secret; when two controllers race, the one whose
- * create fails with 409 loads the winner's. An operator-provided Secret (an intermediate
+ * leader generates a root CA and creates the Secret (the other replicas wait for it); should
+ * two controllers still race, the one whose create fails with 409 loads the winner's. An operator-provided Secret (an intermediate
  * under their own root) is used as is. The roots are published in a ConfigMap for node
  * proxies to verify the controller with.
  */
@@ -15,7 +15,14 @@ export const CA_KEYS = { cert: 'ca-cert.pem', key: 'ca-key.pem', chain: 'cert-ch
 const b64 = (s: string) => Buffer.from(s).toString('base64');
 const unb64 = (s: string | undefined) => (s === undefined ? undefined : Buffer.from(s, 'base64').toString('utf8'));
 
-export async function loadOrCreateCa(core: CoreV1Api, namespace: string, name: string, trustDomain: string, log: (m: string) => void): Promise<CertificateAuthority> {
+/**
+ * The CA from its Secret. When there is none, only a replica for which `mayCreate()` is true
+ * (the leader) generates it; the others wait for it to appear, looking every `waitMs`.
+ */
+export async function loadOrCreateCa(
+  core: CoreV1Api, namespace: string, name: string, trustDomain: string, log: (m: string) => void,
+  mayCreate: () => boolean = () => true, waitMs = 500, created: () => void = () => undefined,
+): Promise<CertificateAuthority> {
   const read = async (): Promise<CertificateAuthority | undefined> => {
     let data: Record<string, string> | undefined;
     try {
@@ -39,12 +46,18 @@ export async function loadOrCreateCa(core: CoreV1Api, namespace: string, name: s
       throw new ControllerError('AMBIT_ERR_CA_SECRET', `the CA in Secret ${namespace}/${name} cannot be used: ${errorMessage(e)}`, { cause: e });
     }
   };
-  const existing = await read();
-  if (existing) {
-    log(`CA loaded from Secret ${namespace}/${name}`);
-    return existing;
+  for (let said = false; ; said = true) {
+    const existing = await read();
+    if (existing) {
+      log(`CA loaded from Secret ${namespace}/${name}`);
+      return existing;
+    }
+    if (mayCreate()) break;
+    if (!said) log(`no CA Secret ${namespace}/${name} yet: waiting for the leader to create it`);
+    await new Promise((r) => setTimeout(r, waitMs));
   }
   const ca = CertificateAuthority.generateRoot({ trustDomain });
+  created();
   const pem = ca.exportPem();
   try {
     await core.createNamespacedSecret({
@@ -65,15 +78,16 @@ export async function loadOrCreateCa(core: CoreV1Api, namespace: string, name: s
   }
 }
 
-/** Publishes the roots in a ConfigMap (key root-cert.pem), creating or updating it. */
-export async function publishRoots(core: CoreV1Api, namespace: string, name: string, rootsPem: string): Promise<void> {
+/** Publishes the roots in a ConfigMap (key root-cert.pem), creating or updating it; false when it already holds them. */
+export async function publishRoots(core: CoreV1Api, namespace: string, name: string, rootsPem: string): Promise<boolean> {
   const body = { metadata: { name, namespace, labels: { 'app.kubernetes.io/part-of': 'ambit' } }, data: { [CA_KEYS.root]: rootsPem } };
   try {
     const current = await core.readNamespacedConfigMap({ name, namespace });
-    if (current.data?.[CA_KEYS.root] === rootsPem) return;
+    if (current.data?.[CA_KEYS.root] === rootsPem) return false;
     await core.replaceNamespacedConfigMap({ name, namespace, body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata?.resourceVersion } } });
   } catch (e) {
     if (statusCode(e) !== 404) throw new ControllerError('AMBIT_ERR_KUBE_API', `publishing the roots in ConfigMap ${namespace}/${name}: ${errorMessage(e)}`, { cause: e });
     await core.createNamespacedConfigMap({ namespace, body });
   }
+  return true;
 }

@@ -3,7 +3,7 @@
  * in-cluster ServiceAccount, and the typed API groups the controller calls.
  */
 import {
-  AuthenticationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig,
+  AuthenticationV1Api, CoordinationV1Api, CoreV1Api, CustomObjectsApi, KubeConfig,
 } from '@kubernetes/client-node';
 import { ControllerError, errorMessage } from '../errors.js';
 
@@ -12,6 +12,7 @@ export interface KubeClients {
   readonly core: CoreV1Api;
   readonly custom: CustomObjectsApi;
   readonly authn: AuthenticationV1Api;
+  readonly coordination: CoordinationV1Api;
 }
 
 export function kubeClients(kubeconfig?: string): KubeClients {
@@ -27,5 +28,6 @@ export function kubeClients(kubeconfig?: string): KubeClients {
     core: config.makeApiClient(CoreV1Api),
     custom: config.makeApiClient(CustomObjectsApi),
     authn: config.makeApiClient(AuthenticationV1Api),
+    coordination: config.makeApiClient(CoordinationV1Api),
   };
 }

@@ -10,7 +10,7 @@ import type { BindingConfig, SubsetConfig } from '@ambit/runtime';
 import type { FilterBinding } from '../crd/schema.js';
 import { mapAuthorizationPolicy, type AuthorizationPolicy, type AuthzPolicyConfig } from '../translate/authz.js';
 import { filterRefs, type FilterCheck } from '../translate/filterbinding.js';
-import { mapHttpRoute, type HttpRoute } from '../translate/httproute.js';
+import { composeRoutes, mapHttpRoute, type HttpRoute, type RouteEntry } from '../translate/httproute.js';
 import { isDnsLabel, reaches, selectorMatches } from '../translate/labels.js';
 import { serviceOf } from '../translate/services.js';
 import { nodeOf, workloadOf } from '../translate/workloads.js';
@@ -50,7 +50,8 @@ export class MeshModel {
   readonly routes = new Map<string, HttpRoute>();
   readonly filterBindings = new Map<string, { fb: FilterBinding; check: FilterCheck | undefined }>();
   /** Subsets HTTPRoutes put on services: service key → route key → subsets. */
-  readonly #routeSubsets = new Map<string, Map<string, SubsetConfig[]>>();
+  /** Parent service key → the HTTPRoutes attached to it (route key → its subsets and routes). */
+  readonly #routeSubsets = new Map<string, Map<string, { route: HttpRoute; subsets: SubsetConfig[]; entries: RouteEntry[] }>>();
   /** Nodes whose local pods changed since the last `takeDirtyNodes`. */
   #dirtyNodes = new Set<string>();
   /** node → namespace → local workload count. */
@@ -238,7 +239,7 @@ export class MeshModel {
   #setService(key: string): void {
     const svc = this.services.get(key);
     const [ns] = key.split('/');
-    const subsets = [...(this.#routeSubsets.get(key)?.values() ?? [])].flat();
+    const subsets = [...(this.#routeSubsets.get(key)?.values() ?? [])].flatMap((r) => r.subsets);
     const s = svc ? serviceOf(svc, dedupeSubsets(subsets)) : undefined;
     this.table.setOwned(`Service/${key}`, s ? [resource('service', `${s.name}.${s.namespace}`, ns, s)] : []);
   }
@@ -283,9 +284,8 @@ export class MeshModel {
   #setRoute(key: string, report = false): void {
     const route = this.routes.get(key);
     const [ns] = key.split('/');
-    const previousParents = [...this.#routeSubsets].filter(([, m]) => m.has(key)).map(([svc]) => svc);
-    for (const svc of previousParents) this.#routeSubsets.get(svc)!.delete(key);
-    const out = [];
+    const affected = [...this.#routeSubsets].filter(([, m]) => m.has(key)).map(([svc]) => svc);
+    for (const svc of affected) this.#routeSubsets.get(svc)!.delete(key);
     if (route) {
       const mapped = mapHttpRoute(route, (name) => this.services.get(`${ns}/${name}`));
       if (report && mapped.problems.length > 0) this.problems.report('HTTPRoute', route, mapped.problems);
@@ -293,21 +293,33 @@ export class MeshModel {
         const svcKey = `${ns}/${p.service}`;
         let m = this.#routeSubsets.get(svcKey);
         if (!m) this.#routeSubsets.set(svcKey, (m = new Map()));
-        m.set(key, p.subsets);
-        const b: BindingConfig = {
-          name: `route/${ns}/${route.metadata.name}/${p.service}`,
-          target: { service: `${p.service}.${ns}` },
-          direction: 'outbound',
-          priority: 0,
-          // A built-in filter, installed with the node proxy: the node's own install pins it.
-          filters: [{ ref: TRAFFIC_SPLIT_PACKAGE, name: 'traffic-split', config: p.split, failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled', allowUnpinned: true, maxKeys: 4096 }],
-        };
-        out.push(resource('binding', b.name, ns, b));
-        if (!previousParents.includes(svcKey)) previousParents.push(svcKey);
+        m.set(key, { route, subsets: p.subsets, entries: p.entries });
+        if (!affected.includes(svcKey)) affected.push(svcKey);
       }
     }
-    this.table.setOwned(`HTTPRoute/${key}`, out);
-    for (const svc of previousParents) this.#setService(svc);
+    for (const svc of affected) {
+      this.#setRouteBinding(svc);
+      this.#setService(svc);
+    }
+  }
+
+  /** One traffic-split binding per parent Service, from every HTTPRoute attached to it, in precedence order. */
+  #setRouteBinding(svcKey: string): void {
+    const attached = [...(this.#routeSubsets.get(svcKey)?.values() ?? [])];
+    const [ns, name] = svcKey.split('/') as [string, string];
+    const out = [];
+    if (attached.length > 0) {
+      const b: BindingConfig = {
+        name: `route/${ns}/${name}`,
+        target: { service: `${name}.${ns}` },
+        direction: 'outbound',
+        priority: 0,
+        // A built-in filter, installed with the node proxy: the node's own install pins it.
+        filters: [{ ref: TRAFFIC_SPLIT_PACKAGE, name: 'traffic-split', config: composeRoutes(attached), failurePolicy: 'fail-closed', deadlineMs: 50, memoryMaxPages: 1024, instances: 'pooled', allowUnpinned: true, maxKeys: 4096 }],
+      };
+      out.push(resource('binding', b.name, ns, b));
+    }
+    this.table.setOwned(`HTTPRoutes/${svcKey}`, out);
   }
 
   #setFilterBinding(key: string): void {

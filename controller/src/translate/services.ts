@@ -21,6 +21,17 @@ export function portProtocol(p: V1ServicePort): Protocol {
   return (prefix && from(prefix)) || 'auto';
 }
 
+/**
+ * A port's targetPort: a number, or a container port name each endpoint pod resolves
+ * (workloads' `namedPorts`), as kube-proxy does; absent, the service port.
+ */
+export function targetPortOf(p: V1ServicePort): number | string {
+  const t = p.targetPort as number | string | undefined;
+  if (typeof t === 'number') return t;
+  if (typeof t === 'string' && t !== '') return /^\d+$/.test(t) ? Number(t) : t;
+  return p.port;
+}
+
 export function serviceOf(svc: V1Service, subsets: readonly SubsetConfig[] = []): ServiceConfig | undefined {
   const name = svc.metadata?.name;
   const namespace = svc.metadata?.namespace;
@@ -34,8 +45,7 @@ export function serviceOf(svc: V1Service, subsets: readonly SubsetConfig[] = [])
     ...(vip ? { vip } : {}),
     ports: ports.map((p) => ({
       port: p.port,
-      // A named targetPort needs the pods' container ports: the service port stands in.
-      targetPort: typeof p.targetPort === 'number' ? p.targetPort : p.port,
+      targetPort: targetPortOf(p),
       protocol: portProtocol(p),
       ...(p.name ? { name: p.name } : {}),
     })),

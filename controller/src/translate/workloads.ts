@@ -24,8 +24,21 @@ export function workloadOf(pod: V1Pod, ns: V1Namespace | undefined): WorkloadCon
     node: pod.spec.nodeName,
     labels: { ...(pod.metadata?.labels ?? {}) },
   };
+  const named = namedPortsOf(pod);
+  if (named) w.namedPorts = named;
   if (isEnrolled(pod, ns) && pod.metadata?.uid) w.podUid = pod.metadata.uid;
   return w;
+}
+
+/** The pod's TCP container ports that have a name (what a Service's named targetPort resolves to); undefined when none. */
+export function namedPortsOf(pod: V1Pod): Record<string, number> | undefined {
+  const out: Record<string, number> = {};
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) {
+      if (p.name && (p.protocol === undefined || p.protocol === 'TCP') && !(p.name in out)) out[p.name] = p.containerPort;
+    }
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 export function nodeOf(node: V1Node): NodeConfig | undefined {

@@ -44,6 +44,11 @@ export interface TestCluster {
   kubectl(args: string[], input?: string): Promise<string>;
   /** kubectl apply -f - of objects. */
   apply(...objects: object[]): Promise<string>;
+  /**
+   * One call to the API server as the admin, without a kubectl process in between (for
+   * changes that must land milliseconds apart); resolves with the status and the parsed body.
+   */
+  api(method: string, apiPath: string, body?: object, contentType?: string): Promise<{ status: number; body: unknown }>;
   stop(): Promise<void>;
 }
 
@@ -134,8 +139,27 @@ export async function startCluster(): Promise<TestCluster> {
       p.stdin.end(input ?? '');
     });
   };
+  const caPem = ca.rootsPem();
+  const callApi = async (method: string, apiPath: string, body?: object, contentType = 'application/json') => {
+    const { request } = await import('node:https');
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    return new Promise<{ status: number; body: unknown }>((resolve, reject) => {
+      const req = request(`${server}${apiPath}`, {
+        method, ca: caPem,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json', ...(data ? { 'content-type': contentType, 'content-length': Buffer.byteLength(data) } : {}) },
+      }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => { text += d; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) as unknown : undefined }));
+      });
+      req.on('error', reject);
+      req.setTimeout(30_000, () => req.destroy(new Error(`${method} ${apiPath}: no answer within 30 s`)));
+      req.end(data);
+    });
+  };
   return {
-    dir, bin, server, kubeconfig, kubectl,
+    dir, bin, server, kubeconfig, kubectl, api: callApi,
     apply: (...objects) => kubectl(['apply', '-f', '-'], objects.map((o) => JSON.stringify(o)).join('\n')),
     async stop() {
       await stopAll();

@@ -8,13 +8,13 @@ export const node = (name: string, hbonePort: number) => ({
   metadata: { name, annotations: { 'ambit.dev/hbone-address': '127.0.0.1', 'ambit.dev/hbone-port': String(hbonePort) } },
 });
 
-export const pod = (ns: string, name: string, o: { node: string; serviceAccount?: string; labels?: Record<string, string> }) => ({
+export const pod = (ns: string, name: string, o: { node: string; serviceAccount?: string; labels?: Record<string, string>; ports?: { name: string; containerPort: number }[] }) => ({
   apiVersion: 'v1', kind: 'Pod',
   metadata: { name, namespace: ns, labels: o.labels ?? {} },
-  spec: { nodeName: o.node, serviceAccountName: o.serviceAccount ?? 'default', containers: [{ name: 'app', image: 'example.invalid/app:1' }] },
+  spec: { nodeName: o.node, serviceAccountName: o.serviceAccount ?? 'default', containers: [{ name: 'app', image: 'example.invalid/app:1', ...(o.ports ? { ports: o.ports } : {}) }] },
 });
 
-export const service = (ns: string, name: string, o: { selector: Record<string, string>; port: number; targetPort: number; appProtocol?: string }) => ({
+export const service = (ns: string, name: string, o: { selector: Record<string, string>; port: number; targetPort: number | string; appProtocol?: string }) => ({
   apiVersion: 'v1', kind: 'Service',
   metadata: { name, namespace: ns },
   spec: { selector: o.selector, ports: [{ name: 'http', port: o.port, targetPort: o.targetPort, protocol: 'TCP', ...(o.appProtocol ? { appProtocol: o.appProtocol } : {}) }] },

@@ -87,3 +87,48 @@ describe('traffic-split filter: sticky sessions', () => {
     await expect(loadFilter(PKG, { config: { subsets: [{ name: 'a', weight: 1 }, { name: 'a', weight: 1 }] } })).rejects.toMatchObject({ code: 'AMBIT_ERR_CONFIG_REJECTED' });
   });
 });
+
+describe('traffic-split filter: routes (Gateway API HTTPRoute rules)', () => {
+  const ROUTES = {
+    routes: [
+      { name: 'exact', matches: [{ path: { type: 'Exact', value: '/api/login' } }], subsets: [{ name: 'auth', weight: 1 }] },
+      { name: 'beta', matches: [{ path: { type: 'PathPrefix', value: '/api' }, headers: [{ name: 'x-beta', value: 'yes' }] }], subsets: [{ name: 'canary', weight: 1 }] },
+      { name: 'api', matches: [{ path: { type: 'PathPrefix', value: '/api/' } }, { method: 'DELETE', queryParams: [{ name: 'force', value: '1' }] }], subsets: [{ name: 'stable', weight: 3 }, { name: 'canary', weight: 1 }] },
+      { name: 'drained', matches: [{ path: { type: 'Exact', value: '/old' } }], subsets: [{ name: 'stable', weight: 0 }] },
+    ],
+  };
+
+  it('the first route with a match the request meets decides', async () => {
+    const f = await loadFilter(PKG, { config: ROUTES, random: () => 0 });
+    expect(subsetOf(f, { path: '/api/login' })).toBe('auth');
+    expect(subsetOf(f, { path: '/api/login?next=/' })).toBe('auth');
+    expect(subsetOf(f, { path: '/api/items', headers: { 'X-Beta': 'yes' } })).toBe('canary');
+    expect(subsetOf(f, { path: '/api/items', headers: { 'x-beta': 'no' } })).toBe('stable');
+    expect(subsetOf(f, { path: '/api' })).toBe('stable');
+    expect(subsetOf(f, { method: 'DELETE', path: '/things?a=b&force=1' })).toBe('stable');
+  });
+
+  it('PathPrefix matches whole path elements; weights apply within the route', async () => {
+    const top = await loadFilter(PKG, { config: ROUTES, random: () => 0.9 });
+    expect(subsetOf(top, { path: '/api/items' })).toBe('canary');
+    const r = top.request({ path: '/apiary' });
+    expect(r.action === 'respond' && r.response.status).toBe(404);
+    expect(r.action === 'respond' && r.response.body).toBe('no route matches GET /apiary\n');
+    expect(top.counters.get('no_route')).toBe(1);
+  });
+
+  it('a request no route takes goes by the top-level subsets when there are some', async () => {
+    const f = await loadFilter(PKG, { config: { ...ROUTES, subsets: [{ name: 'stable', weight: 1 }] }, random: () => 0 });
+    expect(subsetOf(f, { path: '/elsewhere' })).toBe('stable');
+  });
+
+  it('a route whose weights are all 0 answers 500', async () => {
+    const f = await loadFilter(PKG, { config: ROUTES });
+    const r = f.request({ path: '/old' });
+    expect(r.action === 'respond' && r.response.status).toBe(500);
+  });
+
+  it('refuses a config with neither subsets nor routes', async () => {
+    await expect(loadFilter(PKG, { config: { sticky: { header: 'x' } } })).rejects.toThrow(/give subsets, routes or both/);
+  });
+});

@@ -388,6 +388,10 @@ function checkSemantics(config: MeshConfig, error: Report, warn: Report): void {
       if (e.port !== undefined && s.ports.length > 1) {
         error(`${at}/endpoints/${j}/port`, `an endpoint of a multi-port service takes each port's targetPort; remove port (or split the service)`);
       }
+      const named = s.ports.find((p) => typeof p.targetPort === 'string');
+      if (e.port === undefined && named && !workloadByIp.has(canonicalIp(e.address) ?? e.address)) {
+        error(`${at}/endpoints/${j}/port`, `port ${named.port}'s targetPort is the name ${String(named.targetPort)}, which only workloads resolve (namedPorts); give this endpoint its port`);
+      }
     });
 
     const hasSelector = s.selector !== undefined && Object.keys(s.selector).length > 0;

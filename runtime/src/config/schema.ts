@@ -28,6 +28,8 @@ function Obj<T extends Record<string, TSchema>>(properties: T, options: SchemaOp
 }
 
 const Port = (options: SchemaOptions = {}) => Type.Integer({ minimum: 1, maximum: 65535, ...options });
+/** A port name as Kubernetes allows it (IANA service name): lower-case letters, digits and single dashes, at least one letter, at most 15 characters. */
+const PortName = (options: SchemaOptions = {}) => Type.String({ minLength: 1, maxLength: 15, pattern: '^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$', ...options });
 const Millis = (def: number, description: string) => Type.Integer({ minimum: 0, default: def, description });
 
 /** DNS-1123 label, like a Kubernetes service name or namespace (no dots: `name.namespace` must be unambiguous). */
@@ -127,6 +129,9 @@ export const WorkloadSchema = Obj({
   ports: Type.Optional(Type.Array(Port(), {
     uniqueItems: true,
     description: 'Ports the workload serves. When given, a service selecting this workload only sends it traffic for target ports in this list (like a pod\'s container ports). Default: any port.',
+  })),
+  namedPorts: Type.Optional(Type.Record(PortName(), Port(), {
+    description: 'The workload\'s ports by name (a pod\'s named container ports, e.g. `{ http: 8080 }`): a service port whose `targetPort` is a name reaches this workload at the port of that name. Default: none.',
   })),  cgroup: Type.Optional(Type.String({
     minLength: 1,
     description: 'The workload\'s cgroup (v2), relative to the cgroup2 mount (`kubepods/pod<uid>`) or absolute. A workload of this node with a cgroup is enrolled in capture: its connects to meshed destinations go through the proxy. In Kubernetes, derived from the pod UID.',
@@ -139,7 +144,9 @@ export const WorkloadSchema = Obj({
 
 export const ServicePortSchema = Obj({
   port: Port({ description: 'Port clients connect to (on the VIP, or with the service name).' }),
-  targetPort: Type.Optional(Port({ description: 'Port on the endpoints. Default: `port`.' })),
+  targetPort: Type.Optional(Type.Union([Port(), PortName()], {
+    description: 'Port on the endpoints: a number, or the name of a port in the selected workloads\' `namedPorts` (a Kubernetes named targetPort), resolved per workload as kube-proxy does: a selected workload without a port of that name is not an endpoint of this port. Default: `port`.',
+  })),
   protocol: StringEnum(PROTOCOLS, { default: 'auto', description: '`auto`: HTTP is parsed only where an HTTP filter is bound (the first bytes tell HTTP/1.1, HTTP/2 or other), else bytes are spliced; `http`/`http2`: always parsed (per-request metrics, upstream-failure retries, Host routing); `tcp`: always spliced, never runs HTTP filters. Default auto.' }),
   name: Type.Optional(Type.String({ minLength: 1, description: 'Port name, unique within the service.' })),
 });

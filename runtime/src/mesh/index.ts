@@ -38,7 +38,8 @@ export interface MeshEndpoint {
   readonly workload?: { readonly name: string; readonly namespace: string; readonly serviceAccount: string };
 }
 
-export type ResolvedServicePort = ServicePortConfig & { readonly targetPort: number };
+/** A service port with its targetPort filled in: a number, or a name each selected workload resolves (`namedPorts`). */
+export type ResolvedServicePort = ServicePortConfig & { readonly targetPort: number | string };
 
 export interface ServiceDestination<E extends MeshEndpoint = MeshEndpoint> {
   readonly kind: 'service';
@@ -191,15 +192,20 @@ export class MeshIndex<E extends MeshEndpoint = MeshEndpoint> {
           }
         };
         for (const w of selected) {
-          if (w.ports && !w.ports.includes(targetPort)) continue;
+          // A named targetPort is each workload's own port of that name (kube-proxy's way):
+          // a workload without one is no endpoint of this port.
+          const port = typeof targetPort === 'number' ? targetPort : w.namedPorts?.[targetPort];
+          if (port === undefined || (w.ports && !w.ports.includes(port))) continue;
           const ip = canonicalIp(w.address);
           if (!ip) continue;
-          add(endpoint(ip, targetPort, w));
+          add(endpoint(ip, port, w));
           members.add(`${w.name}.${w.namespace}`);
         }
         for (const e of explicit) {
           const at = workloadAtIp.get(e.address);
-          add(endpoint(e.address, e.port ?? targetPort, at?.w));
+          const port = e.port ?? (typeof targetPort === 'number' ? targetPort : at?.w.namedPorts?.[targetPort]);
+          if (port === undefined) continue;
+          add(endpoint(e.address, port, at?.w));
           if (at) members.add(at.key);
         }
         const dest: ServiceDestination<E> = Object.freeze({

@@ -18,6 +18,11 @@ export interface ConnInfo {
   destination: { address: string; port: number };
   /** How the original destination was learned (`hbone`: the CONNECT authority of a tunnel from another node). */
   destinationFrom: 'so_original_dst' | 'listener-target' | 'hbone';
+  /**
+   * A filter refused the connection at the connection phase, and its client speaks HTTP:
+   * every request on it is answered 403 by the proxy, never forwarded (see `proxy.ts`).
+   */
+  refused?: { filter: string; reason: string };
 }
 
 /** Where a socket's ConnInfo hangs (readable through the HTTP/2 session's socket proxy too). */

@@ -267,8 +267,10 @@ export class NodeProxy {
       const out = await route.chain.run({ phase: 'connection', conn: { context: ctx, tls } }).finally(release);
       t.filterPhase('connection', out);
       if (out.action === 'deny') {
+        const denied = { filter: out.filter, reason: out.reason };
+        if (conn.destinationFrom === 'hbone' && route.l7 && route.protocol !== 'tcp' && await this.refuseHttp(socket, conn, denied, record)) return;
         socket.destroy();
-        record(route.l7 ? 'l7' : 'l4', { denied: { filter: out.filter, reason: out.reason } });
+        record(route.l7 ? 'l7' : 'l4', { denied });
         return;
       }
     }
@@ -293,6 +295,31 @@ export class NodeProxy {
       }
     }
     await this.spliceTo(socket, conn, route ?? passthroughRoute(conn), record);
+  }
+
+  /**
+   * An HBONE tunnel refused at the connection phase on a destination served as HTTP: when
+   * what it carries is HTTP, each request is answered 403 naming the filter (nothing is
+   * forwarded) instead of a bare close, as Envoy's HTTP RBAC answers on an HTTP port. The
+   * tunnel's client is the source's node proxy: for HTTP it would turn a close into a 503
+   * (upstream reset), indistinguishable from an outage, while a request on a connection it
+   * opened earlier gets the request phase's 403 for the same policy. Connections straight
+   * from a client (not tunnelled) are closed, as ztunnel does. False when the tunnel carries
+   * no HTTP (within the sniff timeout): the caller closes it.
+   */
+  private async refuseHttp(socket: Duplex, conn: ConnInfo, denied: { filter: string; reason: string }, record: (mode: 'l7', extra: { denied: { filter: string; reason: string } }) => void): Promise<boolean> {
+    let proto;
+    try {
+      proto = await sniff(socket, this.current.limits.sniffTimeoutMs);
+    } catch {
+      return false;
+    }
+    if (proto !== 'http1' && proto !== 'http2') return false;
+    conn.refused = denied;
+    socket.once('close', () => record('l7', { denied }));
+    (proto === 'http1' ? this.http1Server : this.http2Server).emit('connection', socket);
+    socket.resume();
+    return true;
   }
 
   /** How an upstream connection to `ep` is made for `conn`: through HBONE when the endpoint's workload is on another node. */
