@@ -48,7 +48,7 @@ export declare class NativeEngine {
 
 /** The native data path of one node proxy process. */
 export declare class NativeProxy {
-  /** `options`: JSON `{ threads?, maxConnections? }`. */
+  /** `options`: JSON `{ threads?, maxConnections?, buckets: { request, filter }, accessLog }`. */
   constructor(options: string)
   /**
    * Swaps in a new snapshot (JSON of a `NativeStateSpec`), its chains looked up in `engine`.
@@ -60,7 +60,10 @@ export declare class NativeProxy {
    * data-path thread; answers where each is bound, as JSON `{ name: { address, port } }`.
    */
   listen(listeners: string): string
-  /** Records since the last take, as a JSON array; `dropped` records did not fit the buffer. */
+  /**
+   * What the data path counted and recorded since the last take, as JSON:
+   * `{ dropped, records, requests, filters, counters }` (`records.rs`).
+   */
   takeRecords(): string
   /** Facts for `/config_dump`. */
   info(): string

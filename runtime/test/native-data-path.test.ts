@@ -333,6 +333,10 @@ describe.skipIf(skip)('ambit run with proxy.dataPath native', () => {
     }
     expect(metrics).toMatch(/ambit_requests_total\{(?=[^}]*destination_service="api.test")(?=[^}]*response_code="200")[^}]*\} [1-9]/);
     expect(metrics).toMatch(/ambit_filter_calls_total\{filter="hello",phase="requestHeaders",outcome="ok"\} [1-9]/);
+    // Counted natively (no request records: the access log is off): the histograms and the filter's own counter too.
+    expect(metrics).toMatch(/ambit_request_duration_seconds_count\{(?=[^}]*response_code="403")[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/ambit_filter_call_duration_seconds_count\{(?=[^}]*filter="hello")(?=[^}]*phase="requestHeaders")[^}]*\} [1-9]/);
+    expect(metrics).toMatch(/ambit_filter_counter_total\{(?=[^}]*filter="hello")(?=[^}]*"denied")[^}]*\} [1-9]/);
     const dump = JSON.parse((await get(admin, '/config_dump')).body) as { dataPath: { kind: string; threads: number } };
     expect(dump.dataPath).toMatchObject({ kind: 'native', threads: 2 });
   });

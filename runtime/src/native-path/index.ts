@@ -11,6 +11,7 @@ import type { WasmtimeEngine } from '../filters/wasmtime/engine.js';
 import type { BuiltState } from '../node/state.js';
 import type { ListenerSpec } from '../proxy/proxy.js';
 import type { Telemetry } from '../telemetry/types.js';
+import { FILTER_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../telemetry/metrics.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
 
@@ -40,7 +41,12 @@ export class NativeDataPath {
       throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `proxy.dataPath native needs @ambit/native with the data path: ${load.ok ? 'this build has no NativeProxy (rebuild: npm run build)' : load.reason}`);
     }
     this.current = options.state;
-    this.native = new load.native.NativeProxy(JSON.stringify({ threads: options.threads, maxConnections: options.maxConnections }));
+    this.native = new load.native.NativeProxy(JSON.stringify({
+      threads: options.threads,
+      maxConnections: options.maxConnections,
+      buckets: { request: REQUEST_DURATION_BUCKETS, filter: FILTER_DURATION_BUCKETS },
+      accessLog: options.telemetry.logsRequests,
+    }));
     this.native.setState(JSON.stringify(nativeStateSpec(options.state)), options.engine.nativeHandle());
   }
 
@@ -55,7 +61,7 @@ export class NativeDataPath {
     this.timer.unref();
   }
 
-  /** Takes the records the native side holds now. */
+  /** Takes what the native side counted and recorded since the last take. */
   pump(): number {
     return deliverRecords(this.native.takeRecords(), this.options.telemetry);
   }

@@ -151,9 +151,19 @@ export function createTelemetry(options: TelemetryOptions): AmbitTelemetry {
     logger,
     metrics,
 
+    logsRequests: accessLog !== undefined,
+
     request(r) {
       metrics.request(r);
       accessLog?.request(r);
+    },
+
+    requestCell(c) {
+      metrics.requestCell(c);
+    },
+
+    filterCell(c) {
+      metrics.filterCell(c);
     },
 
     connection(r) {

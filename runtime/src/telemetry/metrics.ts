@@ -19,7 +19,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { PhaseInput, PhaseOutcome } from '../filters/engine.js';
-import type { ConnectionRecord, RequestRecord } from './types.js';
+import type { ConnectionRecord, FilterCell, HistogramCounts, RequestCell, RequestRecord } from './types.js';
 
 /** Request durations in seconds: 0.5 ms … 30 s. */
 export const REQUEST_DURATION_BUCKETS: readonly number[] = [
@@ -65,8 +65,12 @@ export interface MetricsOptions {
 export interface AmbitMetrics {
   readonly registry: Registry;
   request(r: RequestRecord): void;
+  /** Requests of one label set counted elsewhere (the native data path). */
+  requestCell(c: RequestCell): void;
   connection(r: ConnectionRecord): void;
   filterPhase(phase: PhaseInput['phase'], outcome: PhaseOutcome): void;
+  /** One filter's calls in one phase counted elsewhere. */
+  filterCell(c: FilterCell): void;
   filterCounter(filter: string, name: string, delta: number): void;
   /**
    * A configuration (re)load finished: counts `ambit_config_reloads_total{result}` and,
@@ -92,6 +96,20 @@ interface HistogramCell {
 
 function histogramCell(bounds: readonly number[]): HistogramCell {
   return { counts: new Float64Array(bounds.length + 1), sum: 0, count: 0 };
+}
+
+/** Adds counts taken on the same bounds elsewhere; counts of other bounds are not added. */
+function addCounts(cell: HistogramCell, h: HistogramCounts): void {
+  if (h.counts.length !== cell.counts.length) return;
+  let n = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    const c = h.counts[i]!;
+    if (!(c > 0) || c === Infinity) continue;
+    cell.counts[i]! += c;
+    n += c;
+  }
+  cell.count += n;
+  if (h.sum > 0 && h.sum !== Infinity) cell.sum += h.sum;
 }
 
 function observe(cell: HistogramCell, bounds: readonly number[], v: number): void {
@@ -164,7 +182,10 @@ function statusLabel(status: number): string {
 
 const GRPC_CODE = /^\d{1,2}$/;
 
-function grpcLabel(r: RequestRecord): string {
+/** What a request series' labels are made of. */
+type RequestFacts = RequestCell['labels'];
+
+function grpcLabel(r: RequestFacts): string {
   const g = r.grpcStatus;
   // gRPC codes are 0–16: keep a one- or two-digit code, nothing else.
   if (g !== undefined && g !== '') return GRPC_CODE.test(g) ? g : UNKNOWN;
@@ -357,7 +378,7 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
 
   // --- the calls ----------------------------------------------------------------------
 
-  function newRequestSeries(key: string, r: RequestRecord, code: string, grpc: string, local: string): RequestSeries {
+  function newRequestSeries(key: string, r: RequestFacts, code: string, grpc: string, local: string): RequestSeries {
     const s: RequestSeries = {
       labels: {
         direction: r.direction,
@@ -380,6 +401,18 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     return s;
   }
 
+  function requestSeries(r: RequestFacts): RequestSeries {
+    const code = statusLabel(r.status);
+    const grpc = grpcLabel(r);
+    const local = r.localReply ? or(r.localReply.filter) : NONE;
+    // The key is made of the label values themselves: one label set, one key.
+    const key = r.direction + SEP + or(r.protocol) + SEP + code + SEP + grpc
+      + SEP + or(r.source.workload) + SEP + or(r.source.namespace)
+      + SEP + or(r.destination.workload) + SEP + or(r.destination.namespace)
+      + SEP + or(r.service) + SEP + local;
+    return requests.get(key) ?? newRequestSeries(key, r, code, grpc, local);
+  }
+
   function filterSeries(phase: string, filter: string): FilterSeries {
     const key = phase + SEP + filter;
     let s = filters.get(key);
@@ -398,20 +431,20 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
     registry,
 
     request(r) {
-      const code = statusLabel(r.status);
-      const grpc = grpcLabel(r);
-      const local = r.localReply ? or(r.localReply.filter) : NONE;
-      // The key is made of the label values themselves: one label set, one key.
-      const key = r.direction + SEP + or(r.protocol) + SEP + code + SEP + grpc
-        + SEP + or(r.source.workload) + SEP + or(r.source.namespace)
-        + SEP + or(r.destination.workload) + SEP + or(r.destination.namespace)
-        + SEP + or(r.service) + SEP + local;
-      const s = requests.get(key) ?? newRequestSeries(key, r, code, grpc, local);
+      const s = requestSeries(r);
       s.count++;
       s.requestBytes += amount(r.bytesReceived);
       s.responseBytes += amount(r.bytesSent);
       const ms = r.durationMs;
       if (ms >= 0 && ms !== Infinity) observe(s.duration, REQUEST_DURATION_BUCKETS, ms / 1000);
+    },
+
+    requestCell(c) {
+      const s = requestSeries(c.labels);
+      s.count += amount(c.count);
+      s.requestBytes += amount(c.requestBytes);
+      s.responseBytes += amount(c.responseBytes);
+      addCounts(s.duration, c.duration);
     },
 
     connection(r) {
@@ -445,6 +478,15 @@ export function createMetrics(registry: Registry, options: MetricsOptions = {}):
         filterFailures.inc({ filter: f.filter, phase, kind: f.kind, policy: f.policy });
         if (f.kind === 'deadline') filterDeadline.inc({ filter: f.filter });
       }
+    },
+
+    filterCell(c) {
+      const s = filterSeries(c.phase, c.filter);
+      s.counts.ok += amount(c.ok);
+      s.counts.trap += amount(c.trap);
+      s.counts.deadline += amount(c.deadline);
+      s.counts.unavailable += amount(c.unavailable);
+      addCounts(s.duration, c.duration);
     },
 
     filterCounter(filter, name, delta) {

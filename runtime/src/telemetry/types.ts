@@ -62,8 +62,46 @@ export interface ConnectionRecord {
   error?: string;
 }
 
+/** A duration histogram counted elsewhere: observations per bucket (not cumulative; the last is +Inf) and their sum, in seconds. */
+export interface HistogramCounts {
+  counts: number[];
+  sum: number;
+}
+
+/** Requests of one label set, counted by a data path that keeps its own cells (the native one). */
+export interface RequestCell {
+  labels: Pick<RequestRecord, 'direction' | 'protocol' | 'status' | 'grpcStatus' | 'service'> & {
+    source: Pick<PeerRecord, 'workload' | 'namespace'>;
+    destination: Pick<PeerRecord, 'workload' | 'namespace'>;
+    localReply?: { filter: string };
+  };
+  count: number;
+  requestBytes: number;
+  responseBytes: number;
+  /** On the bounds of `REQUEST_DURATION_BUCKETS`. */
+  duration: HistogramCounts;
+}
+
+/** One filter's calls in one phase, counted the same way. */
+export interface FilterCell {
+  phase: PhaseInput['phase'];
+  filter: string;
+  ok: number;
+  trap: number;
+  deadline: number;
+  unavailable: number;
+  /** On the bounds of `FILTER_DURATION_BUCKETS`. */
+  duration: HistogramCounts;
+}
+
 export interface Telemetry {
+  /** Whether every request record is wanted (an access log is on); when not, a data path that counts its own cells hands over only those. */
+  readonly logsRequests: boolean;
   request(r: RequestRecord): void;
+  /** Requests counted elsewhere, added to the request metrics. */
+  requestCell(c: RequestCell): void;
+  /** Filter calls counted elsewhere, added to the filter metrics. */
+  filterCell(c: FilterCell): void;
   connection(r: ConnectionRecord): void;
   /** Per-filter call counts, durations and failures of one phase run. */
   filterPhase(phase: PhaseInput['phase'], outcome: PhaseOutcome): void;

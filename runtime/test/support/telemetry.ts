@@ -11,7 +11,10 @@ export interface RecordingTelemetry extends Telemetry {
 export function recordingTelemetry(): RecordingTelemetry {
   const t: RecordingTelemetry = {
     requests: [], connections: [], messages: [], filterLogs: [],
+    logsRequests: true,
     request: (r) => { t.requests.push(r); },
+    requestCell: () => {},
+    filterCell: () => {},
     connection: (r) => { t.connections.push(r); },
     filterPhase: () => {},
     filterCounter: () => {},

@@ -63,6 +63,12 @@ struct ProxyOptions {
     threads: Option<usize>,
     /// Connections one listener holds open at most. Default 65536.
     max_connections: Option<usize>,
+    /// Histogram bounds of the metrics the data path counts.
+    #[serde(default)]
+    buckets: records::Buckets,
+    /// Whether request records are kept for an access log.
+    #[serde(default)]
+    access_log: bool,
 }
 
 /// The native data path of one node proxy process.
@@ -77,13 +83,13 @@ pub struct NativeProxy {
 
 #[napi]
 impl NativeProxy {
-    /// `options`: JSON `{ threads?, maxConnections? }`.
+    /// `options`: JSON `{ threads?, maxConnections?, buckets: { request, filter }, accessLog }`.
     #[napi(constructor)]
     pub fn new(options: String) -> Result<Self> {
         let o: ProxyOptions = serde_json::from_str(&options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_CONFIG_INVALID: bad data path options: {e}")))?;
         let threads = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).clamp(1, 256);
         Ok(NativeProxy {
-            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::default()), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::new(o.buckets, o.access_log)), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0) }),
             registry: Arc::new(Registry::default()),
             threads,
             max_connections: o.max_connections.unwrap_or(65_536).max(1),
@@ -118,11 +124,11 @@ impl NativeProxy {
         Ok(serde_json::Value::Object(addresses).to_string())
     }
 
-    /// Records since the last take, as a JSON array; `dropped` records did not fit the buffer.
+    /// What the data path counted and recorded since the last take, as JSON:
+    /// `{ dropped, records, requests, filters, counters }` (`records.rs`).
     #[napi]
     pub fn take_records(&self) -> String {
-        let (records, dropped) = self.shared.records.take();
-        format!("{{\"dropped\":{dropped},\"records\":{records}}}")
+        self.shared.records.take()
     }
 
     /// Facts for `/config_dump`.

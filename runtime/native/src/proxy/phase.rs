@@ -87,10 +87,10 @@ pub enum Outcome {
 }
 
 /// Per-phase facts for telemetry, handed to Node in batches (`ambit_filter_*` metrics, filter logs).
-#[derive(Debug, Default, Serialize)]
+#[derive(Default, Serialize)]
 pub struct PhaseReport {
-    pub calls: serde_json::Value,
-    pub failures: serde_json::Value,
+    pub calls: Vec<wire::FilterCall>,
+    pub failures: Vec<wire::FilterFailure>,
     pub logs: Vec<(String, &'static str, String)>,
     pub counters: Vec<(String, String, u32)>,
 }
@@ -177,8 +177,8 @@ impl ChainRunner {
         let cells = load.map(|l| LoadCells(l.as_ptr()));
         let is_connection = matches!(input, wire::PhaseInput::Connection { .. });
         let out = chain::run_phase(&self.chain, input, cells);
-        report.calls = serde_json::to_value(&out.calls).unwrap_or_default();
-        report.failures = serde_json::to_value(&out.failures).unwrap_or_default();
+        report.calls = out.calls;
+        report.failures = out.failures;
         report.logs = out.logs;
         report.counters = out.counters;
         (out.result, is_connection)

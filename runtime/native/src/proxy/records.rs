@@ -1,12 +1,20 @@
-//! What the data path reports, kept until Node takes it in a batch (`takeRecords`): one
-//! record per request and per connection (Node builds the access log and the Prometheus
-//! metrics from them, with the names and format of the Node data path), and per filter
-//! phase (calls, failures, filter logs and counters).
+//! What the data path reports, kept until Node takes it in a batch (`takeRecords`):
+//!
+//! - metrics, counted here: per label set of `ambit_requests_total` (count, bytes, a
+//!   duration histogram), per filter and phase (calls by outcome, a duration histogram),
+//!   per filter counter. Node adds each batch's cells to its Prometheus series, so a
+//!   request costs no record on its way to the metrics;
+//! - records: one per request only when the access log is on; one per connection; one
+//!   per filter phase only when it has failures or filter log lines (the calls and
+//!   counters are in the cells).
 
+use std::collections::HashMap;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::Serialize;
+
+use crate::wire::CallOutcome;
 
 use super::phase::{Direction, Peer, PhaseReport};
 
@@ -75,13 +83,110 @@ pub struct ConnectionRecord {
     pub error: Option<String>,
 }
 
+/// Histogram bounds (seconds) of `ambit_request_duration_seconds` and
+/// `ambit_filter_call_duration_seconds`, as Node's metrics define them.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Buckets {
+    pub request: Vec<f64>,
+    pub filter: Vec<f64>,
+}
+
+/// The labels of a request series, as Node derives them from these fields.
+#[derive(Serialize, Clone, PartialEq, Eq, Hash, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestLabels {
+    direction: Direction,
+    protocol: &'static str,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grpc_status: Option<String>,
+    source: LabelPeer,
+    destination: LabelPeer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    local_reply: Option<LocalFilter>,
+}
+
+#[derive(Serialize, Clone, PartialEq, Eq, Hash, Debug)]
+struct LabelPeer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+}
+
+#[derive(Serialize, Clone, PartialEq, Eq, Hash, Debug)]
+struct LocalFilter {
+    filter: String,
+}
+
+/// Observations per bucket (not cumulative; the last is +Inf) and their sum.
+#[derive(Serialize, Clone, Debug)]
+struct Histogram {
+    counts: Vec<u64>,
+    sum: f64,
+}
+
+impl Histogram {
+    fn new(bounds: &[f64]) -> Self {
+        Histogram { counts: vec![0; bounds.len() + 1], sum: 0.0 }
+    }
+
+    fn observe(&mut self, bounds: &[f64], v: f64) {
+        if !(v >= 0.0 && v.is_finite()) {
+            return;
+        }
+        let i = bounds.iter().position(|b| v <= *b).unwrap_or(bounds.len());
+        self.counts[i] += 1;
+        self.sum += v;
+    }
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+struct RequestCell {
+    labels: RequestLabels,
+    count: u64,
+    request_bytes: u64,
+    response_bytes: u64,
+    duration: Histogram,
+}
+
+#[derive(Serialize, Debug)]
+struct FilterCell {
+    phase: &'static str,
+    filter: String,
+    ok: u64,
+    trap: u64,
+    deadline: u64,
+    unavailable: u64,
+    duration: Histogram,
+}
+
+#[derive(Default)]
+struct Cells {
+    requests: HashMap<RequestLabels, RequestCell>,
+    filters: HashMap<(&'static str, String), FilterCell>,
+    counters: HashMap<(String, String), u64>,
+}
+
 #[derive(Default)]
 pub struct Records {
     pending: Mutex<Vec<String>>,
     dropped: AtomicU64,
+    cells: Mutex<Cells>,
+    buckets: Buckets,
+    /// Request records are kept for the access log only when it is on.
+    access_log: AtomicBool,
 }
 
 impl Records {
+    pub fn new(buckets: Buckets, access_log: bool) -> Self {
+        Records { buckets, access_log: AtomicBool::new(access_log), ..Default::default() }
+    }
+
     fn push(&self, line: String) {
         let mut p = self.pending.lock().unwrap();
         if p.len() >= MAX_PENDING {
@@ -92,8 +197,31 @@ impl Records {
     }
 
     pub fn request(&self, r: &RequestRecord) {
-        if let Ok(s) = serde_json::to_string(r) {
-            self.push(format!("{{\"type\":\"request\",\"r\":{s}}}"));
+        let labels = RequestLabels {
+            direction: r.direction,
+            protocol: r.protocol,
+            status: r.status,
+            grpc_status: r.grpc_status.clone(),
+            source: LabelPeer { workload: r.source.workload.clone(), namespace: r.source.namespace.clone() },
+            destination: LabelPeer { workload: r.destination.workload.clone(), namespace: r.destination.namespace.clone() },
+            service: r.service.clone(),
+            local_reply: r.local_reply.as_ref().map(|l| LocalFilter { filter: l.filter.clone() }),
+        };
+        {
+            let mut cells = self.cells.lock().unwrap();
+            let bounds = &self.buckets.request;
+            let cell = cells.requests.entry(labels).or_insert_with_key(|l| RequestCell {
+                labels: l.clone(), count: 0, request_bytes: 0, response_bytes: 0, duration: Histogram::new(bounds),
+            });
+            cell.count += 1;
+            cell.request_bytes += r.bytes_received;
+            cell.response_bytes += r.bytes_sent;
+            cell.duration.observe(bounds, r.duration_ms / 1000.0);
+        }
+        if self.access_log.load(Ordering::Relaxed) {
+            if let Ok(s) = serde_json::to_string(r) {
+                self.push(format!("{{\"type\":\"request\",\"r\":{s}}}"));
+            }
         }
     }
 
@@ -103,25 +231,63 @@ impl Records {
         }
     }
 
-    /// A filter phase that ran (for `ambit_filter_*` metrics, filter logs and counters).
+    /// A filter phase that ran: its calls and counters into the cells; a record for its
+    /// failures and log lines, when it has any.
     pub fn phase(&self, phase: &'static str, report: &PhaseReport) {
-        if let Ok(s) = serde_json::to_string(report) {
+        if !report.calls.is_empty() || !report.counters.is_empty() {
+            let mut cells = self.cells.lock().unwrap();
+            let bounds = &self.buckets.filter;
+            for c in &report.calls {
+                let cell = cells.filters.entry((phase, c.filter.clone())).or_insert_with(|| FilterCell {
+                    phase, filter: c.filter.clone(), ok: 0, trap: 0, deadline: 0, unavailable: 0, duration: Histogram::new(bounds),
+                });
+                match c.outcome {
+                    CallOutcome::Ok => cell.ok += 1,
+                    CallOutcome::Trap => cell.trap += 1,
+                    CallOutcome::Deadline => cell.deadline += 1,
+                    CallOutcome::Unavailable => cell.unavailable += 1,
+                }
+                cell.duration.observe(bounds, c.duration_ms / 1000.0);
+            }
+            for (filter, name, delta) in &report.counters {
+                *cells.counters.entry((filter.clone(), name.clone())).or_insert(0) += u64::from(*delta);
+            }
+        }
+        if report.failures.is_empty() && report.logs.is_empty() {
+            return;
+        }
+        #[derive(Serialize)]
+        struct Rare<'a> {
+            failures: &'a [crate::wire::FilterFailure],
+            logs: &'a [(String, &'static str, String)],
+        }
+        if let Ok(s) = serde_json::to_string(&Rare { failures: &report.failures, logs: &report.logs }) {
             self.push(format!("{{\"type\":\"phase\",\"phase\":\"{phase}\",\"r\":{s}}}"));
         }
     }
 
-    /// Everything pending as one JSON array, and how many records were dropped since the last take.
-    pub fn take(&self) -> (String, u64) {
+    /// Everything pending as one JSON object: the records, the cells counted since the last
+    /// take, and how many records were dropped since then.
+    pub fn take(&self) -> String {
         let lines = std::mem::take(&mut *self.pending.lock().unwrap());
-        let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 2);
-        out.push('[');
+        let cells = std::mem::take(&mut *self.cells.lock().unwrap());
+        let dropped = self.dropped.swap(0, Ordering::Relaxed);
+        let mut out = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum::<usize>() + 64);
+        out.push_str(&format!("{{\"dropped\":{dropped},\"records\":["));
         for (i, l) in lines.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
             out.push_str(l);
         }
-        out.push(']');
-        (out, self.dropped.swap(0, Ordering::Relaxed))
+        out.push_str("],\"requests\":");
+        out.push_str(&serde_json::to_string(&cells.requests.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()));
+        out.push_str(",\"filters\":");
+        out.push_str(&serde_json::to_string(&cells.filters.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()));
+        out.push_str(",\"counters\":");
+        let counters: Vec<(&str, &str, u64)> = cells.counters.iter().map(|((f, n), d)| (f.as_str(), n.as_str(), *d)).collect();
+        out.push_str(&serde_json::to_string(&counters).unwrap_or_else(|_| "[]".into()));
+        out.push('}');
+        out
     }
 }
