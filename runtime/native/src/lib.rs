@@ -9,6 +9,10 @@
 //! Nothing here blocks the event loop; a call that overruns its deadline is stopped
 //! by wasmtime's epoch interruption, on the thread that runs it.
 
+/// Every Rust allocation of the addon (not Node's own heap).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cache;
 mod chain;
 mod engine;
