@@ -76,6 +76,13 @@ fn split(input: PhaseInput) -> (Phase, wire::Facts, Heads) {
 
 /// `load`: the destination's live load counters, when the caller has them.
 pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> PhaseOutcome {
+    run_phase_with_heads(chain, input, load).0
+}
+
+/// The same, also giving back the heads as the filters left them (their changes applied in
+/// place, a failed call's taken back): a caller that moved its heads in takes them back
+/// instead of applying the operations to a copy.
+pub fn run_phase_with_heads(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> (PhaseOutcome, Heads) {
     let (phase, facts, heads) = split(input);
     let attempt = heads.context.as_ref().map_or(1, |c| c.ctx.attempt);
     let snapshot = facts.load.unwrap_or_default();
@@ -135,14 +142,14 @@ pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> P
                 }
                 let closed = FilterFailure { filter, kind: failure.kind, message: failure.message.clone(), policy: failure.policy };
                 failures.push(failure);
-                return finish(PhaseResult::Closed { failure: closed }, calls, failures, logs, counters);
+                return (finish(PhaseResult::Closed { failure: closed }, calls, failures, logs, counters), std::mem::take(&mut scope.heads));
             }
             Ok(action) => {
                 calls.push(FilterCall { filter: filter.clone(), duration_ms, outcome: CallOutcome::Ok });
                 match action {
                     Action::Continue => {}
-                    Action::Respond(response) => return finish(PhaseResult::Respond { response, filter }, calls, failures, logs, counters),
-                    Action::Deny(reason) => return finish(PhaseResult::Deny { reason, filter }, calls, failures, logs, counters),
+                    Action::Respond(response) => return (finish(PhaseResult::Respond { response, filter }, calls, failures, logs, counters), std::mem::take(&mut scope.heads)),
+                    Action::Deny(reason) => return (finish(PhaseResult::Deny { reason, filter }, calls, failures, logs, counters), std::mem::take(&mut scope.heads)),
                     Action::Retry(retry) => {
                         // A first attempt deciding to retry counts as retrying from now on, before
                         // any other phase reads the counters (the proxy subtracts it at the end).
@@ -151,7 +158,7 @@ pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> P
                                 cells.get(1).fetch_add(1, Ordering::SeqCst);
                             }
                         }
-                        return finish(PhaseResult::Retry { retry, filter }, calls, failures, logs, counters);
+                        return (finish(PhaseResult::Retry { retry, filter }, calls, failures, logs, counters), std::mem::take(&mut scope.heads));
                     }
                 }
             }
@@ -159,5 +166,5 @@ pub fn run_phase(chain: &Chain, input: PhaseInput, load: Option<LoadCells>) -> P
     }
     let ops = std::mem::take(&mut scope.heads.ops);
     let directives = (phase == Phase::RequestHeaders && !scope.directives.is_empty()).then_some(scope.directives);
-    finish(PhaseResult::Continue { ops, directives }, calls, failures, logs, counters)
+    (finish(PhaseResult::Continue { ops, directives }, calls, failures, logs, counters), std::mem::take(&mut scope.heads))
 }

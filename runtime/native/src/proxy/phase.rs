@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::chain;
 use crate::filter::FilterModule;
+use crate::heads::Heads;
 use crate::host::LoadCells;
 use crate::wire;
 
@@ -136,6 +137,12 @@ fn request(h: &RequestHead) -> wire::RequestHead {
     wire::RequestHead { method: h.method.clone(), scheme: h.scheme.clone(), authority: h.authority.clone(), path: h.path.clone(), headers: h.headers.clone() }
 }
 
+/// The head, moved into a phase's input (it comes back with the filters' changes).
+fn lend_request(h: &mut RequestHead) -> wire::RequestHead {
+    use std::mem::take;
+    wire::RequestHead { method: take(&mut h.method), scheme: take(&mut h.scheme), authority: take(&mut h.authority), path: take(&mut h.path), headers: take(&mut h.headers) }
+}
+
 /// The failure response every engine gives a fail-closed filter (`failureResponse` in
 /// runtime/src/filters/chain.ts): the filter and the kind of failure; the message is the
 /// operator's (the access log and the filter log), not the client's.
@@ -144,22 +151,6 @@ pub fn failure_response(filter: &str, kind: &str) -> LocalResponse {
         status: 503,
         headers: vec![("content-type".into(), "text/plain; charset=utf-8".into()), ("x-ambit-filter-error".into(), format!("{filter}; {kind}"))],
         body: format!("filter {filter} failed ({kind})\n"),
-    }
-}
-
-/// Applies a phase's header operations (`:method`, `:path`, `:authority`, `:status` set as
-/// pseudo-headers) to the data path's own heads.
-fn apply_ops(headers: &mut HeaderList, ops: &[wire::HeaderOp], mut pseudo: impl FnMut(&str, &str)) {
-    for op in ops {
-        match op {
-            wire::HeaderOp::Set((k, v)) if k.starts_with(':') => pseudo(k, v),
-            wire::HeaderOp::Set((k, v)) => {
-                headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k));
-                headers.push((k.clone(), v.clone()));
-            }
-            wire::HeaderOp::Append((k, v)) => headers.push((k.clone(), v.clone())),
-            wire::HeaderOp::Remove(k) => headers.retain(|(n, _)| !n.eq_ignore_ascii_case(k)),
-        }
     }
 }
 
@@ -173,21 +164,24 @@ fn kind_name(k: wire::CallOutcome) -> &'static str {
 }
 
 impl ChainRunner {
-    fn run(&self, input: wire::PhaseInput, load: Option<&LoadCounters>, report: &mut PhaseReport) -> (wire::PhaseResult, bool) {
+    /// Runs the phase; answers its result, whether it was the connection phase, and the heads
+    /// as the filters left them.
+    fn run(&self, input: wire::PhaseInput, load: Option<&LoadCounters>, report: &mut PhaseReport) -> (wire::PhaseResult, bool, Heads) {
         let cells = load.map(|l| LoadCells(l.as_ptr()));
         let is_connection = matches!(input, wire::PhaseInput::Connection { .. });
-        let out = chain::run_phase(&self.chain, input, cells);
+        let (out, heads) = chain::run_phase_with_heads(&self.chain, input, cells);
         report.calls = out.calls;
         report.failures = out.failures;
         report.logs = out.logs;
         report.counters = out.counters;
-        (out.result, is_connection)
+        (out.result, is_connection, heads)
     }
 
-    fn outcome(result: wire::PhaseResult, connection: bool, apply: impl FnOnce(&[wire::HeaderOp])) -> Outcome {
+    /// What the data path does next. The heads came back with the changes in place, so a
+    /// `continue`'s operations (recorded for other callers) are not applied again here.
+    fn outcome(result: wire::PhaseResult, connection: bool) -> Outcome {
         match result {
-            wire::PhaseResult::Continue { ops, directives } => {
-                apply(&ops);
+            wire::PhaseResult::Continue { directives, .. } => {
                 Outcome::Continue(directives.map(|d| Directives { delay_ms: d.delay_ms, subset: d.subset, per_try_timeout_ms: d.per_try_timeout_ms }).unwrap_or_default())
             }
             wire::PhaseResult::Respond { response, filter } => Outcome::Respond {
@@ -224,39 +218,33 @@ impl PhaseRunner for ChainRunner {
 
     fn on_connection(&self, ctx: &Context, report: &mut PhaseReport) -> Outcome {
         let input = wire::PhaseInput::Connection { conn: wire::Connection { context: context(ctx), tls: None }, facts: wire::Facts::default() };
-        let (result, conn) = self.run(input, None, report);
-        Self::outcome(result, conn, |_| {})
+        let (result, conn, _) = self.run(input, None, report);
+        Self::outcome(result, conn)
     }
 
     fn on_request(&self, ctx: &Context, head: &mut RequestHead, load: &LoadCounters, report: &mut PhaseReport) -> Outcome {
-        let input = wire::PhaseInput::RequestHeaders { ctx: context(ctx), request: request(head), facts: wire::Facts::default() };
-        let (result, conn) = self.run(input, Some(load), report);
-        Self::outcome(result, conn, |ops| {
-            let (mut method, mut authority, mut path) = (None, None, None);
-            apply_ops(&mut head.headers, ops, |k, v| match k {
-                ":method" => method = Some(v.to_string()),
-                ":authority" => authority = Some(v.to_string()),
-                ":path" => path = Some(v.to_string()),
-                _ => {}
-            });
-            if let Some(m) = method { head.method = m; }
-            if let Some(a) = authority { head.authority = a; }
-            if let Some(p) = path { head.path = p; }
-        })
+        // The head is moved in and taken back as the filters left it: no copy, and their
+        // changes need no second application.
+        let input = wire::PhaseInput::RequestHeaders { ctx: context(ctx), request: lend_request(head), facts: wire::Facts::default() };
+        let (result, conn, heads) = self.run(input, Some(load), report);
+        if let Some(r) = heads.request {
+            *head = RequestHead { method: r.method, scheme: r.scheme, authority: r.authority, path: r.path, headers: r.headers };
+        }
+        Self::outcome(result, conn)
     }
 
     fn on_response(&self, ctx: &Context, req: &RequestHead, res: &mut ResponseHead, upstream_error: Option<&str>, load: &LoadCounters, report: &mut PhaseReport) -> Outcome {
         let input = wire::PhaseInput::ResponseHeaders {
             ctx: context(ctx),
             request: request(req),
-            response: wire::ResponseHead { status: res.status, headers: res.headers.clone() },
+            response: wire::ResponseHead { status: res.status, headers: std::mem::take(&mut res.headers) },
             facts: wire::Facts { upstream_error: upstream_error.map(str::to_string), load: None },
         };
-        let (result, conn) = self.run(input, Some(load), report);
-        Self::outcome(result, conn, |ops| {
-            let mut status = None;
-            apply_ops(&mut res.headers, ops, |k, v| if k == ":status" { status = v.parse::<u16>().ok(); });
-            if let Some(s) = status { res.status = s; }
-        })
+        let (result, conn, heads) = self.run(input, Some(load), report);
+        if let Some(r) = heads.response {
+            res.status = r.status;
+            res.headers = r.headers;
+        }
+        Self::outcome(result, conn)
     }
 }
