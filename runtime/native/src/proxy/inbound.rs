@@ -23,6 +23,7 @@ use super::http::{Conn, handle};
 use super::l4::splice;
 use super::phase::{Context, Direction, Outcome, Peer, PhaseReport};
 use super::records::{ConnectionRecord, LocalReply};
+use super::sniff::{Prefixed, Speaks, first_line};
 use super::state::{Protocol, State, canonical};
 use super::upstream::Pools;
 
@@ -133,7 +134,7 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
     let route = by_name.or_else(|| state.route(direction, dest.ip(), dest.port()));
     let effective = route.clone().unwrap_or_else(|| state.passthrough(dest));
     let w = effective.workload.as_ref();
@@ -211,6 +212,12 @@ async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, des
     }
 
     let limits = &state.limits;
+    // A port declared http2: HTTP/1.x only for a well-formed request line (sniff.rs).
+    let (speaks, prefix) = if effective.protocol == Protocol::Http2 {
+        first_line(&mut stream, limits.max_header_bytes.max(8192), Duration::from_millis(limits.headers_timeout_ms.max(1))).await
+    } else {
+        (Speaks::Http1, Vec::new())
+    };
     let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -228,7 +235,10 @@ async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, des
         .max_local_error_reset_streams(Some(1024))
         .keep_alive_interval(Some(Duration::from_secs(30)));
     let service = service_fn(move |req| handle(conn.clone(), req));
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    // HTTP/2 only: no HTTP/1 upgrades to serve (`http2_only` is ignored with upgrades).
+    let served = if speaks == Speaks::Http2 { builder.http2_only().serve_connection(io, service).await } else { builder.serve_connection_with_upgrades(io, service).await };
+    if let Err(e) = served {
         let msg = e.to_string();
         if !msg.contains("connection closed") && !msg.contains("reset") {
             record.error = Some(msg);
