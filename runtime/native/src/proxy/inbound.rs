@@ -41,6 +41,21 @@ pub struct Listener {
 
 const SO_ORIGINAL_DST: libc::c_int = 80;
 
+// The HTTP/2 server's limits (the README's "HTTP/2 server limits"). The header list is capped
+// at `limits.maxHeaderBytes` (431 past it), which also bounds a CONTINUATION flood together
+// with h2's cap on CONTINUATION frames per header block; h2 acknowledges one SETTINGS at a
+// time and stops reading while the ACK cannot be written, which bounds a SETTINGS flood.
+/// Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may reset before they are accepted (rapid reset) before GOAWAY ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the proxy may reset for the client's errors before it closes the connection.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// A PING after this long without frames from the client ...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// ... and the connection closed when it is not answered within this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// What capture (eBPF `cgroup/getsockopt`, or a netfilter redirect) says the client connected
 /// to; None when the socket was not redirected.
 fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
@@ -229,11 +244,12 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(100)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(limits.max_header_bytes as u32)
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(1024))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_ACCEPT_RESETS))
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS))
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
     let service = service_fn(move |req| handle(conn.clone(), req));
     let io = TokioIo::new(Prefixed::new(prefix, stream));
     // HTTP/2 only: no HTTP/1 upgrades to serve (`http2_only` is ignored with upgrades).
