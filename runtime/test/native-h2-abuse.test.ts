@@ -11,7 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import { ERROR, FLAG, FRAME, RawH2, frame, headerBlock, request, rst, serverSettings, settings } from './support/h2frames.js';
 import { nativePathSkip } from './support/native-path.js';
-import { startProxyProcess, type ProxyProcess } from './support/proxy-process.js';
+import { startProxyProcess, watchRss, type ProxyProcess } from './support/proxy-process.js';
 import { httpUpstream, type Upstream } from './support/upstreams.js';
 
 const MiB = 1024 * 1024;
@@ -68,20 +68,6 @@ function h2request(session: http2.ClientHttp2Session, path: string, headers: htt
     s.setTimeout(15_000, () => s.close());
     if (body) void body(s);
   });
-}
-
-/** Samples the proxy's RSS every 50 ms while `attack` runs; answers the attack's result and the peak. */
-async function watched<T>(proxy: ProxyProcess, attack: () => Promise<T>): Promise<{ result: T; base: number; peak: number }> {
-  const base = proxy.rss();
-  let peak = base;
-  const timer = setInterval(() => { if (proxy.alive()) peak = Math.max(peak, proxy.rss()); }, 50);
-  try {
-    const result = await attack();
-    peak = Math.max(peak, proxy.rss());
-    return { result, base, peak };
-  } finally {
-    clearInterval(timer);
-  }
 }
 
 describe.skipIf(nativePathSkip)('HTTP/2 abuse against the native data path', () => {
@@ -157,7 +143,7 @@ services:
     const before = upstream.seen.length;
     let sent = 0;
     const during = bystander(proxy.port, 'rapid-reset');
-    const { result: c, base, peak } = await watched(proxy, async () => {
+    const { result: c, base, peak } = await watchRss(proxy, async () => {
       const c = await RawH2.connect(proxy.port);
       // Paced a little (10 pairs, then a turn of the event loop), so that the proxy has read
       // everything sent when it closes, and its GOAWAY is not lost to a TCP reset.
@@ -192,7 +178,7 @@ services:
     const frames = 100_000;
     let sent = 0;
     const during = bystander(proxy.port, `continuation-${size}`);
-    const { result: c, base, peak } = await watched(proxy, async () => {
+    const { result: c, base, peak } = await watchRss(proxy, async () => {
       const c = await RawH2.connect(proxy.port);
       const start = headerBlock([[':method', 'GET'], [':scheme', 'http'], [':path', `/continuation/${size}`], [':authority', 'api.test']]);
       await c.write(frame(FRAME.HEADERS, 0, 1, start));
@@ -223,7 +209,7 @@ services:
     const batch = 10_000;
     let sent = 0;
     const during = bystander(proxy.port, 'settings');
-    const { result: c, base, peak } = await watched(proxy, async () => {
+    const { result: c, base, peak } = await watchRss(proxy, async () => {
       const c = await RawH2.connect(proxy.port);
       await c.until((f) => f.some((x) => x.type === FRAME.SETTINGS && (x.flags & FLAG.ACK) !== 0));
       // Not reading while flooding: each SETTINGS needs an ACK, which the proxy cannot send.

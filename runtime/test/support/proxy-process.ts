@@ -79,3 +79,16 @@ export async function startProxyProcess(yaml: string, target: string): Promise<P
     },
   };
 }
+
+/** Samples the proxy's RSS every 25 ms while `work` runs; answers its result, the RSS before and the peak. */
+export async function watchRss<T>(proxy: ProxyProcess, work: () => Promise<T>): Promise<{ result: T; base: number; peak: number }> {
+  const base = proxy.rss();
+  let peak = base;
+  const timer = setInterval(() => { if (proxy.alive()) peak = Math.max(peak, proxy.rss()); }, 25);
+  try {
+    const result = await work();
+    return { result, base, peak: Math.max(peak, proxy.rss()) };
+  } finally {
+    clearInterval(timer);
+  }
+}
