@@ -1,7 +1,7 @@
 /**
  * HTTP/2 abuse against the native data path, over real sockets with a raw frame client
  * (support/h2frames.ts): rapid reset, a CONTINUATION flood, a SETTINGS flood, a slow request
- * body, and the limits they run into (100 concurrent streams, the header list size, the
+ * body, requests cancelled in flight, and the limits they run into (100 concurrent streams, the header list size, the
  * request timeout). The proxy runs in its own process (`ambit run`), so its resident memory is
  * measured alone; each attack is bounded in count and time, and another client is served
  * during and after it.
@@ -170,6 +170,39 @@ services:
     expect(proxy.alive()).toBe(true);
     expect(await bystander(proxy.port, 'after-rapid-reset')).toEqual([200, 200]);
   }, 60_000);
+
+  it('bounds resets of accepted streams (requests cancelled in flight): the connection is closed', async () => {
+    const rounds = 100;
+    const perRound = 50;
+    const before = upstream.seen.length;
+    let sent = 0;
+    const during = bystander(proxy.port, 'cancel-in-flight');
+    const { result: c, base, peak } = await watchRss(proxy, async () => {
+      const c = await RawH2.connect(proxy.port);
+      await c.until((f) => f.some((x) => x.type === FRAME.SETTINGS && (x.flags & FLAG.ACK) !== 0));
+      // Each round: 50 requests the upstream answers after 300 ms, reset once they are in flight.
+      for (let r = 0; r < rounds && !c.closed; r++) {
+        const ids = Array.from({ length: perRound }, (_, k) => 2 * (r * perRound + k) + 1);
+        if (!(await c.write(Buffer.concat(ids.map((id) => request(id, `/slow/300?cancel=${id}`)))))) break;
+        await new Promise((res) => setTimeout(res, 50));
+        if (!(await c.write(Buffer.concat(ids.map((id) => rst(id)))))) break;
+        sent += perRound;
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      await c.until(() => c.closed, 5_000);
+      return c;
+    });
+    const closedByProxy = c.closed;
+    c.close();
+    expect(await during).toEqual([200, 200]);
+    expect(closedByProxy, `sent ${sent} cancelled requests`).toBe(true);
+    expect(sent).toBeLessThan(rounds * perRound);
+    expect(upstream.seen.filter((s) => s.path.includes('cancel=')).length).toBeLessThanOrEqual(sent);
+    expect(upstream.seen.length - before).toBeLessThan(1_000);
+    expect(peak - base, `RSS ${(base / MiB).toFixed(1)} → ${(peak / MiB).toFixed(1)} MiB`).toBeLessThan(GROWTH_BOUND);
+    expect(proxy.alive()).toBe(true);
+    expect(await bystander(proxy.port, 'after-cancel-in-flight')).toEqual([200, 200]);
+  }, 90_000);
 
   it.each([
     ['1 KiB fragments (the header list size)', 1000],

@@ -23,6 +23,7 @@ use super::http::{Conn, handle};
 use super::l4::splice;
 use super::phase::{Context, Direction, Outcome, Peer, PhaseReport};
 use super::records::{ConnectionRecord, LocalReply};
+use super::resets::Resets;
 use super::sniff::{Prefixed, Speaks, first_line};
 use super::state::{Protocol, State, canonical};
 use super::upstream::Pools;
@@ -233,7 +234,7 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
     } else {
         (Speaks::Http1, Vec::new())
     };
-    let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools });
+    let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools, resets: Resets::default() });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -250,15 +251,28 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
         .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS))
         .keep_alive_interval(Some(H2_PING_INTERVAL))
         .keep_alive_timeout(H2_PING_TIMEOUT);
+    let watched = conn.clone();
     let service = service_fn(move |req| handle(conn.clone(), req));
     let io = TokioIo::new(Prefixed::new(prefix, stream));
     // HTTP/2 only: no HTTP/1 upgrades to serve (`http2_only` is ignored with upgrades).
-    let served = if speaks == Speaks::Http2 { builder.http2_only().serve_connection(io, service).await } else { builder.serve_connection_with_upgrades(io, service).await };
-    if let Err(e) = served {
-        let msg = e.to_string();
-        if !msg.contains("connection closed") && !msg.contains("reset") {
+    let served = if speaks == Speaks::Http2 {
+        until_flooded(builder.http2_only().serve_connection(io, service), &watched.resets).await
+    } else {
+        until_flooded(builder.serve_connection_with_upgrades(io, service), &watched.resets).await
+    };
+    if let Err(msg) = served {
+        if msg.starts_with("AMBIT_ERR_") || (!msg.contains("connection closed") && !msg.contains("reset")) {
             record.error = Some(msg);
         }
     }
     finish(record);
+}
+
+/// Serves a connection until it ends, or until its client has cancelled too many requests in
+/// flight (`resets.rs`): then it is dropped, which closes the socket.
+async fn until_flooded<E: std::fmt::Display>(conn: impl std::future::Future<Output = Result<(), E>>, resets: &Resets) -> Result<(), String> {
+    tokio::select! {
+        r = conn => r.map_err(|e| e.to_string()),
+        why = resets.flooded() => Err(why),
+    }
 }
