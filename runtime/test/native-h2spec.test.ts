@@ -11,6 +11,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { nativePathSkip, startNativePath, type RunningNativePath } from './support/native-path.js';
@@ -28,6 +29,18 @@ function h2spec(): string {
     return given;
   }
   return execFileSync(BUILD, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 600_000 }).trim();
+}
+
+/** Writes raw bytes and reads until the peer closes (at most 3 s); answers what was read. */
+function raw(port: number, bytes: string): Promise<{ text: string; closedByPeer: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => s.write(bytes));
+    let text = '';
+    const t = setTimeout(() => { s.destroy(); resolve({ text, closedByPeer: false }); }, 3_000);
+    s.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+    s.on('close', () => { clearTimeout(t); resolve({ text, closedByPeer: true }); });
+    s.on('error', () => {});
+  });
 }
 
 interface H2specRun { total: number; passed: number; failed: number; failedCases: string[]; out: string }
@@ -95,6 +108,18 @@ services:
     // Served for real: the h2c upstream saw h2spec's requests.
     expect(h2.seen.length).toBeGreaterThan(0);
   }, 600_000);
+
+  it('serves HTTP/1.1 on a protocol: http2 port for a well-formed request line, and closes what is neither', async () => {
+    const h1 = await raw(proxy.ports['http2']!, 'GET /h1-on-h2 HTTP/1.1\r\nhost: h2c.test\r\nconnection: close\r\n\r\n');
+    expect(h1.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(h2.seen.some((s) => s.path === '/h1-on-h2')).toBe(true);
+    const bad = await raw(proxy.ports['http2']!, 'INVALID CONNECTION PREFACE\r\n\r\n');
+    expect(bad.closedByPeer).toBe(true);
+    expect(bad.text).not.toContain('HTTP/1.1');
+    // The same bytes on a protocol: http port are a malformed HTTP/1.1 request.
+    const onHttp = await raw(proxy.ports['http']!, 'INVALID CONNECTION PREFACE\r\n\r\n');
+    expect(onHttp.text).toMatch(/^HTTP\/1\.1 400 /);
+  }, 30_000);
 
   it(`passes ${CASES - 1} of ${CASES} on a protocol: http port, answering the invalid preface as HTTP/1.1`, async () => {
     const run = await runH2spec(bin, proxy.ports['http']!);
