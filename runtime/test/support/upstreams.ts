@@ -67,12 +67,15 @@ export async function h2Upstream(name = 'h2up'): Promise<Upstream> {
   const seen: Upstream['seen'] = [];
   const server = http2.createServer();
   server.on('stream', (stream, headers) => {
+    // A stream the proxy resets (its client went away) is not an upstream failure.
+    stream.on('error', () => {});
     const chunks: Buffer[] = [];
     stream.on('data', (c: Buffer) => chunks.push(c));
     stream.on('end', () => {
       const body = Buffer.concat(chunks).toString();
       const list: Array<[string, string]> = Object.entries(headers).filter(([k]) => !k.startsWith(':')).map(([k, v]) => [k, String(v)]);
       seen.push({ method: String(headers[':method']), path: String(headers[':path']), headers: list, body });
+      if (stream.destroyed || stream.closed) return;
       stream.respond({ ':status': 200, 'content-type': 'application/json', 'x-upstream': name }, { waitForTrailers: true });
       stream.on('wantTrailers', () => stream.sendTrailers({ 'x-trailer': 'done' }));
       stream.end(JSON.stringify({ upstream: name, path: headers[':path'], body }));

@@ -27,6 +27,7 @@ use super::balancer::{Endpoint, random, record_result};
 use super::normalize::{normalize_target, valid_authority};
 use super::phase::{Context, Direction, HeaderList, LocalResponse, Outcome, Peer, PhaseReport, RequestHead, ResponseHead, failure_response};
 use super::records::{HostPort, LocalReply, Records, RequestRecord};
+use super::resets::Resets;
 use super::state::{Protocol, Route, State};
 use super::upstream::{Body, BoxError, Pools, UpstreamError, Wire, send_upgrade};
 
@@ -40,6 +41,8 @@ pub struct Conn {
     pub route: Option<Arc<Route>>,
     pub records: Arc<Records>,
     pub pools: Arc<Pools>,
+    /// Requests cancelled by the client before their response (see `resets.rs`).
+    pub resets: Resets,
 }
 
 /// Connection-specific headers: never forwarded, never shown to filters.
@@ -331,16 +334,19 @@ fn peer_of_route(dest: SocketAddr, route: &Route) -> Peer {
 
 /// Serves one request; never fails (errors become responses).
 pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // Dropped before the response exists: the client cancelled the request in flight.
+    let pending = conn.resets.started();
     let timeout = conn.state.limits.request_timeout_ms;
-    if timeout == 0 {
-        return Ok(serve(conn, req).await);
-    }
-    let records = conn.records.clone();
-    let _ = records;
-    match tokio::time::timeout(Duration::from_millis(timeout), serve(conn, req)).await {
-        Ok(r) => Ok(r),
-        Err(_) => Ok(local_response(&text(408, &[], "request timeout\n".into()))),
-    }
+    let res = if timeout == 0 {
+        serve(conn.clone(), req).await
+    } else {
+        match tokio::time::timeout(Duration::from_millis(timeout), serve(conn.clone(), req)).await {
+            Ok(r) => r,
+            Err(_) => local_response(&text(408, &[], "request timeout\n".into())),
+        }
+    };
+    pending.answered();
+    Ok(res)
 }
 
 fn protocol_name(version: Version, headers: &HeaderList) -> &'static str {

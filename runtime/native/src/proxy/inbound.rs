@@ -23,6 +23,8 @@ use super::http::{Conn, handle};
 use super::l4::splice;
 use super::phase::{Context, Direction, Outcome, Peer, PhaseReport};
 use super::records::{ConnectionRecord, LocalReply};
+use super::resets::Resets;
+use super::sniff::{Prefixed, Speaks, first_line};
 use super::state::{Protocol, State, canonical};
 use super::upstream::Pools;
 
@@ -39,6 +41,21 @@ pub struct Listener {
 }
 
 const SO_ORIGINAL_DST: libc::c_int = 80;
+
+// The HTTP/2 server's limits (the README's "HTTP/2 server limits"). The header list is capped
+// at `limits.maxHeaderBytes` (431 past it), which also bounds a CONTINUATION flood together
+// with h2's cap on CONTINUATION frames per header block; h2 acknowledges one SETTINGS at a
+// time and stops reading while the ACK cannot be written, which bounds a SETTINGS flood.
+/// Streams a client may have open at once; more are refused (RST_STREAM REFUSED_STREAM).
+const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
+/// Streams a client may reset before they are accepted (rapid reset) before GOAWAY ENHANCE_YOUR_CALM.
+const H2_MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the proxy may reset for the client's errors before it closes the connection.
+const H2_MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// A PING after this long without frames from the client ...
+const H2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// ... and the connection closed when it is not answered within this.
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What capture (eBPF `cgroup/getsockopt`, or a netfilter redirect) says the client connected
 /// to; None when the socket was not redirected.
@@ -133,7 +150,7 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
     let route = by_name.or_else(|| state.route(direction, dest.ip(), dest.port()));
     let effective = route.clone().unwrap_or_else(|| state.passthrough(dest));
     let w = effective.workload.as_ref();
@@ -211,7 +228,13 @@ async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, des
     }
 
     let limits = &state.limits;
-    let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools });
+    // A port declared http2: HTTP/1.x only for a well-formed request line (sniff.rs).
+    let (speaks, prefix) = if effective.protocol == Protocol::Http2 {
+        first_line(&mut stream, limits.max_header_bytes.max(8192), Duration::from_millis(limits.headers_timeout_ms.max(1))).await
+    } else {
+        (Speaks::Http1, Vec::new())
+    };
+    let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools, resets: Resets::default() });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -222,17 +245,34 @@ async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, des
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(100)
+        .max_concurrent_streams(H2_MAX_CONCURRENT_STREAMS)
         .max_header_list_size(limits.max_header_bytes as u32)
-        .max_pending_accept_reset_streams(Some(20))
-        .max_local_error_reset_streams(Some(1024))
-        .keep_alive_interval(Some(Duration::from_secs(30)));
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_ACCEPT_RESETS))
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_ERROR_RESETS))
+        .keep_alive_interval(Some(H2_PING_INTERVAL))
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let watched = conn.clone();
     let service = service_fn(move |req| handle(conn.clone(), req));
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
-        let msg = e.to_string();
-        if !msg.contains("connection closed") && !msg.contains("reset") {
+    let io = TokioIo::new(Prefixed::new(prefix, stream));
+    // HTTP/2 only: no HTTP/1 upgrades to serve (`http2_only` is ignored with upgrades).
+    let served = if speaks == Speaks::Http2 {
+        until_flooded(builder.http2_only().serve_connection(io, service), &watched.resets).await
+    } else {
+        until_flooded(builder.serve_connection_with_upgrades(io, service), &watched.resets).await
+    };
+    if let Err(msg) = served {
+        if msg.starts_with("AMBIT_ERR_") || (!msg.contains("connection closed") && !msg.contains("reset")) {
             record.error = Some(msg);
         }
     }
     finish(record);
+}
+
+/// Serves a connection until it ends, or until its client has cancelled too many requests in
+/// flight (`resets.rs`): then it is dropped, which closes the socket.
+async fn until_flooded<E: std::fmt::Display>(conn: impl std::future::Future<Output = Result<(), E>>, resets: &Resets) -> Result<(), String> {
+    tokio::select! {
+        r = conn => r.map_err(|e| e.to_string()),
+        why = resets.flooded() => Err(why),
+    }
 }

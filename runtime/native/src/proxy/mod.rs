@@ -19,6 +19,8 @@ mod listener;
 mod normalize;
 mod phase;
 mod records;
+mod resets;
+mod sniff;
 mod state;
 mod upstream;
 
