@@ -3,7 +3,9 @@
  * filter benchmarks): direct to the upstream, Ambit L4 splice, Ambit L7 without
  * filters, Ambit L7 with a chain of 3 filters (on V8, and on wasmtime with pooled and with
  * per-request instances), with the six built-in filters (on V8 and wasmtime), and nginx
- * `proxy_pass` when installed.
+ * `proxy_pass` when installed. For the native path: the proxy's resident memory after each
+ * run, and the latency at a fixed 1,000 req/s (`fixed-rate.ts`) direct and through the six
+ * built-ins.
  *
  * The proxy under test (Ambit with one worker, or nginx with one worker) is pinned to
  * core 0; the load generator (wrk, HTTP/1.1 keep-alive, 50 connections) and the upstream
@@ -11,7 +13,7 @@
  * bounded by wrk's duration.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -20,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { loadNative } from '../../filters/wasmtime/native.js';
 import { BUILTIN_CHAIN, ensureBuiltinFilters } from '../builtins.js';
 import { ensureBuilt } from '../ensure-built.js';
+import { FIXED_RATE, fixedRate, type RateResult } from './fixed-rate.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -32,6 +35,21 @@ export interface Result {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** Resident memory of the proxy process (and its children) after the load, MiB. */
+  rssMiB?: number;
+}
+
+/** VmRSS of a process and its direct children, MiB (Linux); undefined when unreadable. */
+async function residentMiB(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  const rss = async (p: number): Promise<number> => {
+    const m = /VmRSS:\s+(\d+) kB/.exec(await readFile(`/proc/${p}/status`, 'utf8').catch(() => ''));
+    return m ? Number(m[1]) / 1024 : 0;
+  };
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim().split(/\s+/).filter(Boolean).map(Number);
+  let total = await rss(pid);
+  for (const c of children) total += await rss(c);
+  return total > 0 ? total : undefined;
 }
 
 export function has(cmd: string): boolean {
@@ -178,7 +196,14 @@ ${filters}
 `;
 }
 
-async function ambit(dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number | 'builtins', seconds: number, engine: Engine = 'v8'): Promise<Result> {
+/**
+ * One Ambit configuration under wrk; `whileUp` runs after the load while the proxy is still
+ * up (its listener's port), e.g. a fixed-rate latency run.
+ */
+async function ambit(
+  dir: string, name: string, upstream: number, protocol: 'auto' | 'http', filters: number | 'builtins', seconds: number, engine: Engine = 'v8',
+  whileUp?: (port: number) => Promise<void>,
+): Promise<Result> {
   const listen = await freePort();
   const admin = await freePort();
   const inbound = await freePort();
@@ -190,7 +215,9 @@ async function ambit(dir: string, name: string, upstream: number, protocol: 'aut
   try {
     await waitHttp(admin, '/ready');
     await waitHttp(listen);
-    return wrk(name, listen, seconds);
+    const r: Result = { ...wrk(name, listen, seconds), rssMiB: await residentMiB(proc.pid) };
+    await whileUp?.(listen);
+    return r;
   } catch (e) {
     throw new Error(`${name}: ${e instanceof Error ? e.message : String(e)}\n${stderr}`);
   } finally {
@@ -293,6 +320,9 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     const results: Result[] = [];
     const direct = wrk('direct to upstream', up.port, DURATION_S);
     results.push(direct);
+    // Latency at a fixed 1,000 req/s: direct, and through the native path with the six built-ins.
+    const rates: RateResult[] = [];
+    if (has('h2load')) rates.push(await fixedRate('direct to upstream', up.port, DURATION_S, dir));
     results.push(await ambit(dir, 'Ambit L4 splice', up.port, 'auto', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, no filter', up.port, 'http', 0, DURATION_S));
     results.push(await ambit(dir, 'Ambit L7, 3 filters (V8)', up.port, 'http', 3, DURATION_S));
@@ -307,7 +337,9 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
         results.push(await ambit(dir, 'native: L4 splice', up.port, 'auto', 0, DURATION_S, 'native'));
         results.push(await ambit(dir, 'native: L7, no filter', up.port, 'http', 0, DURATION_S, 'native'));
         results.push(await ambit(dir, 'native: L7, 3 hello filters', up.port, 'http', 3, DURATION_S, 'native'));
-        results.push(await ambit(dir, 'native: L7, 6 built-in filters', up.port, 'http', 'builtins', DURATION_S, 'native'));
+        results.push(await ambit(dir, 'native: L7, 6 built-in filters', up.port, 'http', 'builtins', DURATION_S, 'native', async (port) => {
+          if (has('h2load')) rates.push(await fixedRate('native: L7, 6 built-in filters', port, DURATION_S, dir));
+        }));
       }
     } else {
       process.stdout.write(`wasmtime rows skipped: ${native.reason}\n`);
@@ -326,11 +358,20 @@ export async function runProxyBench(options: { seconds?: number } = {}): Promise
     } else {
       process.stdout.write('h2 rows skipped: needs h2load (apt-get install -y nghttp2-client), nginx and the native data path\n');
     }
+    if (rates.length === 2) {
+      const [d, b] = rates as [RateResult, RateResult];
+      md += `\n\nLatency at a fixed ${FIXED_RATE} req/s (h2load --h1, 10 connections × ${FIXED_RATE / 10} req/s, ${DURATION_S} s; per-request times from its log)\n\n`
+        + `| path | requests | p50 ms | p99 ms | errors |\n|---|---:|---:|---:|---:|\n`
+        + rates.map((r) => `| ${r.name} | ${r.requests} | ${r.p50ms.toFixed(3)} | ${r.p99ms.toFixed(3)} | ${r.errors} |`).join('\n')
+        + `\n\np99 added by the proxy with the six built-ins: ${(b.p99ms - d.p99ms).toFixed(3)} ms (p50: ${(b.p50ms - d.p50ms).toFixed(3)} ms)`;
+    }
+    const rss = results.filter((r) => r.rssMiB !== undefined && r.name.startsWith('native:'));
+    if (rss.length > 0) md += `\n\nResident memory of the proxy process after each native run: ${rss.map((r) => `${r.name} ${r.rssMiB!.toFixed(0)} MiB`).join('; ')}`;
     process.stdout.write(`${md}\n`);
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });
     const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, durationS: DURATION_S, connections: CONNECTIONS, upstream: up.kind };
-    await writeFile(path.join(outDir, 'proxy-latest.json'), `${JSON.stringify({ meta, results }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'proxy-latest.json'), `${JSON.stringify({ meta, results, fixedRate: rates }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'proxy-latest.md'), `# Proxy benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
   } finally {
     await stop(up.proc);
