@@ -40,8 +40,10 @@ interface Config {
 }
 
 /** The retryOn condition the response meets, or undefined. */
+/** `retryOn` as a set, made once in `setup`. */
+let on = new Set<Condition>();
+
 function matchCondition(res: HttpResponse, upstreamError: string | undefined, c: Config): Condition | undefined {
-  const on = new Set(c.retryOn);
   if (upstreamError === 'connect-failure' || upstreamError === 'connect-timeout' || upstreamError === 'no-healthy-upstream') {
     if (on.has('connect-failure')) return 'connect-failure';
   }
@@ -157,6 +159,7 @@ export default defineFilter({
   ),
 
   setup(config: Config) {
+    on = new Set(config.retryOn);
     if (config.backoff.maxMs < config.backoff.baseMs) throw new Error(`backoff: maxMs (${config.backoff.maxMs}) is below baseMs (${config.backoff.baseMs})`);
     if (config.retryOn.includes('retriable-status-codes') && config.retriableStatusCodes.length === 0 && config.retryOn.length === 1) {
       throw new Error('retryOn is only retriable-status-codes but retriableStatusCodes is empty: nothing would be retried');
