@@ -305,6 +305,7 @@ impl FilterModule {
         // Memory: configured instances held alive at once.
         let hold = count.clamp(1, 50);
         let rss_before = resident_bytes();
+        let anon_before = anonymous_bytes();
         let mut live = Vec::with_capacity(hold);
         for _ in 0..hold {
             match self.instantiate().map(|w| self.configure(w, self.deadline_ms.max(1000.0))) {
@@ -313,9 +314,12 @@ impl FilterModule {
             }
         }
         let rss_after = resident_bytes();
+        let anon_after = anonymous_bytes();
         let n = live.len().max(1) as f64;
         drop(live);
-        Probe { instantiate_us, configure_us, instantiate_cpu_us, configure_cpu_us, rss_per_instance_bytes: (rss_after.saturating_sub(rss_before)) as f64 / n }
+        Probe { instantiate_us, configure_us, instantiate_cpu_us, configure_cpu_us, rss_per_instance_bytes: (rss_after.saturating_sub(rss_before)) as f64 / n,
+            private_per_instance_bytes: (anon_after.saturating_sub(anon_before)) as f64 / n,
+        }
     }
 
     /// Instances kept warm right now.
@@ -330,7 +334,12 @@ pub struct Probe {
     /// The same, in CPU time of the measuring thread: what other processes on the machine do not inflate.
     pub instantiate_cpu_us: Vec<f64>,
     pub configure_cpu_us: Vec<f64>,
+    /// Resident memory each held instance adds: every page it touched, including pages of
+    /// the memory image it only read (shared with every other instance of the filter).
     pub rss_per_instance_bytes: f64,
+    /// The part of it that is the instance's own (anonymous pages: written copy-on-write
+    /// pages, stacks, heaps); what another instance costs the node.
+    pub private_per_instance_bytes: f64,
 }
 
 /// What reading the thread's CPU clock twice in a row measures (median, µs): the cost of
@@ -346,6 +355,15 @@ pub(crate) fn thread_cpu_us() -> f64 {
     // SAFETY: clock_gettime writes into the timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 * 1e6 + ts.tv_nsec as f64 / 1e3
+}
+
+/// Anonymous resident memory of the process (`RssAnon` in /proc/self/status), bytes.
+fn anonymous_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("RssAnon:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
 }
 
 fn resident_bytes() -> u64 {

@@ -226,6 +226,7 @@ impl NativeEngine {
             "instantiateUs": p.instantiate_us, "configureUs": p.configure_us,
             "instantiateCpuUs": p.instantiate_cpu_us, "configureCpuUs": p.configure_cpu_us,
             "rssPerInstanceBytes": p.rss_per_instance_bytes,
+            "privatePerInstanceBytes": p.private_per_instance_bytes,
         }).to_string())
     }
 

@@ -21,6 +21,8 @@ export interface InstanceResults {
   readyUs: SampleSummary;
   readyCpuUs: SampleSummary;
   rssPerInstanceBytes: number;
+  /** The instance's own memory (anonymous pages): written pages, stacks, heaps. */
+  privatePerInstanceBytes: number;
 }
 
 const sums = (a: number[], b: number[]): number[] => a.slice(0, b.length).map((x, i) => x + b[i]!);
@@ -32,10 +34,11 @@ const sums = (a: number[], b: number[]): number[] => a.slice(0, b.length).map((x
  * stacks and heaps). With resident pages kept (the engine's default, for speed) a slot
  * reused later costs no new memory, so RSS cannot tell instances apart there.
  */
-async function residentPerInstance(opts: BenchOptions, binding: FilterBinding): Promise<number> {
+async function residentPerInstance(opts: BenchOptions, binding: FilterBinding): Promise<{ rss: number; own: number }> {
   const engine = openWasmtime(opts, 0);
   try {
-    return (await engine.probeInstances(binding, 50)).rssPerInstanceBytes;
+    const p = await engine.probeInstances(binding, 50);
+    return { rss: p.rssPerInstanceBytes, own: p.privatePerInstanceBytes };
   } finally {
     await engine.close();
   }
@@ -43,7 +46,7 @@ async function residentPerInstance(opts: BenchOptions, binding: FilterBinding): 
 
 export async function measureInstances(opts: BenchOptions, artifact: FilterArtifact, log: (line: string) => void): Promise<InstanceResults> {
   const binding = bindingFromArtifact(artifact, { config: memberConfig(0) });
-  const rssPerInstanceBytes = await residentPerInstance(opts, binding);
+  const memory = await residentPerInstance(opts, binding);
   const engine = openWasmtime(opts);
   try {
     await engine.probeInstances(binding, 50);
@@ -56,9 +59,10 @@ export async function measureInstances(opts: BenchOptions, artifact: FilterArtif
       configureCpuUs: times(p.configureCpuUs),
       readyUs: times(sums(p.instantiateUs, p.configureUs)),
       readyCpuUs: times(sums(p.instantiateCpuUs, p.configureCpuUs)),
-      rssPerInstanceBytes,
+      rssPerInstanceBytes: memory.rss,
+      privatePerInstanceBytes: memory.own,
     };
-    log(`instances: ready p50 ${r.readyUs.p50.toFixed(1)} µs (instantiate ${r.instantiateUs.p50.toFixed(1)} + configure ${r.configureUs.p50.toFixed(1)}), ${(r.rssPerInstanceBytes / 2 ** 20).toFixed(3)} MiB each`);
+    log(`instances: ready p50 ${r.readyUs.p50.toFixed(1)} µs (instantiate ${r.instantiateUs.p50.toFixed(1)} + configure ${r.configureUs.p50.toFixed(1)}), ${(r.privatePerInstanceBytes / 2 ** 20).toFixed(3)} MiB own (${(r.rssPerInstanceBytes / 2 ** 20).toFixed(3)} MiB resident) each`);
     return r;
   } finally {
     await engine.close();

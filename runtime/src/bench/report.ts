@@ -85,7 +85,7 @@ function instancesTable(res: Results): Table {
       ['ready to call (both)', fmt(i.readyUs.p50), fmt(i.readyUs.p99), fmt(i.readyUs.mean), fmt(i.readyCpuUs.p50)],
     ],
     notes: [
-      `${i.count} instances, each dropped before the next (as a per-request binding does); memory: ${fmtMiB(i.rssPerInstanceBytes)} MiB resident per configured instance, up to 50 held at once`,
+      `${i.count} instances, each dropped before the next (as a per-request binding does); memory per configured instance (50 held at once): ${fmtMiB(i.privatePerInstanceBytes)} MiB its own (anonymous pages: what it wrote, its stacks and heaps; what one more instance costs), ${fmtMiB(i.rssPerInstanceBytes)} MiB resident in all (also the copy-on-write image pages it only read, which every instance of the filter shares)`,
     ],
   };
 }

@@ -79,6 +79,8 @@ export interface InstanceProbe {
   configureUs: number[];
   configureCpuUs: number[];
   rssPerInstanceBytes: number;
+  /** The instance's own part of it (anonymous pages): not the image pages it only read, which all instances share. */
+  privatePerInstanceBytes: number;
 }
 
 /** p50, p99 and mean of a benchmark's samples, in µs. */
