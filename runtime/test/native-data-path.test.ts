@@ -14,15 +14,11 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import {
-  buildState, EndpointRegistry, loadMeshConfig, loadNative, NativeDataPath, resolveFilters, runNode, WasmtimeEngine, type RunningNode,
-} from '@ambit/runtime';
+import { runNode, type RunningNode } from '@ambit/runtime';
 import { buildFixtures, HELLO_DIR } from './fixtures.js';
-import { recordingTelemetry, until, type RecordingTelemetry } from './support/telemetry.js';
+import { nativePathSkip as skip, startNativePath, type RunningNativePath } from './support/native-path.js';
+import { until, type RecordingTelemetry } from './support/telemetry.js';
 import { httpUpstream, type Upstream } from './support/upstreams.js';
-
-const native = loadNative();
-const skip = native.ok && native.native.NativeProxy ? undefined : `the native data path is not built here (${native.ok ? 'no NativeProxy' : native.reason})`;
 const run = promisify(execFile);
 
 /** Writes raw bytes and reads until the peer closes or `ms` pass; answers everything read. */
@@ -110,8 +106,7 @@ describe.skipIf(skip)('native data path', () => {
   let upstream: Upstream;
   let echo: net.Server;
   let sse: http.Server;
-  let engine: WasmtimeEngine;
-  let path0: NativeDataPath;
+  let path0: RunningNativePath;
   let telemetry: RecordingTelemetry;
   let out: number;
   let tcpOut: number;
@@ -133,36 +128,21 @@ describe.skipIf(skip)('native data path', () => {
     let sseAck: () => void = () => {};
     sseRelease = () => sseAck();
     await new Promise<void>((r) => sse.listen(0, '127.0.0.1', () => r()));
-    const config = path.join(dir, 'mesh.yaml');
-    await writeFile(config, meshYaml({ upstream: upstream.port, tcpEcho: (echo.address() as AddressInfo).port, sse: (sse.address() as AddressInfo).port }));
-    const loaded = await loadMeshConfig(config);
-    const resolved = await resolveFilters(loaded);
-    engine = new WasmtimeEngine({ threads: 1, cacheDir: false });
-    const state = await buildState(loaded, resolved, engine, new EndpointRegistry(), 1);
-    telemetry = recordingTelemetry();
-    path0 = new NativeDataPath({
-      state, engine, telemetry, threads: 2, recordsEveryMs: 20,
-      listeners: [
-        { name: 'out', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.96.9.9', port: 80 } },
-        { name: 'tcp', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.96.9.11', port: 9000 } },
-        { name: 'sse', direction: 'outbound', address: '127.0.0.1', port: 0, target: { address: '10.96.9.12', port: 80 } },
-        // Inbound to the workload client (127.0.0.1, served by the upstream's port).
-        { name: 'in', direction: 'inbound', address: '127.0.0.1', port: 0, target: { address: '127.0.0.1', port: upstream.port } },
-      ],
-    });
-    await path0.start();
-    const a = path0.addresses();
-    out = a.out!.port;
-    tcpOut = a.tcp!.port;
-    sseOut = a.sse!.port;
-    inbound = a.in!.port;
+    path0 = await startNativePath(meshYaml({ upstream: upstream.port, tcpEcho: (echo.address() as AddressInfo).port, sse: (sse.address() as AddressInfo).port }), [
+      { name: 'out', target: { address: '10.96.9.9', port: 80 } },
+      { name: 'tcp', target: { address: '10.96.9.11', port: 9000 } },
+      { name: 'sse', target: { address: '10.96.9.12', port: 80 } },
+      // Inbound to the workload client (127.0.0.1, served by the upstream's port).
+      { name: 'in', direction: 'inbound', target: { address: '127.0.0.1', port: upstream.port } },
+    ]);
+    telemetry = path0.telemetry;
+    ({ out, tcp: tcpOut, sse: sseOut, in: inbound } = path0.ports as Record<'out' | 'tcp' | 'sse' | 'in', number>);
   }, 300_000);
 
   let sseRelease: () => void = () => {};
 
   afterAll(async () => {
-    await path0?.close(500);
-    await engine?.close();
+    await path0?.close();
     await upstream?.close();
     echo?.close();
     sse?.closeAllConnections();

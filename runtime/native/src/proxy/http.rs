@@ -98,7 +98,7 @@ impl Drop for Track {
             self.record.bytes_received = r.load(Ordering::Relaxed);
         }
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        self.records.request(&self.record);
+        self.records.request(&mut self.record);
     }
 }
 
@@ -369,7 +369,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
     let mut head = match request_head(&conn, &req) {
         Ok(h) => h,
         Err(why) => {
-            let rec = RequestRecord {
+            let mut rec = RequestRecord {
                 direction: conn.direction,
                 protocol: if version == Version::HTTP_2 { "h2" } else { "http/1.1" },
                 method: req.method().as_str().to_string(),
@@ -390,7 +390,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
                 upstream_error: None,
                 user_agent: None,
             };
-            conn.records.request(&rec);
+            conn.records.request(&mut rec);
             let mut res = local_response(&text(400, &[("connection", "close")], format!("malformed request: {why}\n")));
             res.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             return res;

@@ -168,8 +168,19 @@ struct FilterCell {
 #[derive(Default)]
 struct Cells {
     requests: HashMap<RequestLabels, RequestCell>,
-    filters: HashMap<(&'static str, String), FilterCell>,
-    counters: HashMap<(String, String), u64>,
+    /// By phase, then filter name: a call that finds its cell allocates nothing.
+    filters: HashMap<&'static str, HashMap<String, FilterCell>>,
+    /// By filter, then counter name.
+    counters: HashMap<String, HashMap<String, u64>>,
+}
+
+/// The value at `key`, inserted with `new` the first time: looked up by `&str`, so an
+/// existing entry costs no key allocation.
+fn cell<'m, V>(map: &'m mut HashMap<String, V>, key: &str, new: impl FnOnce() -> V) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), new());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 #[derive(Default)]
@@ -196,33 +207,34 @@ impl Records {
         p.push(line);
     }
 
-    pub fn request(&self, r: &RequestRecord) {
-        let labels = RequestLabels {
-            direction: r.direction,
-            protocol: r.protocol,
-            status: r.status,
-            grpc_status: r.grpc_status.clone(),
-            source: LabelPeer { workload: r.source.workload.clone(), namespace: r.source.namespace.clone() },
-            destination: LabelPeer { workload: r.destination.workload.clone(), namespace: r.destination.namespace.clone() },
-            service: r.service.clone(),
-            local_reply: r.local_reply.as_ref().map(|l| LocalFilter { filter: l.filter.clone() }),
-        };
-        {
-            let mut cells = self.cells.lock().unwrap();
-            let bounds = &self.buckets.request;
-            let cell = cells.requests.entry(labels).or_insert_with_key(|l| RequestCell {
-                labels: l.clone(), count: 0, request_bytes: 0, response_bytes: 0, duration: Histogram::new(bounds),
-            });
-            cell.count += 1;
-            cell.request_bytes += r.bytes_received;
-            cell.response_bytes += r.bytes_sent;
-            cell.duration.observe(bounds, r.duration_ms / 1000.0);
-        }
+    /// A request that ended: counted in its cell, and kept as a record for the access log
+    /// when that is on. The record is spent: its label fields are moved into the cell's key.
+    pub fn request(&self, r: &mut RequestRecord) {
         if self.access_log.load(Ordering::Relaxed) {
             if let Ok(s) = serde_json::to_string(r) {
                 self.push(format!("{{\"type\":\"request\",\"r\":{s}}}"));
             }
         }
+        use std::mem::take;
+        let labels = RequestLabels {
+            direction: r.direction,
+            protocol: r.protocol,
+            status: r.status,
+            grpc_status: take(&mut r.grpc_status),
+            source: LabelPeer { workload: take(&mut r.source.workload), namespace: take(&mut r.source.namespace) },
+            destination: LabelPeer { workload: take(&mut r.destination.workload), namespace: take(&mut r.destination.namespace) },
+            service: take(&mut r.service),
+            local_reply: r.local_reply.as_mut().map(|l| LocalFilter { filter: take(&mut l.filter) }),
+        };
+        let mut cells = self.cells.lock().unwrap();
+        let bounds = &self.buckets.request;
+        let cell = cells.requests.entry(labels).or_insert_with_key(|l| RequestCell {
+            labels: l.clone(), count: 0, request_bytes: 0, response_bytes: 0, duration: Histogram::new(bounds),
+        });
+        cell.count += 1;
+        cell.request_bytes += r.bytes_received;
+        cell.response_bytes += r.bytes_sent;
+        cell.duration.observe(bounds, r.duration_ms / 1000.0);
     }
 
     pub fn connection(&self, r: &ConnectionRecord) {
@@ -237,8 +249,9 @@ impl Records {
         if !report.calls.is_empty() || !report.counters.is_empty() {
             let mut cells = self.cells.lock().unwrap();
             let bounds = &self.buckets.filter;
+            let by_filter = cells.filters.entry(phase).or_default();
             for c in &report.calls {
-                let cell = cells.filters.entry((phase, c.filter.clone())).or_insert_with(|| FilterCell {
+                let cell = cell(by_filter, &c.filter, || FilterCell {
                     phase, filter: c.filter.clone(), ok: 0, trap: 0, deadline: 0, unavailable: 0, duration: Histogram::new(bounds),
                 });
                 match c.outcome {
@@ -250,7 +263,7 @@ impl Records {
                 cell.duration.observe(bounds, c.duration_ms / 1000.0);
             }
             for (filter, name, delta) in &report.counters {
-                *cells.counters.entry((filter.clone(), name.clone())).or_insert(0) += u64::from(*delta);
+                *cell(cell(&mut cells.counters, filter, HashMap::new), name, || 0) += u64::from(*delta);
             }
         }
         if report.failures.is_empty() && report.logs.is_empty() {
@@ -283,9 +296,10 @@ impl Records {
         out.push_str("],\"requests\":");
         out.push_str(&serde_json::to_string(&cells.requests.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()));
         out.push_str(",\"filters\":");
-        out.push_str(&serde_json::to_string(&cells.filters.values().collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()));
+        out.push_str(&serde_json::to_string(&cells.filters.values().flat_map(HashMap::values).collect::<Vec<_>>()).unwrap_or_else(|_| "[]".into()));
         out.push_str(",\"counters\":");
-        let counters: Vec<(&str, &str, u64)> = cells.counters.iter().map(|((f, n), d)| (f.as_str(), n.as_str(), *d)).collect();
+        let counters: Vec<(&str, &str, u64)> =
+            cells.counters.iter().flat_map(|(f, names)| names.iter().map(move |(n, d)| (f.as_str(), n.as_str(), *d))).collect();
         out.push_str(&serde_json::to_string(&counters).unwrap_or_else(|_| "[]".into()));
         out.push('}');
         out
