@@ -56,6 +56,12 @@ export declare class NativeProxy {
    */
   setState(spec: string, engine: NativeEngine): void
   /**
+   * Swaps in the node's mesh TLS material: JSON `{ roots, identities: [{ identity, chain, key }] }`
+   * (PEM). HBONE handshakes from now on use it; connections already open keep theirs.
+   * Errors name the identity at fault, never key material.
+   */
+  setIdentities(spec: string): number
+  /**
    * Starts the listeners (JSON `[{ name, direction, address, port, target? }]`) on every
    * data-path thread; answers where each is bound, as JSON `{ name: { address, port } }`.
    */

@@ -40,7 +40,7 @@ pub enum Direction {
     Outbound,
 }
 
-#[derive(Deserialize, Clone)]
+#[derive(Deserialize, Clone, Debug)]
 pub struct TlsInfo {
     pub version: String,
     pub cipher: String,

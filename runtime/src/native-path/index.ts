@@ -4,6 +4,10 @@
  * This side keeps what is not per request: it hands the state snapshot over at start and at
  * each reload (requests in flight keep theirs), and turns the batched records into the
  * access log and metrics.
+ *
+ * With `identity` set, mTLS between nodes runs here too: the native side holds the local
+ * workloads' certificates (`identities.ts`), listens for HBONE and tunnels traffic for
+ * workloads on other nodes (`runtime/native/src/proxy/hbone`).
  */
 import { AmbitError } from '../deps.js';
 import { loadNative, type NativeProxyHandle } from '../filters/wasmtime/native.js';
@@ -12,6 +16,8 @@ import type { BuiltState } from '../node/state.js';
 import type { ListenerSpec } from '../proxy/proxy.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { FILTER_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../telemetry/metrics.js';
+import type { CertificateStore } from '../identity/store.js';
+import { syncIdentities } from './identities.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
 
@@ -25,6 +31,8 @@ export interface NativeDataPathOptions {
   maxConnections?: number;
   /** How often records are taken; default 100 ms. */
   recordsEveryMs?: number;
+  /** mTLS between nodes: the certificate store of the node's workloads and where HBONE listens. */
+  mtls?: { store: CertificateStore; listen: { address: string; port: number } };
 }
 
 export class NativeDataPath {
@@ -32,7 +40,8 @@ export class NativeDataPath {
   private readonly native: NativeProxyHandle;
   private bound: Record<string, { address: string; port: number }> = {};
   private timer: NodeJS.Timeout | undefined;
-  /** HBONE is not on the native data path yet. */
+  private unsync: (() => void) | undefined;
+  /** The Node data path's HBONE statistics; the native one reports its tunnels in the access records. */
   readonly tunnels = undefined;
 
   constructor(private readonly options: NativeDataPathOptions) {
@@ -47,7 +56,8 @@ export class NativeDataPath {
       buckets: { request: REQUEST_DURATION_BUCKETS, filter: FILTER_DURATION_BUCKETS },
       accessLog: options.telemetry.logsRequests,
     }));
-    this.native.setState(JSON.stringify(nativeStateSpec(options.state)), options.engine.nativeHandle());
+    this.native.setState(JSON.stringify(nativeStateSpec(options.state, { mtls: options.mtls !== undefined })), options.engine.nativeHandle());
+    if (options.mtls) this.unsync = syncIdentities(this.native, options.mtls.store, options.telemetry);
   }
 
   get state(): BuiltState {
@@ -55,7 +65,8 @@ export class NativeDataPath {
   }
 
   async start(): Promise<void> {
-    this.bound = JSON.parse(this.native.listen(JSON.stringify(this.options.listeners))) as Record<string, { address: string; port: number }>;
+    const hbone = this.options.mtls ? [{ name: 'hbone', direction: 'inbound', hbone: true, ...this.options.mtls.listen }] : [];
+    this.bound = JSON.parse(this.native.listen(JSON.stringify([...this.options.listeners, ...hbone]))) as Record<string, { address: string; port: number }>;
     for (const [name, a] of Object.entries(this.bound)) this.options.telemetry.info(`listening: ${name} on ${a.address}:${a.port} (native data path)`);
     this.timer = setInterval(() => this.pump(), this.options.recordsEveryMs ?? 100);
     this.timer.unref();
@@ -76,13 +87,14 @@ export class NativeDataPath {
 
   /** Swaps in a new snapshot; the old one's chains close once Node-side users are done (native requests hold their own references). */
   async swap(next: BuiltState): Promise<void> {
-    this.native.setState(JSON.stringify(nativeStateSpec(next)), this.options.engine.nativeHandle());
+    this.native.setState(JSON.stringify(nativeStateSpec(next, { mtls: this.options.mtls !== undefined })), this.options.engine.nativeHandle());
     const old = this.current;
     this.current = next;
     await old.close();
   }
 
   async close(drainMs = 5_000): Promise<void> {
+    this.unsync?.();
     this.native.close(drainMs);
     while (!this.native.closed()) await new Promise((r) => setTimeout(r, 20));
     if (this.timer) clearInterval(this.timer);

@@ -35,7 +35,8 @@ export interface NativeStateSpec {
   routes: RouteSpec[];
   vips: Array<{ address: string; port: number; inbound: number; outbound: number }>;
   workloads: Array<{
-    workload: { name: string; namespace: string; address: string; identity: string };
+    /** `local`: runs on this node; `hbonePort`: on another node, reached over HBONE at `address:hbonePort` (mTLS only). */
+    workload: { name: string; namespace: string; address: string; identity: string; local: boolean; hbonePort?: number };
     key: string; service?: string; inboundChain?: number; outboundChain?: number;
   }>;
   names: Array<{ host: string; port: number; route: number }>;
@@ -54,7 +55,7 @@ function endpoint(e: Endpoint): EndpointSpec {
   return e.workload ? { address: e.address, port: e.port, workload: { name: e.workload.name, namespace: e.workload.namespace } } : { address: e.address, port: e.port };
 }
 
-export function nativeStateSpec(state: BuiltState): NativeStateSpec {
+export function nativeStateSpec(state: BuiltState, options: { mtls: boolean } = { mtls: false }): NativeStateSpec {
   const routes: RouteSpec[] = [];
   const index = new Map<Route, number>();
   const add = (r: Route): number => {
@@ -104,8 +105,13 @@ export function nativeStateSpec(state: BuiltState): NativeStateSpec {
       const key = state.mesh.bindingsFor(d, { workload: w.key }).key;
       return key ? chainId(state.chains.get(key)) : undefined;
     };
+    // Like ztunnel, the tunnel dials the workload's own address, at its node's HBONE port.
+    const hbonePort = options.mtls && !w.local ? state.tunnelNode?.(w.workload.address)?.port : undefined;
     workloads.push({
-      workload: { name: w.workload.name, namespace: w.workload.namespace, address: w.workload.address, identity: w.identity },
+      workload: {
+        name: w.workload.name, namespace: w.workload.namespace, address: w.workload.address, identity: w.identity, local: w.local,
+        ...(hbonePort !== undefined ? { hbonePort } : {}),
+      },
       key: w.key,
       service: w.services[0],
       inboundChain: plan('inbound'),

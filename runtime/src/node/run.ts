@@ -24,6 +24,7 @@ import { startCapture, type Capture } from '../capture/index.js';
 import { registerCaptureMetrics } from '../capture/metrics.js';
 import { fileSource, type ConfigSource, type ReloadOutcome, type SourceWatch } from './source.js';
 import { NativeDataPath } from '../native-path/index.js';
+import type { CertificateStore } from '../identity/store.js';
 import { WasmtimeEngine } from '../filters/wasmtime/engine.js';
 import { AmbitError } from '../deps.js';
 
@@ -121,7 +122,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   let proxy: NodeProxy | NativeDataPath;
   try {
     proxy = dataPath === 'native'
-      ? nativeDataPath(listeners, state, engine, telemetry, config, mtls !== undefined)
+      ? nativeDataPath(listeners, state, engine, telemetry, config, mtls)
       : new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
   } catch (e) {
     identity?.close();
@@ -222,15 +223,16 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
 }
 
 function nativeDataPath(
-  listeners: ListenerSpec[], state: BuiltState, engine: FilterEngine, telemetry: AmbitTelemetry, config: LoadedMeshConfig['config'], mtls: boolean,
+  listeners: ListenerSpec[], state: BuiltState, engine: FilterEngine, telemetry: AmbitTelemetry, config: LoadedMeshConfig['config'],
+  mtls: { store: CertificateStore; listen: { address: string; port: number } } | undefined,
 ): NativeDataPath {
-  if (mtls) {
-    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', 'proxy.dataPath native does not serve mTLS (HBONE) yet: remove `identity` or use dataPath node');
-  }
   if (!(engine instanceof WasmtimeEngine)) {
     throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `proxy.dataPath native runs filters on the wasmtime engine, but the node chose ${engine.kind}; set proxy.engine to wasmtime or auto and build @ambit/native`);
   }
-  return new NativeDataPath({ listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections });
+  return new NativeDataPath({
+    listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections,
+    ...(mtls ? { mtls: { store: mtls.store, listen: mtls.listen } } : {}),
+  });
 }
 
 function targetAddress(t: NonNullable<BuiltState['mesh']['outboundTarget']>): { address: string; port: number } {

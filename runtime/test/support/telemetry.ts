@@ -27,9 +27,9 @@ export function recordingTelemetry(): RecordingTelemetry {
 }
 
 /** Waits until `check` holds (bounded), for records written after a response ends. */
-export async function until(check: () => boolean, what: string, ms = 5_000): Promise<void> {
+export async function until(check: () => boolean | Promise<boolean>, what: string, ms = 5_000): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }

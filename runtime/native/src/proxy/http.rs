@@ -29,17 +29,22 @@ use super::phase::{Context, Direction, HeaderList, LocalResponse, Outcome, Peer,
 use super::records::{HostPort, LocalReply, Records, RequestRecord};
 use super::resets::Resets;
 use super::state::{Protocol, Route, State};
-use super::upstream::{Body, BoxError, Pools, UpstreamError, Wire, send_upgrade};
+use super::hbone::MeshTls;
+use super::upstream::{Body, BoxError, Pools, UpstreamError, Via, Wire, send_upgrade};
 
 /// What every request of one downstream connection shares.
 pub struct Conn {
     pub direction: Direction,
     pub source: Peer,
+    /// The TLS session the connection arrived in (HBONE); None: plaintext.
+    pub tls: Option<crate::wire::TlsInfo>,
     pub dest: SocketAddr,
     pub state: Arc<State>,
     /// The route of the connection's original destination (None: not meshed).
     pub route: Option<Arc<Route>>,
     pub records: Arc<Records>,
+    /// The node's mesh TLS material when the connection started (tunnels to other nodes).
+    pub mesh: Option<Arc<MeshTls>>,
     pub pools: Arc<Pools>,
     /// Requests cancelled by the client before their response (see `resets.rs`).
     pub resets: Resets,
@@ -421,6 +426,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
         route: Some(route.name.clone()),
         request_id: request_id.clone(),
         attempt: 1,
+        tls: conn.tls.clone(),
     };
     route.load[0].fetch_add(1, Ordering::Relaxed);
     let mut track = Box::new(Track {
@@ -565,7 +571,10 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
                     (None, None) => empty(),
                 };
                 let up = upstream_request(&head, wire, body);
-                let send = conn.pools.send(ep.addr, wire, up, route.connect_timeout_ms);
+                let send = async {
+                    let via = Via::for_destination(&conn.state, conn.mesh.as_ref(), &conn.source, ep.addr)?;
+                    conn.pools.send(ep.addr, &via, wire, up, route.connect_timeout_ms).await
+                };
                 let r = if per_try_ms > 0 {
                     match tokio::time::timeout(Duration::from_millis(per_try_ms), send).await {
                         Ok(r) => r,
@@ -701,7 +710,11 @@ async fn upgrade_request(conn: Arc<Conn>, route: Arc<Route>, endpoints: Vec<Arc<
     }
     *up.headers_mut() = headers;
     let connect = head.method == "CONNECT";
-    match send_upgrade(ep.addr, up, route.connect_timeout_ms).await {
+    let sent = match Via::for_destination(&conn.state, conn.mesh.as_ref(), &conn.source, ep.addr) {
+        Ok(via) => send_upgrade(&conn.pools, ep.addr, &via, up, route.connect_timeout_ms).await,
+        Err(e) => Err(e),
+    };
+    match sent {
         Err(e) => {
             record_result(&ep, true, &endpoints, &route.outlier);
             track.record.status = if e.kind == "timeout" { 504 } else { 503 };

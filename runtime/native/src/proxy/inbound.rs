@@ -16,21 +16,26 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::Shared;
 use super::http::{Conn, handle};
-use super::l4::splice;
+use super::l4::{connect_endpoint, copy_both_ways};
+use crate::wire::TlsInfo;
+
 use super::phase::{Context, Direction, Outcome, Peer, PhaseReport};
 use super::records::{ConnectionRecord, LocalReply};
 use super::resets::Resets;
 use super::sniff::{Prefixed, Speaks, first_line};
-use super::state::{Protocol, State, canonical};
-use super::upstream::Pools;
+use super::state::{Protocol, Route, State, canonical};
+use super::upstream::{Pools, Via};
 
 pub struct Listener {
     pub name: String,
     pub direction: Direction,
+    /// Takes HBONE (mutual TLS, HTTP/2 CONNECT) instead of plaintext.
+    pub hbone: bool,
     pub local: SocketAddr,
     /// Where connections go when the socket carries no original destination.
     pub target: Option<SocketAddr>,
@@ -59,7 +64,7 @@ const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// What capture (eBPF `cgroup/getsockopt`, or a netfilter redirect) says the client connected
 /// to; None when the socket was not redirected.
-fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
+pub(super) fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
     let local = s.local_addr().ok()?;
     let fd = s.as_raw_fd();
     let v4 = matches!(canonical(local.ip()), IpAddr::V4(_));
@@ -81,11 +86,19 @@ fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
 }
 
 /// A first byte an HTTP/1 request line (or the HTTP/2 preface) can start with: a token character or CR/LF.
-fn may_be_http(b: u8) -> bool {
+pub(super) fn may_be_http(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~\r\n".contains(&b)
 }
 
-struct OpenGuard<'a>(&'a AtomicUsize, &'a AtomicUsize);
+pub(super) struct OpenGuard<'a>(&'a AtomicUsize, &'a AtomicUsize);
+impl OpenGuard<'_> {
+    pub(super) fn new<'a>(listener: &'a AtomicUsize, all: &'a AtomicUsize) -> (OpenGuard<'a>, usize) {
+        let open = listener.fetch_add(1, Ordering::Relaxed) + 1;
+        all.fetch_add(1, Ordering::Relaxed);
+        (OpenGuard(listener, all), open)
+    }
+}
+
 impl Drop for OpenGuard<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
@@ -95,9 +108,7 @@ impl Drop for OpenGuard<'_> {
 
 pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener>, shared: Arc<Shared>, pools: Arc<Pools>) {
     let started = Instant::now();
-    let open = listener.open.fetch_add(1, Ordering::Relaxed) + 1;
-    shared.open.fetch_add(1, Ordering::Relaxed);
-    let _guard = OpenGuard(&listener.open, &shared.open);
+    let (_guard, open) = OpenGuard::new(&listener.open, &shared.open);
     let Some(state) = shared.state() else { return };
     let _ = stream.set_nodelay(true);
     let source_ip = canonical(client.ip());
@@ -149,8 +160,40 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener
     serve_routed(stream, listener.direction, source, dest, by_name, state, shared.clone(), pools, started).await;
 }
 
+/// A connection past its route and connection phase: what it is and where it goes.
+pub(super) struct Admitted {
+    pub direction: Direction,
+    pub source: Peer,
+    /// The TLS session the connection arrived in (HBONE); None: plaintext.
+    pub tls: Option<TlsInfo>,
+    pub dest: SocketAddr,
+    /// The route of the destination; None: not meshed (the passthrough route serves it).
+    pub route: Option<Arc<Route>>,
+    pub effective: Arc<Route>,
+    pub record: ConnectionRecord,
+    /// HTTP is parsed (filters with request phases, or a port declared HTTP).
+    pub l7: bool,
+    pub state: Arc<State>,
+    pub shared: Arc<Shared>,
+    pub started: Instant,
+}
+
+impl Admitted {
+    pub fn finish(mut self) {
+        self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
+        self.shared.records.connection(&self.record);
+    }
+
+    /// How the L4 upstream is reached (directly, or through HBONE to another node).
+    pub fn via(&self, ep: SocketAddr) -> Result<Via, super::upstream::UpstreamError> {
+        Via::for_destination(&self.state, self.shared.mesh().as_ref(), &self.source, ep)
+    }
+}
+
+/// Routes a connection and runs its connection phase. A denial is recorded (the connection
+/// is done) and its reason returned.
 #[allow(clippy::too_many_arguments)]
-async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<super::state::Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+pub(super) fn admit(direction: Direction, source: Peer, tls: Option<TlsInfo>, dest: SocketAddr, by_name: Option<Arc<Route>>, state: Arc<State>, shared: Arc<Shared>, started: Instant) -> Result<Admitted, String> {
     let route = by_name.or_else(|| state.route(direction, dest.ip(), dest.port()));
     let effective = route.clone().unwrap_or_else(|| state.passthrough(dest));
     let w = effective.workload.as_ref();
@@ -161,9 +204,10 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
         address: dest.ip().to_string(),
         port: dest.port(),
     };
-    let mut record = ConnectionRecord {
+    let l7 = effective.l7 && effective.protocol != Protocol::Tcp;
+    let record = ConnectionRecord {
         direction,
-        mode: if effective.l7 && effective.protocol != Protocol::Tcp { "l7" } else { "l4" },
+        mode: if l7 { "l7" } else { "l4" },
         source: source.clone(),
         destination: destination.clone(),
         service: effective.service.clone(),
@@ -174,67 +218,101 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
         denied: None,
         error: None,
     };
-    let finish = |mut record: ConnectionRecord| {
-        record.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        shared.records.connection(&record);
-    };
+    let mut admitted = Admitted { direction, source, tls, dest, route, effective, record, l7, state, shared, started };
 
     // Connection phase, inline.
-    if let (Some(chain), true) = (&effective.chain, effective.connection_phase) {
+    if let (Some(chain), true) = (&admitted.effective.chain, admitted.effective.connection_phase) {
         let ctx = Context {
             direction,
-            source: source.clone(),
-            destination: destination.clone(),
-            service: effective.service.clone(),
-            route: Some(effective.name.clone()),
+            source: admitted.source.clone(),
+            destination,
+            service: admitted.effective.service.clone(),
+            route: Some(admitted.effective.name.clone()),
             request_id: super::http::request_id(),
             attempt: 1,
+            tls: admitted.tls.clone(),
         };
         let mut report = PhaseReport::default();
         let out = chain.on_connection(&ctx, &mut report);
-        shared.records.phase("connection", &report);
+        admitted.shared.records.phase("connection", &report);
         if let Outcome::Deny { reason, filter } | Outcome::Respond { reason, filter, .. } = out {
-            record.denied = Some(LocalReply { filter, reason });
-            return finish(record);
+            let why = format!("denied by {filter}: {reason}");
+            admitted.record.denied = Some(LocalReply { filter, reason });
+            admitted.finish();
+            return Err(why);
         }
     }
+    Ok(admitted)
+}
 
-    let l7 = effective.l7 && effective.protocol != Protocol::Tcp;
-    let mut http = l7;
-    if l7 && effective.protocol == Protocol::Auto {
+#[allow(clippy::too_many_arguments)]
+async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+    let Ok(mut a) = admit(direction, source, None, dest, by_name, state, shared, started) else { return };
+    let mut http = a.l7;
+    if a.l7 && a.effective.protocol == Protocol::Auto {
         let mut first = [0u8; 1];
-        let limit = Duration::from_millis(state.limits.sniff_timeout_ms.max(1));
+        let limit = Duration::from_millis(a.state.limits.sniff_timeout_ms.max(1));
         match tokio::time::timeout(limit, stream.peek(&mut first)).await {
             Err(_) => {
-                record.error = Some(format!(
-                    "no bytes within {} ms; HTTP filters are bound to {}, so the connection is closed (declare the port protocol: tcp for server-first protocols)",
-                    state.limits.sniff_timeout_ms,
-                    effective.service.as_deref().unwrap_or(&effective.name)
-                ));
-                return finish(record);
+                a.record.error = Some(silent_client(&a));
+                return a.finish();
             }
-            Ok(Ok(0)) | Ok(Err(_)) => return finish(record),
+            Ok(Ok(0)) | Ok(Err(_)) => return a.finish(),
             Ok(Ok(_)) => http = may_be_http(first[0]),
         }
     }
     if !http {
-        record.mode = "l4";
-        let r = splice(stream, &effective).await;
-        record.upstream = r.upstream;
-        record.bytes_received = r.bytes_received;
-        record.bytes_sent = r.bytes_sent;
-        record.error = r.error;
-        return finish(record);
+        return splice_admitted(stream, a, &pools).await;
     }
+    serve_http(stream, Vec::new(), a, pools).await;
+}
 
-    let limits = &state.limits;
-    // A port declared http2: HTTP/1.x only for a well-formed request line (sniff.rs).
-    let (speaks, prefix) = if effective.protocol == Protocol::Http2 {
-        first_line(&mut stream, limits.max_header_bytes.max(8192), Duration::from_millis(limits.headers_timeout_ms.max(1))).await
-    } else {
-        (Speaks::Http1, Vec::new())
+/// The error of a client that sent nothing on an HTTP-filtered `auto` port.
+pub(super) fn silent_client(a: &Admitted) -> String {
+    format!(
+        "no bytes within {} ms; HTTP filters are bound to {}, so the connection is closed (declare the port protocol: tcp for server-first protocols)",
+        a.state.limits.sniff_timeout_ms,
+        a.effective.service.as_deref().unwrap_or(&a.effective.name)
+    )
+}
+
+/// L4: an endpoint is picked, connected and spliced with the client.
+pub(super) async fn splice_admitted<S: AsyncRead + AsyncWrite + Unpin>(client: S, mut a: Admitted, pools: &Pools) {
+    a.record.mode = "l4";
+    let r = match connect_endpoint(&a.effective, |ep| a.via(ep), pools).await {
+        Err(r) => r,
+        Ok(up) => copy_both_ways(client, up).await,
     };
-    let conn = Arc::new(Conn { direction, source, dest, state: state.clone(), route, records: shared.records.clone(), pools, resets: Resets::default() });
+    a.record.upstream = r.upstream;
+    a.record.bytes_received = r.bytes_received;
+    a.record.bytes_sent = r.bytes_sent;
+    a.record.error = r.error;
+    a.finish()
+}
+
+/// L7: HTTP/1.1 or HTTP/2 (hyper) on `stream`, whose first bytes `prefix` were already read.
+pub(super) async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut stream: S, mut prefix: Vec<u8>, mut a: Admitted, pools: Arc<Pools>) {
+    let limits = a.state.limits.clone();
+    // A port declared http2: HTTP/1.x only for a well-formed request line (sniff.rs).
+    let speaks = if a.effective.protocol == Protocol::Http2 {
+        let (speaks, more) = first_line(&mut stream, prefix, limits.max_header_bytes.max(8192), Duration::from_millis(limits.headers_timeout_ms.max(1))).await;
+        prefix = more;
+        speaks
+    } else {
+        Speaks::Http1
+    };
+    let conn = Arc::new(Conn {
+        direction: a.direction,
+        source: a.source.clone(),
+        tls: a.tls.clone(),
+        dest: a.dest,
+        state: a.state.clone(),
+        route: a.route.clone(),
+        records: a.shared.records.clone(),
+        mesh: a.shared.mesh(),
+        pools,
+        resets: Resets::default(),
+    });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -262,10 +340,10 @@ async fn serve_routed(mut stream: TcpStream, direction: Direction, source: Peer,
     };
     if let Err(msg) = served {
         if msg.starts_with("AMBIT_ERR_") || (!msg.contains("connection closed") && !msg.contains("reset")) {
-            record.error = Some(msg);
+            a.record.error = Some(msg);
         }
     }
-    finish(record);
+    a.finish();
 }
 
 /// Serves a connection until it ends, or until its client has cancelled too many requests in

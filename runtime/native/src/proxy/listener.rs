@@ -29,6 +29,9 @@ pub struct ListenerSpec {
     address: String,
     port: u16,
     target: Option<Target>,
+    /// The HBONE listener: mutual TLS, HTTP/2 CONNECT tunnels (`hbone/server.rs`).
+    #[serde(default)]
+    hbone: bool,
 }
 
 impl<'de> Deserialize<'de> for Direction {
@@ -94,7 +97,7 @@ pub fn start(specs: &[ListenerSpec], threads: usize, max_connections: usize, sha
                 None => (None, Some((t.address.clone(), t.port))),
             },
         };
-        listeners.push(Arc::new(Listener { name: spec.name.clone(), direction: spec.direction, local: addr, target, target_name, open: AtomicUsize::new(0), max_connections }));
+        listeners.push(Arc::new(Listener { name: spec.name.clone(), direction: spec.direction, hbone: spec.hbone, local: addr, target, target_name, open: AtomicUsize::new(0), max_connections }));
         bound.push((spec.name.clone(), addr));
     }
     let (stop, stopped) = watch::channel(None::<u64>);
@@ -121,6 +124,7 @@ pub fn start(specs: &[ListenerSpec], threads: usize, max_connections: usize, sha
                             loop {
                                 tokio::select! {
                                     r = tl.accept() => match r {
+                                        Ok((s, peer)) if l.hbone => { tokio::spawn(super::hbone::serve(s, peer, l.clone(), shared.clone(), pools.clone())); }
                                         Ok((s, peer)) => { tokio::spawn(serve(s, peer, l.clone(), shared.clone(), pools.clone())); }
                                         // Out of descriptors and the like: back off briefly, keep serving.
                                         Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

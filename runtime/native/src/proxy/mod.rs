@@ -6,12 +6,14 @@
 //! - `l4.rs`: splice; `http.rs`: the HTTP pipeline; `normalize.rs`: what a request looks like to filters;
 //! - `balancer.rs`: endpoint choice and outlier ejection; `upstream.rs`: pools and upgrades;
 //! - `phase.rs`: the seam to the filter engine; `state.rs`: the snapshot Node hands over;
-//! - `records.rs`: access records and phase facts, taken by Node in batches.
+//! - `records.rs`: access records and phase facts, taken by Node in batches;
+//! - `hbone/`: mTLS tunnels between nodes (rustls, HTTP/2 CONNECT), both sides.
 //!
 //! Node keeps the control side: config, reloads (`setState`), identity, capture, admin, and
 //! the access log and metrics built from the records.
 
 mod balancer;
+mod hbone;
 mod http;
 mod inbound;
 mod l4;
@@ -25,7 +27,7 @@ mod state;
 mod upstream;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use napi::bindgen_prelude::*;
@@ -46,11 +48,19 @@ pub struct Shared {
     own: RwLock<Vec<SocketAddr>>,
     /// Connections open on every listener.
     open: AtomicUsize,
+    /// The node's workload certificates and trust bundle (`setIdentities`); None: no mTLS.
+    mesh: RwLock<Option<Arc<hbone::MeshTls>>>,
+    /// Generations of `mesh` handed over so far.
+    mesh_generation: AtomicU64,
 }
 
 impl Shared {
     fn state(&self) -> Option<Arc<State>> {
         self.state.read().unwrap().clone()
+    }
+
+    fn mesh(&self) -> Option<Arc<hbone::MeshTls>> {
+        self.mesh.read().unwrap().clone()
     }
 
     fn is_own_listener(&self, dest: SocketAddr) -> bool {
@@ -91,7 +101,7 @@ impl NativeProxy {
         let o: ProxyOptions = serde_json::from_str(&options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_CONFIG_INVALID: bad data path options: {e}")))?;
         let threads = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).clamp(1, 256);
         Ok(NativeProxy {
-            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::new(o.buckets, o.access_log)), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::new(o.buckets, o.access_log)), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0), mesh: RwLock::new(None), mesh_generation: AtomicU64::new(0) }),
             registry: Arc::new(Registry::default()),
             threads,
             max_connections: o.max_connections.unwrap_or(65_536).max(1),
@@ -108,6 +118,19 @@ impl NativeProxy {
         let state = State::build(spec, self.registry.clone(), &lookup).map_err(|e| Error::from_reason(format!("AMBIT_ERR_CONFIG_INVALID: {e}")))?;
         *self.shared.state.write().unwrap() = Some(Arc::new(state));
         Ok(())
+    }
+
+    /// Swaps in the node's mesh TLS material: JSON `{ roots, identities: [{ identity, chain, key }] }`
+    /// (PEM). HBONE handshakes from now on use it; connections already open keep theirs.
+    /// Errors name the identity at fault, never key material.
+    #[napi]
+    pub fn set_identities(&self, spec: String) -> Result<u32> {
+        let spec: hbone::MeshTlsSpec = serde_json::from_str(&spec).map_err(|e| Error::from_reason(format!("AMBIT_ERR_IDENTITY: bad mesh TLS material (at line {}, column {})", e.line(), e.column())))?;
+        let generation = self.shared.mesh_generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let tls = hbone::MeshTls::build(spec, generation).map_err(|e| Error::from_reason(format!("AMBIT_ERR_IDENTITY: {e}")))?;
+        let count = tls.identities().count() as u32;
+        *self.shared.mesh.write().unwrap() = Some(Arc::new(tls));
+        Ok(count)
     }
 
     /// Starts the listeners (JSON `[{ name, direction, address, port, target? }]`) on every

@@ -60,6 +60,8 @@ pub struct Context {
     pub route: Option<String>,
     pub request_id: String,
     pub attempt: u32,
+    /// The TLS session the connection arrived on (HBONE): version, cipher, SNI.
+    pub tls: Option<wire::TlsInfo>,
 }
 
 /// What request-phase filters asked of the host.
@@ -129,7 +131,7 @@ fn context(c: &Context) -> wire::Context {
         route: c.route.clone(),
         request_id: c.request_id.clone(),
         attempt: c.attempt,
-        tls: None,
+        tls: c.tls.clone(),
     }
 }
 
@@ -217,7 +219,7 @@ impl PhaseRunner for ChainRunner {
     }
 
     fn on_connection(&self, ctx: &Context, report: &mut PhaseReport) -> Outcome {
-        let input = wire::PhaseInput::Connection { conn: wire::Connection { context: context(ctx), tls: None }, facts: wire::Facts::default() };
+        let input = wire::PhaseInput::Connection { conn: wire::Connection { context: context(ctx), tls: ctx.tls.clone() }, facts: wire::Facts::default() };
         let (result, conn, _) = self.run(input, None, report);
         Self::outcome(result, conn)
     }

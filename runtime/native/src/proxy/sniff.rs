@@ -11,7 +11,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// What the first line said.
 #[derive(Debug, PartialEq, Eq)]
@@ -48,8 +47,8 @@ pub fn request_line(bytes: &[u8]) -> Option<Speaks> {
 /// says what it is; the bytes read come back for [`Prefixed`]. A line longer than `limit` is
 /// left to the HTTP/1 parser (which answers it), a connection that ends or stalls first to
 /// HTTP/2 (which closes it).
-pub async fn first_line(stream: &mut TcpStream, limit: usize, timeout: Duration) -> (Speaks, Vec<u8>) {
-    let mut buf = Vec::with_capacity(256);
+pub async fn first_line<S: AsyncRead + Unpin>(stream: &mut S, read_before: Vec<u8>, limit: usize, timeout: Duration) -> (Speaks, Vec<u8>) {
+    let mut buf = read_before;
     let read = async {
         let mut chunk = [0u8; 1024];
         loop {
@@ -70,19 +69,19 @@ pub async fn first_line(stream: &mut TcpStream, limit: usize, timeout: Duration)
 }
 
 /// A stream whose first bytes were already read: they are read again, then the socket.
-pub struct Prefixed {
+pub struct Prefixed<S> {
     prefix: Vec<u8>,
     at: usize,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Prefixed {
-    pub fn new(prefix: Vec<u8>, inner: TcpStream) -> Self {
+impl<S> Prefixed<S> {
+    pub fn new(prefix: Vec<u8>, inner: S) -> Self {
         Prefixed { prefix, at: 0, inner }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
         if this.at < this.prefix.len() {
@@ -99,7 +98,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }

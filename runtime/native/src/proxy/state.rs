@@ -43,6 +43,13 @@ pub struct WorkloadSpec {
     pub namespace: String,
     pub address: String,
     pub identity: String,
+    /// On another node whose traffic goes over mTLS: the HBONE port its node listens on
+    /// (the tunnel dials `address:hbonePort`). None: on this node, or no mTLS.
+    #[serde(default)]
+    pub hbone_port: Option<u16>,
+    /// Runs on this node: HBONE arriving for its address is answered with its certificate.
+    #[serde(default)]
+    pub local: bool,
 }
 
 #[derive(Deserialize)]
@@ -309,6 +316,12 @@ impl State {
             return None;
         }
         self.names.get(&(host, port)).map(|&i| self.routes[i].clone())
+    }
+
+    /// A workload on another node reached through HBONE: its node's HBONE port and its SPIFFE ID.
+    pub fn tunnelled(&self, ip: IpAddr) -> Option<(u16, &str)> {
+        let w = &self.workloads.get(&canonical(ip))?.info;
+        Some((w.hbone_port?, w.identity.as_str()))
     }
 
     pub fn workload_by_address(&self, ip: IpAddr) -> Option<&WorkloadSpec> {

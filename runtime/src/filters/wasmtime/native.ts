@@ -21,6 +21,8 @@ export interface NativeEngineHandle {
 /** The native data path (`runtime/native/src/proxy`). */
 export interface NativeProxyHandle {
   setState(spec: string, engine: NativeEngineHandle): void;
+  /** The mesh TLS material (JSON `MeshTlsSpec`, native-path/identities.ts); answers how many identities it holds. */
+  setIdentities(spec: string): number;
   listen(listeners: string): string;
   takeRecords(): string;
   info(): string;
