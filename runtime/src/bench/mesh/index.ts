@@ -15,6 +15,10 @@
  * server workload 127.0.2.1 (an nginx `return 200`, or a Node server without nginx).
  * Both proxies (one process each, `--workers 1`) are pinned to core 0; the load and the
  * upstream share core 1. Traffic is L4 on both nodes (port protocol tcp), as ztunnel's.
+ *
+ * HBONE runs twice: on the Node data path (node:http2 over node:tls) and on the native one
+ * (`proxy.dataPath: native`, one data-path thread: rustls and h2). On the native path node-2's
+ * HBONE listener is bound to the server workload's address, which node-1 dials, as ztunnel does.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -37,6 +41,8 @@ interface Node {
   proc: ChildProcess;
   outbound: number;
   hbone: number;
+  /** Where its HBONE listener is bound. */
+  hboneHost: string;
   stderr: () => string;
 }
 
@@ -44,7 +50,7 @@ interface RateResult { name: string; sent: number; ok: number; errors: number; p
 
 function yaml(o: {
   node: string; outbound: number; inbound: number; admin: number; hbone: number; upstream: number;
-  caDir?: string; node2?: { hbone: number }; endpoints?: string;
+  caDir?: string; node2?: { hbone: number }; endpoints?: string; native?: { hboneAddress: string };
 }): string {
   // The server workload is on node-2; node-1 reaches it by HBONE (identity set, node-2
   // listed) or, in the plaintext path, through node-2's outbound listener (endpoints).
@@ -55,9 +61,8 @@ proxy:
   outbound: { address: 127.0.0.1, port: ${o.outbound}, target: "${o.endpoints ? 'hop' : 'server'}.bench:80" }
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
-  hbone: { address: 127.0.0.1, port: ${o.hbone} }
-  engine: v8
-  filterThreads: 1
+  hbone: { address: ${o.native?.hboneAddress ?? '127.0.0.1'}, port: ${o.hbone} }
+${o.native ? '  engine: wasmtime\n  dataPath: native\n  native: { threads: 1 }\n  wasmtime: { threads: 1 }' : '  engine: v8\n  filterThreads: 1'}
 ${o.node2 ? `nodes: [{ name: node-2, address: 127.0.0.1, hbonePort: ${o.node2.hbone} }]` : ''}
 workloads:
   - { name: client, namespace: bench, serviceAccount: client, address: 127.0.0.1, node: node-1 }
@@ -80,23 +85,25 @@ async function startNode(dir: string, name: string, config: string, ports: { out
     await stop(proc);
     throw new Error(`${name}: ${(e as Error).message}\n${stderr}`);
   }
-  return { proc, outbound: ports.outbound, hbone: 0, stderr: () => stderr };
+  return { proc, outbound: ports.outbound, hbone: 0, hboneHost: '127.0.0.1', stderr: () => stderr };
 }
 
 interface Path { name: string; nodes: Node[]; port: number; host: string }
 
-/** node-1 → HBONE → node-2 (inbound) → server. */
-async function hbonePath(dir: string, upstream: number, caDir: string): Promise<Path> {
+/** node-1 → HBONE → node-2 (inbound) → server, on the Node data path or the native one. */
+async function hbonePath(dir: string, upstream: number, caDir: string, native: boolean): Promise<Path> {
+  const tag = native ? 'native-hbone' : 'hbone';
   const p2 = { outbound: await freePort(), inbound: await freePort(), admin: await freePort(), hbone: await freePort() };
-  const n2 = await startNode(dir, 'hbone-node-2', yaml({ node: 'node-2', ...p2, upstream, caDir }), p2);
+  const n2 = await startNode(dir, `${tag}-node-2`, yaml({ node: 'node-2', ...p2, upstream, caDir, ...(native ? { native: { hboneAddress: SERVER } } : {}) }), p2);
   const p1 = { outbound: await freePort(), inbound: await freePort(), admin: await freePort(), hbone: await freePort() };
-  const n1 = await startNode(dir, 'hbone-node-1', yaml({ node: 'node-1', ...p1, upstream, caDir, node2: { hbone: p2.hbone } }), p1).catch(async (e: unknown) => {
+  const n1 = await startNode(dir, `${tag}-node-1`, yaml({ node: 'node-1', ...p1, upstream, caDir, node2: { hbone: p2.hbone }, ...(native ? { native: { hboneAddress: '127.0.0.1' } } : {}) }), p1).catch(async (e: unknown) => {
     await stop(n2.proc);
     throw e;
   });
   n2.hbone = p2.hbone;
+  n2.hboneHost = native ? SERVER : '127.0.0.1';
   await waitHttp(p1.outbound);
-  return { name: 'two node proxies, HBONE (mTLS)', nodes: [n1, n2], port: p1.outbound, host: '127.0.0.1' };
+  return { name: native ? 'two node proxies, HBONE (mTLS), native data path' : 'two node proxies, HBONE (mTLS), Node data path', nodes: [n1, n2], port: p1.outbound, host: '127.0.0.1' };
 }
 
 /** node-1 → node-2 (outbound listener, plaintext) → server: the same two hops without TLS. */
@@ -130,7 +137,7 @@ async function cpuSeconds(pid: number): Promise<number> {
 async function handshakeRate(node: Node, caDir: string, seconds: number): Promise<{ perSecond: number; perCpuSecond: number; errors: number; cpuSeconds: number }> {
   const script = path.join(here, 'handshakes.js');
   const canPin = os.availableParallelism() > 1 && has('taskset');
-  const args = [script, '127.0.0.1', String(node.hbone), caDir, TD, String(seconds), '16'];
+  const args = [script, node.hboneHost, String(node.hbone), caDir, TD, String(seconds), '16'];
   const cpu0 = await cpuSeconds(node.proc.pid!);
   const out = execFileSync(canPin ? 'taskset' : process.execPath, canPin ? ['-c', '1', process.execPath, ...args] : args, { encoding: 'utf8', timeout: (seconds + 60) * 1000 });
   const cpu = (await cpuSeconds(node.proc.pid!)) - cpu0;
@@ -160,7 +167,8 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
   const paths: Path[] = [];
   try {
     paths.push(await plaintextPath(dir, up.port));
-    paths.push(await hbonePath(dir, up.port, caDir));
+    paths.push(await hbonePath(dir, up.port, caDir, false));
+    paths.push(await hbonePath(dir, up.port, caDir, true));
     const throughput: Result[] = [];
     const rate: RateResult[] = [];
     if (withWrk) throughput.push(wrk('direct to the workload', up.port, seconds, SERVER));
@@ -169,8 +177,8 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
       if (withWrk) throughput.push(wrk(p.name, p.port, seconds, p.host));
       rate.push(atRate(p.name, p.host, p.port, seconds));
     }
-    const hb = paths[1]!;
-    const hs = await handshakeRate(hb.nodes[1]!, caDir, seconds);
+    const hs = await handshakeRate(paths[1]!.nodes[1]!, caDir, seconds);
+    const hsNative = await handshakeRate(paths[2]!.nodes[1]!, caDir, seconds);
 
     const direct = rate[0]!;
     const sections: string[] = [];
@@ -187,15 +195,16 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
         r === direct ? '' : (r.p90ms - direct.p90ms).toFixed(3), r === direct ? '' : (r.p99ms - direct.p99ms).toFixed(3)]),
     )}\n\nAnchor: two ztunnels add about 0.17 ms p90 / 0.20 ms p99 at 1000 req/s (Istio 1.22, published).`);
     sections.push(`## New mTLS handshakes (TLS 1.3, ECDSA P-256, client certificate and SPIFFE ID verified; 16 concurrent clients on core 1)\n\n${mdTable(
-      ['handshakes/s', 'per CPU-second of the node proxy', 'node proxy CPU s', 'errors'],
-      [[hs.perSecond.toFixed(0), hs.perCpuSecond.toFixed(0), hs.cpuSeconds.toFixed(2), String(hs.errors)]],
+      ['HBONE listener', 'handshakes/s', 'per CPU-second of the node proxy', 'node proxy CPU s', 'errors'],
+      [{ name: 'Node data path (node:tls)', r: hs }, { name: 'native data path (rustls)', r: hsNative }]
+        .map(({ name, r }) => [name, r.perSecond.toFixed(0), r.perCpuSecond.toFixed(0), r.cpuSeconds.toFixed(2), String(r.errors)]),
     )}`);
     const md = sections.join('\n\n');
     process.stdout.write(`${md}\n`);
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });
     const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), seconds, rate: RATE, upstream: up.kind, otherCoresBefore: Number(otherCoresBefore.toFixed(2)), loadAverageEnd: os.loadavg().map((l) => Number(l.toFixed(2))) };
-    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, handshakes: hs }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, handshakes: hs, handshakesNative: hsNative }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'mesh-latest.md'), `# Mesh (mTLS) benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
   } finally {
     for (const p of paths) for (const n of p.nodes) await stop(n.proc);

@@ -120,10 +120,11 @@ pub async fn serve(tcp: TcpStream, client: SocketAddr, listener: Arc<Listener>, 
         .keep_alive_timeout(Duration::from_secs(20))
         .serve_connection(TokioIo::new(tls), service_fn(move |req| tunnel(session.clone(), req)))
         .await;
+    // A peer that breaks the HTTP/2 protocol is recorded; one that hangs up is not (each
+    // tunnel has its own record).
     if let Err(e) = served {
-        let msg = e.to_string();
-        if !msg.contains("connection closed") && !msg.contains("reset") {
-            refuse(format!("HTTP/2: {msg}"));
+        if e.is_parse() || e.is_user() {
+            refuse(format!("HTTP/2: {e}"));
         }
     }
 }
