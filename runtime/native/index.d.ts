@@ -71,6 +71,8 @@ export declare class NativeProxy {
    * `{ dropped, records, requests, filters, counters }` (`records.rs`).
    */
   takeRecords(): string
+  /** What HBONE counted, as JSON `{ server: {…}, client: {…} }` (`hbone/stats.rs`). */
+  hboneStats(): string
   /** Facts for `/config_dump`. */
   info(): string
   /**

@@ -18,7 +18,7 @@ import { Registry } from 'prom-client';
 import { buildFilter } from '@ambit/filter-sdk/build';
 import { CertificateAuthority, hbone, runNode, type RunningNode } from '@ambit/runtime';
 import { REPO } from './fixtures.js';
-import { echoWorkload, echoWorkloadH2, requestFrom, type EchoWorkload } from './support/mesh.js';
+import { captureLogs, echoWorkload, echoWorkloadH2, requestFrom, type EchoWorkload } from './support/mesh.js';
 import { until } from './support/telemetry.js';
 
 const PEER_DIR = path.join(REPO, 'runtime/test/fixtures/peer');
@@ -82,6 +82,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
   let node1: RunningNode;
   let node2: RunningNode;
   let registry2: Registry;
+  let logs2: Array<{ level: string; msg: string }>;
   let outbound1: number;
   let hbone2: { address: string; port: number };
   let ca: CertificateAuthority;
@@ -107,6 +108,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
     await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', hbone: SERVER.address, serverPort: server.port, h2Port: serverH2.port, hbonePorts: { node2: 15008, node3: rogueAddress.port } }));
     registry2 = new Registry();
     node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'warn' });
+    logs2 = captureLogs(node2.telemetry);
     hbone2 = node2.proxy.addresses().hbone!;
     expect(hbone2.address).toBe(SERVER.address);
     await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', hbone: CLIENT.address, serverPort: server.port, h2Port: serverH2.port, hbonePorts: { node2: hbone2.port, node3: rogueAddress.port } }));
@@ -140,6 +142,11 @@ describe('HBONE on the native data path (rustls, h2)', () => {
     const counters = await registry2.getSingleMetricAsString('ambit_filter_counter_total');
     expect(counters, counters).toContain(`name="identity ${CLIENT.identity}"`);
     expect(counters).toMatch(/filter="mtls",name="allowed_mtls"\} [1-9]/);
+    // The HBONE counters, in node-2's Prometheus metrics and node-1's statistics.
+    expect(await registry2.getSingleMetricAsString('ambit_hbone_tunnels_opened_total')).toMatch(/ambit_hbone_tunnels_opened_total\{side="inbound"\} [1-9]/);
+    expect(await registry2.getSingleMetricAsString('ambit_hbone_connections')).toMatch(/ambit_hbone_connections\{side="inbound"\} [1-9]/);
+    expect(node1.proxy.tunnels!.stats().client.tunnelsTotal).toBeGreaterThan(0);
+    expect(node2.proxy.tunnels!.stats().server.bytesFromPeers).toBeGreaterThan(0);
   });
 
   it('HTTP/2 to an http2 service on node 2 goes through the tunnel as HTTP/2', async () => {
@@ -151,11 +158,14 @@ describe('HBONE on the native data path (rustls, h2)', () => {
     expect(echo.headers['x-peer-identity']).toBe(CLIENT.identity);
   });
 
-  it('many requests, sequential and concurrent, all answered', async () => {
+  it('many requests share one HBONE session per (source identity, destination)', async () => {
+    const before = node1.proxy.tunnels!.stats().client.sessionsTotal;
     const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
     const replies = await Promise.all(Array.from({ length: 40 }, (_, i) => requestFrom(CLIENT.address, outbound1, `/many/${i}`, { agent })));
     agent.destroy();
     expect(replies.filter((r) => r.status !== 200).map((r) => `${r.status} ${r.body}`)).toEqual([]);
+    expect(node1.proxy.tunnels!.stats().client.sessionsTotal).toBe(before);
+    expect(node1.proxy.tunnels!.stats().client.sessions).toBe(1);
   });
 
   it('a server that presents another identity than the destination workload\'s is refused by the client: 503 saying why', async () => {
@@ -186,6 +196,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
       }
     }
     const refusals = async () => (await registry2.getSingleMetricAsString('ambit_connections_total')).split('\n').filter((l) => l.includes('denied="hbone"'));
+    const refusedSince = (n: number) => logs2.slice(n).filter((l) => l.msg.startsWith('hbone: refused')).map((l) => l.msg);
 
     it('a tunnel whose authority is not the dialed address: 400', async () => {
       const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity });
@@ -194,16 +205,23 @@ describe('HBONE on the native data path (rustls, h2)', () => {
       expect(msg).toContain('is not the address dialed');
     });
 
-    it('a certificate from an unknown CA is refused in the handshake', async () => {
+    it('a certificate from an unknown CA is refused in the handshake, and the log says so', async () => {
+      const n = logs2.length;
       const other = CertificateAuthority.generateRoot({ trustDomain: TD, commonName: 'impostor CA' });
       const cert = await other.issueWorkloadCertificate({ identity: CLIENT.identity });
       expect(await open(material(cert, ca.certPem), { address: SERVER.address, port: server.port })).not.toBe('opened');
       await until(async () => (await refusals()).length > 0, 'the refusal counted');
+      await until(() => refusedSince(n).length > 0, 'the refusal in the log');
+      expect(refusedSince(n).some((m) => /UnknownIssuer/.test(m)), refusedSince(n).join('\n')).toBe(true);
+      expect(await registry2.getSingleMetricAsString('ambit_hbone_refused_total')).toMatch(/what="connection"\} [1-9]/);
     });
 
-    it('an expired certificate is refused', async () => {
+    it('an expired certificate is refused, and the log says so', async () => {
+      const n = logs2.length;
       const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity, notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) });
       expect(await open(material(cert, ca.certPem), { address: SERVER.address, port: server.port })).not.toBe('opened');
+      await until(() => refusedSince(n).length > 0, 'the refusal in the log');
+      expect(refusedSince(n).some((m) => /expired/i.test(m)), refusedSince(n).join('\n')).toBe(true);
     });
 
     it('a client offering only TLS 1.2, or only ChaCha20, finds nothing in common', async () => {

@@ -17,6 +17,7 @@ import type { ListenerSpec } from '../proxy/proxy.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { FILTER_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../telemetry/metrics.js';
 import type { CertificateStore } from '../identity/store.js';
+import type { HboneClientStats, HboneServerStats } from '../hbone/index.js';
 import { syncIdentities } from './identities.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
@@ -41,8 +42,8 @@ export class NativeDataPath {
   private bound: Record<string, { address: string; port: number }> = {};
   private timer: NodeJS.Timeout | undefined;
   private unsync: (() => void) | undefined;
-  /** The Node data path's HBONE statistics; the native one reports its tunnels in the access records. */
-  readonly tunnels = undefined;
+  /** HBONE's counters (with `identity`), in the Node data path's shape: metrics and `/config_dump` read them. */
+  readonly tunnels: { stats(): { server: HboneServerStats; client: HboneClientStats } } | undefined;
 
   constructor(private readonly options: NativeDataPathOptions) {
     const load = loadNative();
@@ -58,6 +59,8 @@ export class NativeDataPath {
     }));
     this.native.setState(JSON.stringify(nativeStateSpec(options.state, { mtls: options.mtls !== undefined })), options.engine.nativeHandle());
     if (options.mtls) this.unsync = syncIdentities(this.native, options.mtls.store, options.telemetry);
+    const native = this.native;
+    this.tunnels = options.mtls ? { stats: () => JSON.parse(native.hboneStats()) as { server: HboneServerStats; client: HboneClientStats } } : undefined;
   }
 
   get state(): BuiltState {

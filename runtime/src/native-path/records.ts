@@ -31,7 +31,11 @@ export function deliverRecords(batch: string, telemetry: Telemetry): number {
   if (dropped > 0) telemetry.warn(`native data path: ${dropped} access records dropped (the batch buffer was full)`);
   for (const rec of records) {
     if (rec.type === 'request') telemetry.request(rec.r);
-    else if (rec.type === 'connection') telemetry.connection(rec.r);
+    else if (rec.type === 'connection') {
+      telemetry.connection(rec.r);
+      // HBONE refusals are operational: the peer node's operator needs the reason.
+      if (rec.r.denied?.filter === 'hbone') telemetry.warn(`hbone: refused connection from ${rec.r.source.address} to ${rec.r.destination.address}:${rec.r.destination.port}: ${rec.r.denied.reason}`);
+    }
     else {
       const { failures, logs } = rec.r;
       // The calls are counted in the filter cells; the failures are logged and counted here.

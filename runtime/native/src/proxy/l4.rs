@@ -56,10 +56,14 @@ pub async fn connect_endpoint(route: &Arc<Route>, via: impl Fn(SocketAddr) -> Re
     }
 }
 
+/// Bytes moved per read in each direction: large enough that a tunnel's TLS records and
+/// HTTP/2 DATA frames are full-sized on a bulk transfer (tokio's default is 8 KiB).
+const COPY_BUFFER_BYTES: usize = 64 << 10;
+
 /// Copies both ways until both sides are done; half-closes are passed on.
 pub async fn copy_both_ways<S: AsyncRead + AsyncWrite + Unpin>(mut client: S, mut up: Connected) -> Spliced {
     let upstream = Some(up.upstream.clone());
-    match tokio::io::copy_bidirectional(&mut client, &mut up.io).await {
+    match tokio::io::copy_bidirectional_with_sizes(&mut client, &mut up.io, COPY_BUFFER_BYTES, COPY_BUFFER_BYTES).await {
         Ok((rx, tx)) => Spliced { upstream, bytes_received: rx, bytes_sent: tx, error: None },
         Err(e) => Spliced { upstream, bytes_received: 0, bytes_sent: 0, error: Some(format!("reset: {e}")) },
     }

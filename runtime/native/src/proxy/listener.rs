@@ -115,7 +115,7 @@ pub fn start(specs: &[ListenerSpec], threads: usize, max_connections: usize, sha
                     }
                 };
                 rt.block_on(async move {
-                    let pools = Arc::new(Pools::default());
+                    let pools = Arc::new(Pools::new(shared.hbone.clone()));
                     let mut accepting = Vec::new();
                     for (sock, l) in socks.into_iter().zip(listeners.iter().cloned()) {
                         let Ok(tl) = tokio::net::TcpListener::from_std(sock) else { continue };

@@ -52,6 +52,8 @@ pub struct Shared {
     mesh: RwLock<Option<Arc<hbone::MeshTls>>>,
     /// Generations of `mesh` handed over so far.
     mesh_generation: AtomicU64,
+    /// What HBONE counted, both sides.
+    hbone: Arc<hbone::Stats>,
 }
 
 impl Shared {
@@ -101,7 +103,7 @@ impl NativeProxy {
         let o: ProxyOptions = serde_json::from_str(&options).map_err(|e| Error::from_reason(format!("AMBIT_ERR_CONFIG_INVALID: bad data path options: {e}")))?;
         let threads = o.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).clamp(1, 256);
         Ok(NativeProxy {
-            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::new(o.buckets, o.access_log)), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0), mesh: RwLock::new(None), mesh_generation: AtomicU64::new(0) }),
+            shared: Arc::new(Shared { state: RwLock::new(None), records: Arc::new(Records::new(o.buckets, o.access_log)), own: RwLock::new(Vec::new()), open: AtomicUsize::new(0), mesh: RwLock::new(None), mesh_generation: AtomicU64::new(0), hbone: Arc::default() }),
             registry: Arc::new(Registry::default()),
             threads,
             max_connections: o.max_connections.unwrap_or(65_536).max(1),
@@ -154,6 +156,12 @@ impl NativeProxy {
     #[napi]
     pub fn take_records(&self) -> String {
         self.shared.records.take()
+    }
+
+    /// What HBONE counted, as JSON `{ server: {…}, client: {…} }` (`hbone/stats.rs`).
+    #[napi]
+    pub fn hbone_stats(&self) -> String {
+        self.shared.hbone.json().to_string()
     }
 
     /// Facts for `/config_dump`.

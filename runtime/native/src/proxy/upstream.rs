@@ -21,7 +21,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
-use super::hbone::{MeshTls, TunnelTo, Tunnels};
+use super::hbone::{Counted, MeshTls, Stats, TunnelTo, Tunnels};
 use super::phase::Peer;
 use super::state::State;
 
@@ -110,7 +110,6 @@ impl PoolKey {
 /// Most idle HTTP/1.1 connections kept per endpoint.
 const MAX_IDLE_PER_ENDPOINT: usize = 256;
 
-#[derive(Default)]
 pub struct Pools {
     h1: Mutex<HashMap<PoolKey, Vec<http1::SendRequest<Body>>>>,
     h2: Mutex<HashMap<PoolKey, http2::SendRequest<Body>>>,
@@ -146,13 +145,18 @@ fn reset(e: hyper::Error) -> UpstreamError {
 }
 
 impl Pools {
+    pub fn new(hbone: Arc<Stats>) -> Self {
+        Pools { h1: Mutex::new(HashMap::new()), h2: Mutex::new(HashMap::new()), tunnels: Tunnels::new(hbone) }
+    }
+
     /// A byte stream to `addr`, directly or through its tunnel.
     pub async fn connect(&self, addr: SocketAddr, via: &Via, timeout_ms: u64) -> Result<BoxedIo, UpstreamError> {
         match via {
             Via::Direct => Ok(Box::new(connect(addr, timeout_ms).await?)),
             Via::Tunnel(t) => {
                 let to = TunnelTo { target: addr, via: t.via, expect: &t.expect };
-                Ok(Box::new(TokioIo::new(self.tunnels.open(&t.mesh, &t.source, t.source_ip, to, timeout_ms).await?)))
+                let stream = self.tunnels.open(&t.mesh, &t.source, t.source_ip, to, timeout_ms).await?;
+                Ok(Box::new(Counted::outbound(TokioIo::new(stream), &self.tunnels.stats)))
             }
         }
     }

@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../../identity/ca.js';
 import { sampleOtherCores } from '../machine-load.js';
 import { BUSY_CORES } from '../meta.js';
-import { freePort, has, pinned, startUpstream, stop, waitHttp, wrk, type Result } from '../proxy/index.js';
+import { BULK_BYTES, freePort, has, pinned, startUpstream, stop, waitHttp, wrk, type Result } from '../proxy/index.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(here, '../../../..');
@@ -127,6 +127,16 @@ function atRate(name: string, host: string, port: number, seconds: number): Rate
   return { name, ...(JSON.parse(out.trim().split('\n').pop()!) as Omit<RateResult, 'name'>) };
 }
 
+/** One bulk download (the upstream's `/bulk`, curl on core 1): bytes per second, or undefined without curl or nginx. */
+function bulk(name: string, host: string, port: number): { name: string; bytes: number; gbPerSecond: number } | undefined {
+  if (!has('curl') || !has('nginx')) return undefined;
+  const canPin = os.availableParallelism() > 1 && has('taskset');
+  const args = ['-s', '-o', '/dev/null', '--max-time', '60', '-w', '%{size_download} %{speed_download}', `http://${host}:${port}/bulk`];
+  const out = execFileSync(canPin ? 'taskset' : 'curl', canPin ? ['-c', '1', 'curl', ...args] : args, { encoding: 'utf8', timeout: 90_000 });
+  const [size, speed] = out.trim().split(' ').map(Number);
+  return { name, bytes: size!, gbPerSecond: speed! / 1e9 };
+}
+
 /** utime + stime of a process, in seconds. */
 async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -177,6 +187,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
       if (withWrk) throughput.push(wrk(p.name, p.port, seconds, p.host));
       rate.push(atRate(p.name, p.host, p.port, seconds));
     }
+    const bulks = [bulk('direct to the workload', SERVER, up.port), ...paths.map((p) => bulk(p.name, p.host, p.port))].filter((b) => b !== undefined);
     const hs = await handshakeRate(paths[1]!.nodes[1]!, caDir, seconds);
     const hsNative = await handshakeRate(paths[2]!.nodes[1]!, caDir, seconds);
 
@@ -194,6 +205,12 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
       rate.map((r) => [r.name, String(r.sent), String(r.errors), r.p50ms.toFixed(3), r.p90ms.toFixed(3), r.p99ms.toFixed(3),
         r === direct ? '' : (r.p90ms - direct.p90ms).toFixed(3), r === direct ? '' : (r.p99ms - direct.p99ms).toFixed(3)]),
     )}\n\nAnchor: two ztunnels add about 0.17 ms p90 / 0.20 ms p99 at 1000 req/s (Istio 1.22, published).`);
+    if (bulks.length > 0) {
+      sections.push(`## One bulk stream (${(BULK_BYTES / 2 ** 30).toFixed(0)} GiB from nginx with sendfile, curl on core 1)\n\n${mdTable(
+        ['path', 'bytes', 'GB/s', '× direct'],
+        bulks.map((b) => [b.name, String(b.bytes), b.gbPerSecond.toFixed(2), (b.gbPerSecond / bulks[0]!.gbPerSecond).toFixed(2)]),
+      )}`);
+    }
     sections.push(`## New mTLS handshakes (TLS 1.3, ECDSA P-256, client certificate and SPIFFE ID verified; 16 concurrent clients on core 1)\n\n${mdTable(
       ['HBONE listener', 'handshakes/s', 'per CPU-second of the node proxy', 'node proxy CPU s', 'errors'],
       [{ name: 'Node data path (node:tls)', r: hs }, { name: 'native data path (rustls)', r: hsNative }]
@@ -204,7 +221,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });
     const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), seconds, rate: RATE, upstream: up.kind, otherCoresBefore: Number(otherCoresBefore.toFixed(2)), loadAverageEnd: os.loadavg().map((l) => Number(l.toFixed(2))) };
-    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, handshakes: hs, handshakesNative: hsNative }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, bulk: bulks, handshakes: hs, handshakesNative: hsNative }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'mesh-latest.md'), `# Mesh (mTLS) benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
   } finally {
     for (const p of paths) for (const n of p.nodes) await stop(n.proc);

@@ -13,7 +13,7 @@
  * bounded by wrk's duration.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, truncate, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -116,14 +116,21 @@ export function wrk(name: string, port: number, DURATION_S: number, host = '127.
   return { name, rps, p50ms: p50, p99ms: p99, errors };
 }
 
+/** nginx (or Node) answering `hello from upstream`; with nginx, `GET /bulk` sends `BULK_BYTES` (sendfile). */
 export async function startUpstream(dir: string, host = '127.0.0.1'): Promise<{ port: number; proc: ChildProcess; kind: string }> {
   const port = await freePort();
   if (has('nginx')) {
     const conf = path.join(dir, 'upstream.conf');
+    const bulk = path.join(dir, 'bulk.bin');
+    await writeFile(bulk, '');
+    await truncate(bulk, BULK_BYTES);
+    // nginx's workers run as an unprivileged user: the file and its folder must be readable to them.
+    await chmod(bulk, 0o644);
+    await chmod(dir, 0o755);
     await writeFile(conf, `worker_processes 1; daemon off; pid ${dir}/upstream.pid; error_log ${dir}/upstream-error.log;
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen ${host}:${port}; location / { return 200 "hello from upstream\\n"; } } }
+http { access_log off; keepalive_requests 1000000; sendfile on;
+  server { listen ${host}:${port}; location = /bulk { default_type application/octet-stream; alias ${bulk}; } location / { return 200 "hello from upstream\\n"; } } }
 `);
     const proc = pinned(1, 'nginx', ['-p', dir, '-c', conf, '-e', `${dir}/upstream-error.log`]);
     await waitHttp(port, '/', 30_000, host);
@@ -134,6 +141,9 @@ http { access_log off; keepalive_requests 1000000;
   await waitHttp(port, '/', 30_000, host);
   return { port, proc, kind: 'node:http hello' };
 }
+
+/** Size of the upstream's `/bulk` response. */
+export const BULK_BYTES = 1 << 30;
 
 type Engine = 'v8' | 'wasmtime' | 'wasmtime-per-request' | 'native';
 

@@ -23,6 +23,8 @@ export interface NativeProxyHandle {
   setState(spec: string, engine: NativeEngineHandle): void;
   /** The mesh TLS material (JSON `MeshTlsSpec`, native-path/identities.ts); answers how many identities it holds. */
   setIdentities(spec: string): number;
+  /** HBONE's counters, JSON `{ server, client }` (runtime/native/src/proxy/hbone/stats.rs). */
+  hboneStats(): string;
   listen(listeners: string): string;
   takeRecords(): string;
   info(): string;

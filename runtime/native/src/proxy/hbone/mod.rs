@@ -5,20 +5,22 @@
 //! - `server.rs`: the inbound side (default :15008): the certificate of the workload whose
 //!   address was dialed, `CONNECT` checked and admitted into the inbound path.
 //! - `client.rs`: the outbound side: pooled sessions per source identity and destination.
+//! - `stats.rs`: what both sides counted, for the `ambit_hbone_*` metrics.
 
 mod client;
 mod server;
+mod stats;
 mod tls;
 
 use std::net::IpAddr;
 
 pub use client::{TunnelTo, Tunnels};
 pub use server::serve;
+pub use stats::{Counted, Stats};
 pub use tls::{MeshTls, MeshTlsSpec};
 
 /// Per-stream flow-control window (SETTINGS_INITIAL_WINDOW_SIZE), both sides: large enough
-/// that a tunnel is never held back by it on a fast path; h2 grows it further with the
-/// measured bandwidth-delay product.
+/// that a tunnel is never held back by it on a fast path.
 pub const STREAM_WINDOW_BYTES: u32 = 4 << 20;
 /// Connection-level flow-control window.
 pub const CONNECTION_WINDOW_BYTES: u32 = 16 << 20;

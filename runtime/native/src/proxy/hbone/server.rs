@@ -16,8 +16,9 @@
 //!    - 200 carries `baggage` naming the destination workload.
 
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +40,7 @@ use super::super::records::{ConnectionRecord, LocalReply};
 use super::super::sniff::Prefixed;
 use super::super::state::{Protocol, State, canonical};
 use super::super::upstream::Pools;
+use super::stats::{Counted, Open};
 use super::tls::spiffe_id;
 use crate::wire::TlsInfo;
 use super::{CONNECTION_WINDOW_BYTES, MAX_TUNNELS_PER_SESSION, REASON_HEADER, STREAM_WINDOW_BYTES, parse_forwarded_for};
@@ -48,6 +50,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One accepted HBONE connection.
 struct Session {
+    client: SocketAddr,
     dialed: SocketAddr,
     peer_identity: String,
     tls: TlsInfo,
@@ -78,7 +81,12 @@ pub async fn serve(tcp: TcpStream, client: SocketAddr, listener: Arc<Listener>, 
     let _ = tcp.set_nodelay(true);
     let Some(dialed) = original_dst(&tcp).or_else(|| tcp.local_addr().ok()) else { return };
     let dialed = SocketAddr::new(canonical(dialed.ip()), dialed.port());
-    let refuse = |reason: String| refusal(&shared, client, dialed, reason);
+    let stats = shared.hbone.clone();
+    stats.connections_total.fetch_add(1, Ordering::Relaxed);
+    let refuse = |reason: String| {
+        stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+        refusal(&shared, client, dialed, reason)
+    };
     if open > listener.max_connections {
         return refuse(format!("AMBIT_ERR_CONNECTION_LIMIT: listener {} has {} connections open (maxConnections)", listener.name, listener.max_connections));
     }
@@ -94,6 +102,7 @@ pub async fn serve(tcp: TcpStream, client: SocketAddr, listener: Arc<Listener>, 
         Ok(Err(e)) => return refuse(format!("TLS handshake: {e}")),
         Ok(Ok(tls)) => tls,
     };
+    let _open = Open::new(&stats, |s| &s.connections);
     let peer_identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(spiffe_id) {
         Some(Ok(id)) => id,
         Some(Err(e)) => return refuse(format!("the client certificate: {e}")),
@@ -108,12 +117,11 @@ pub async fn serve(tcp: TcpStream, client: SocketAddr, listener: Arc<Listener>, 
             sni: c.server_name().map(str::to_string),
         }
     };
-    let session = Arc::new(Session { dialed, peer_identity, tls: facts, state, shared: shared.clone(), pools });
+    let session = Arc::new(Session { client, dialed, peer_identity, tls: facts, state, shared: shared.clone(), pools });
     let served = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_stream_window_size(STREAM_WINDOW_BYTES)
         .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
-        .adaptive_window(true)
         .max_frame_size(256 * 1024)
         .max_concurrent_streams(MAX_TUNNELS_PER_SESSION)
         .keep_alive_interval(Some(Duration::from_secs(30)))
@@ -124,7 +132,7 @@ pub async fn serve(tcp: TcpStream, client: SocketAddr, listener: Arc<Listener>, 
     // tunnel has its own record).
     if let Err(e) = served {
         if e.is_parse() || e.is_user() {
-            refuse(format!("HTTP/2: {e}"));
+            refusal(&shared, client, dialed, format!("HTTP/2: {e}"));
         }
     }
 }
@@ -139,8 +147,11 @@ fn answer(status: StatusCode, reason: Option<&str>) -> Response<Empty<Bytes>> {
 }
 
 async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<Empty<Bytes>>, Infallible> {
+    let stats = &s.shared.hbone;
+    stats.tunnels_total.fetch_add(1, Ordering::Relaxed);
     let refuse = |status: StatusCode, reason: String| {
-        refusal(&s.shared, SocketAddr::new(IpAddr::from([0, 0, 0, 0]), 0), s.dialed, reason.clone());
+        stats.tunnels_refused.fetch_add(1, Ordering::Relaxed);
+        refusal(&s.shared, s.client, s.dialed, reason.clone());
         Ok(answer(status, Some(&reason)))
     };
     if req.method() != Method::CONNECT {
@@ -161,7 +172,10 @@ async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<
     };
     let admitted = match admit(Direction::Inbound, source, Some(s.tls.clone()), dest, None, s.state.clone(), s.shared.clone(), Instant::now()) {
         Ok(a) => a,
-        Err(why) => return Ok(answer(StatusCode::UNAUTHORIZED, Some(&why))),
+        Err(why) => {
+            stats.tunnels_refused.fetch_add(1, Ordering::Relaxed);
+            return Ok(answer(StatusCode::UNAUTHORIZED, Some(&why)));
+        }
     };
     let baggage = admitted
         .effective
@@ -171,6 +185,7 @@ async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<
         .and_then(|b| http::HeaderValue::from_str(&b).ok());
     let upgrade = hyper::upgrade::on(&mut req);
     let pools = s.pools.clone();
+    let stats = stats.clone();
     if !admitted.l7 {
         // L4: the workload answers before the tunnel does.
         let mut a = admitted;
@@ -181,13 +196,14 @@ async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<
                 a.record.upstream = r.upstream;
                 a.record.error = r.error;
                 a.finish();
+                stats.tunnels_refused.fetch_add(1, Ordering::Relaxed);
                 return Ok(answer(StatusCode::SERVICE_UNAVAILABLE, Some(&reason)));
             }
         };
         tokio::spawn(async move {
             match upgrade.await {
                 Ok(stream) => {
-                    let r = copy_both_ways(TokioIo::new(stream), up).await;
+                    let r = copy_both_ways(Counted::inbound(TokioIo::new(stream), &stats), up).await;
                     a.record.upstream = r.upstream;
                     a.record.bytes_received = r.bytes_received;
                     a.record.bytes_sent = r.bytes_sent;
@@ -201,7 +217,7 @@ async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<
         tokio::spawn(async move {
             let mut a = admitted;
             let mut stream = match upgrade.await {
-                Ok(stream) => TokioIo::new(stream),
+                Ok(stream) => Counted::inbound(TokioIo::new(stream), &stats),
                 Err(e) => {
                     a.record.error = Some(format!("the tunnel closed before it opened: {e}"));
                     return a.finish();
