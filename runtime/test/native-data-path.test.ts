@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
@@ -15,7 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { runNode, type RunningNode } from '@ambit/runtime';
-import { buildFixtures, HELLO_DIR } from './fixtures.js';
+import { buildFixtures, HELLO_DIR, MISBEHAVE_DIR, throwingFilterMesh } from './fixtures.js';
 import { nativePathSkip as skip, startNativePath, type RunningNativePath } from './support/native-path.js';
 import { until, type RecordingTelemetry } from './support/telemetry.js';
 import { httpUpstream, type Upstream } from './support/upstreams.js';
@@ -279,6 +279,37 @@ describe.skipIf(skip)('native data path', () => {
     });
     expect(echoed).toBe('not http at all\x00\x01');
     await until(() => telemetry.connections.some((c) => c.mode === 'l4' && c.service === 'tcp.test' && c.bytesReceived === 17), 'the L4 connection record');
+  });
+});
+
+describe.skipIf(skip)('a throwing filter on the native data path', () => {
+  let upstream: Upstream;
+  let running: RunningNativePath;
+
+  beforeAll(async () => {
+    await buildFixtures();
+    upstream = await httpUpstream('api');
+    running = await startNativePath(`node: test-node\n${throwingFilterMesh(upstream.port)}`, [{ name: 'out', target: { address: '10.96.9.9', port: 80 } }]);
+  }, 300_000);
+
+  afterAll(async () => {
+    await running?.close();
+    await upstream?.close();
+  });
+
+  it('answers 503 naming the filter, and reports the exception at the TypeScript line of the throw', async () => {
+    const r = await get(running.ports.out!, '/quiet/x');
+    expect(r.status).toBe(503);
+    expect(r.body).toBe('filter quiet failed (trap)\n');
+    expect(upstream.seen.length).toBe(0);
+    const src = (await readFile(path.join(MISBEHAVE_DIR, 'src/filter.ts'), 'utf8')).split('\n');
+    const line = src.findIndex((l) => l.includes("case 'throw': throw new Error")) + 1;
+    await until(() => running.telemetry.failures.some((f) => f.filter === 'quiet'), 'the failure record');
+    const failure = running.telemetry.failures.find((f) => f.filter === 'quiet')!;
+    expect(failure).toMatchObject({ kind: 'trap', policy: 'fail-closed' });
+    expect(failure.message).toContain('misbehave quiet throws on purpose');
+    expect(failure.message).toContain(`src/filter.ts:${line}:`);
+    expect(failure.message).not.toMatch(/filter\.js:\d+/);
   });
 });
 

@@ -20,6 +20,12 @@ import type { CertificateStore } from '../identity/store.js';
 import { syncIdentities } from './identities.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
+import { failureMapper } from '../filters/report-failures.js';
+import type { FilterFailure } from '../filters/engine.js';
+
+function mapperOf(state: BuiltState): (f: FilterFailure) => FilterFailure {
+  return failureMapper([...state.resolved.filters.values()].map((f) => f.binding));
+}
 
 export interface NativeDataPathOptions {
   listeners: ListenerSpec[];
@@ -41,6 +47,8 @@ export class NativeDataPath {
   private bound: Record<string, { address: string; port: number }> = {};
   private timer: NodeJS.Timeout | undefined;
   private unsync: (() => void) | undefined;
+  /** Maps the failures in the records to the filters' TypeScript sources, by the current snapshot's filters. */
+  private mapFailure: (f: FilterFailure) => FilterFailure;
   /** The Node data path's HBONE statistics; the native one reports its tunnels in the access records. */
   readonly tunnels = undefined;
 
@@ -50,6 +58,7 @@ export class NativeDataPath {
       throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `proxy.dataPath native needs @ambit/native with the data path: ${load.ok ? 'this build has no NativeProxy (rebuild: npm run build)' : load.reason}`);
     }
     this.current = options.state;
+    this.mapFailure = mapperOf(options.state);
     this.native = new load.native.NativeProxy(JSON.stringify({
       threads: options.threads,
       maxConnections: options.maxConnections,
@@ -74,7 +83,7 @@ export class NativeDataPath {
 
   /** Takes what the native side counted and recorded since the last take. */
   pump(): number {
-    return deliverRecords(this.native.takeRecords(), this.options.telemetry);
+    return deliverRecords(this.native.takeRecords(), this.options.telemetry, this.mapFailure);
   }
 
   addresses(): Record<string, { address: string; port: number }> {
@@ -90,6 +99,7 @@ export class NativeDataPath {
     this.native.setState(JSON.stringify(nativeStateSpec(next, { mtls: this.options.mtls !== undefined })), this.options.engine.nativeHandle());
     const old = this.current;
     this.current = next;
+    this.mapFailure = mapperOf(next);
     await old.close();
   }
 
