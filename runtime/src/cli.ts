@@ -11,6 +11,8 @@ import { runFilterDemo } from './demo/filter-demo.js';
 import { showLocalMesh, startLocalMesh } from './demo/local-mesh.js';
 import { runClusterPrimary, runClusterWorker } from './node/cluster.js';
 import { runNode } from './node/run.js';
+import { chooseDataPath, expectedEngine } from './node/data-path.js';
+import type { MeshConfig } from './config/index.js';
 import type { AccessLogDestination } from './telemetry/index.js';
 import { ControllerSource } from './controlplane/source.js';
 import { ControlPlaneError } from './controlplane/errors.js';
@@ -62,7 +64,7 @@ program
       return;
     }
     const { loadMeshConfig } = await import('./config/index.js');
-    const workers = opts.workers ?? (await loadMeshConfig(config)).config.proxy.workers ?? os.availableParallelism();
+    const workers = processCount(opts.workers, (await loadMeshConfig(config)).config);
     if (workers > 1) {
       const failure = await runClusterPrimary({ ...common, workers });
       if (failure) throw new Error(failure);
@@ -76,6 +78,22 @@ program
 interface RunFlags {
   config?: string; workers?: number; accessLog: string; logLevel: string;
   controller?: string; controllerCa?: string; controllerServerName: string; nodeName?: string; tokenFile: string; filterRoot: string;
+}
+
+/**
+ * How many processes serve the listeners: `--workers`, else `proxy.workers`, else one where the
+ * native data path serves (its threads use the cores), else one per core (node:cluster workers
+ * on the node data path).
+ */
+function processCount(flag: number | undefined, config: MeshConfig): number {
+  const asked = flag ?? config.proxy.workers;
+  const engine = expectedEngine(config);
+  if (asked !== undefined) {
+    // `dataPath: native` refuses workers, saying why, before any is forked.
+    if (asked > 1) chooseDataPath(config, { engine, workers: asked });
+    return asked;
+  }
+  return chooseDataPath(config, { engine, workers: 1 }).kind === 'native' ? 1 : os.availableParallelism();
 }
 
 /** `ambit run --controller`: one proxy process fed by the controller's stream. */

@@ -55,7 +55,6 @@ proxy:
   outbound: { address: '::', port: 15001 }  # dual stack: pods reach it at ${ADDR.proxy} and [${ADDR.proxy6}]
   inbound: { address: 127.0.0.1, port: 15006 }
   admin: { address: 127.0.0.1, port: 15000 }
-  engine: v8
   workers: 1
 capture:
   mode: ${mode}

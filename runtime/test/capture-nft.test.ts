@@ -52,7 +52,6 @@ proxy:
   outbound: { address: 127.0.0.1, port: ${OUTBOUND} }
   inbound: { address: 127.0.0.1, port: 15006 }
   admin: { address: 127.0.0.1, port: ${ADMIN} }
-  engine: v8
 workloads:
   - { name: client, namespace: test, serviceAccount: client-sa, address: 127.0.0.1 }
 services:

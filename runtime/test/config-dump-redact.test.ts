@@ -58,7 +58,6 @@ proxy:
   outbound: { address: 127.0.0.1, port: 15001, target: "api.test:80" }
   inbound: { address: 127.0.0.1, port: 15006 }
   admin: { address: 127.0.0.1, port: 15000 }
-  engine: v8
 services:
   - name: api
     namespace: test

@@ -137,7 +137,7 @@ describe('mesh config: parsing and defaults', () => {
         hbone: { address: '0.0.0.0', port: 15008, connectTimeoutMs: 10_000 },
         engine: 'auto',
         filterThreads: 2,
-        dataPath: 'node',
+        dataPath: 'auto',
         native: { maxConnections: 65_536 },
         wasmtime: { epochTickMs: 1, maxInstances: 1000, maxMemoryPages: 16384 },
         limits: {

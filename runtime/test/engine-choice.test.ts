@@ -4,16 +4,15 @@
  * blocked in a child process (as on a machine without cargo).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildFixtures, HELLO_DIR, REPO } from './fixtures.js';
+import { buildFixtures, HELLO_DIR } from './fixtures.js';
+import { runUntilConfigDump, type AmbitRun } from './support/ambit-run.js';
 import { freePort } from './support/upstreams.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const CLI = path.join(REPO, 'runtime/dist/cli.js');
 const BLOCK = path.join(here, 'support/native/block.cjs');
 
 function meshYaml(engine: string, ports: { outbound: number; inbound: number; admin: number }): string {
@@ -39,37 +38,14 @@ bindings:
 `;
 }
 
-interface Run { code: number | null; output: string; dump?: { engine: string; engineInfo: Record<string, unknown> } }
+type Run = AmbitRun<{ engine: string; engineInfo: Record<string, unknown> }>;
 
 /** Starts `ambit run` with the addon blocked; reads /config_dump once ready, or the exit when it fails. */
 async function runBlocked(dir: string, engine: string): Promise<Run> {
   const ports = { outbound: await freePort(), inbound: await freePort(), admin: await freePort() };
   const config = path.join(dir, `${engine}.yaml`);
   await writeFile(config, meshYaml(engine, ports));
-  const child = spawn(process.execPath, ['-r', BLOCK, CLI, 'run', '--config', config, '--access-log', 'off'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr.on('data', (d: Buffer) => { output += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const deadline = Date.now() + 60_000;
-  let dump: Run['dump'];
-  try {
-    while (Date.now() < deadline) {
-      const done = await Promise.race([exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), 200))]);
-      if (done !== undefined) return { code: done, output };
-      const res = await fetch(`http://127.0.0.1:${ports.admin}/config_dump`).catch(() => undefined);
-      if (res?.ok) {
-        dump = (await res.json()) as Run['dump'];
-        break;
-      }
-    }
-    if (!dump) throw new Error(`ambit run neither served /config_dump nor exited within 60 s:\n${output}`);
-  } finally {
-    // Stopping it flushes its log.
-    if (child.exitCode === null) child.kill('SIGTERM');
-    await exited;
-  }
-  return { code: null, output, dump };
+  return runUntilConfigDump(config, ports.admin, { nodeArgs: ['-r', BLOCK] });
 }
 
 describe('filter engine choice when the wasmtime addon cannot load', () => {
@@ -89,6 +65,10 @@ describe('filter engine choice when the wasmtime addon cannot load', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toContain('filter engine: v8 (engine: auto; wasmtime unavailable:');
     expect(lines[0]).toContain('blocked by the test');
+    // And the data path (dataPath: auto) steps down to node, saying why in one line.
+    const paths = r.output.split('\n').filter((l) => l.includes('data path:'));
+    expect(paths).toHaveLength(1);
+    expect(paths[0]).toContain('data path: node (dataPath: auto; @ambit/native cannot load:');
   }, 90_000);
 
   it('engine: wasmtime refuses to start, naming the reason and what to do', async () => {

@@ -10,7 +10,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildFixtures, MISBEHAVE_DIR, REPO } from './fixtures.js';
+import { buildFixtures, MISBEHAVE_DIR, REPO, throwingFilterMesh } from './fixtures.js';
 import { freePort, httpUpstream, type Upstream } from './support/upstreams.js';
 import { loadNative } from '@ambit/runtime';
 
@@ -60,21 +60,7 @@ proxy:
   engine: ${engine}
 workloads:
   - { name: client, namespace: test, serviceAccount: client-sa, address: 127.0.0.1 }
-services:
-  - name: api
-    namespace: test
-    vip: 10.96.9.9
-    ports: [{ port: 80, targetPort: ${upstream.port}, protocol: http }]
-    endpoints: [{ address: 127.0.0.1 }]
-bindings:
-  - name: broken
-    target: { service: api.test }
-    direction: outbound
-    filters:
-      - ref: ${MISBEHAVE_DIR}
-        name: quiet
-        config: { tag: quiet, mode: throw, trigger: /quiet }
-      - ref: ${MISBEHAVE_DIR}
+${throwingFilterMesh(upstream.port)}      - ref: ${MISBEHAVE_DIR}
         name: loud
         exposeErrors: true
         config: { tag: loud, mode: throw, trigger: /loud }

@@ -50,7 +50,6 @@ describe('filters from an npm registry (verdaccio on loopback)', () => {
 node: ${name}
 proxy:
   outbound: { address: 127.0.0.1, port: 15001, target: "api.test:80" }
-  engine: v8
   limits: { drainTimeoutMs: 500 }
 services:
   - name: api

@@ -13,6 +13,29 @@ export const REPO = path.resolve(here, '../..');
 export const HELLO_DIR = path.join(REPO, 'examples/filters/hello');
 export const MISBEHAVE_DIR = path.join(here, 'fixtures/misbehave');
 
+/**
+ * Mesh config lines (`services` and `bindings`): api.test (VIP 10.96.9.9:80) served on
+ * 127.0.0.1:`upstreamPort`, and its outbound binding `broken` whose misbehave filter `quiet`
+ * throws on /quiet. More filter entries of that binding may follow.
+ */
+export function throwingFilterMesh(upstreamPort: number): string {
+  return `services:
+  - name: api
+    namespace: test
+    vip: 10.96.9.9
+    ports: [{ port: 80, targetPort: ${upstreamPort}, protocol: http }]
+    endpoints: [{ address: 127.0.0.1 }]
+bindings:
+  - name: broken
+    target: { service: api.test }
+    direction: outbound
+    filters:
+      - ref: ${MISBEHAVE_DIR}
+        name: quiet
+        config: { tag: quiet, mode: throw, trigger: /quiet }
+`;
+}
+
 export interface Fixtures {
   hello: FilterArtifact;
   misbehave: FilterArtifact;

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
@@ -15,10 +15,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { runNode, type RunningNode } from '@ambit/runtime';
-import { buildFixtures, HELLO_DIR } from './fixtures.js';
+import { buildFixtures, HELLO_DIR, MISBEHAVE_DIR, throwingFilterMesh } from './fixtures.js';
 import { nativePathSkip as skip, startNativePath, type RunningNativePath } from './support/native-path.js';
 import { until, type RecordingTelemetry } from './support/telemetry.js';
-import { httpUpstream, type Upstream } from './support/upstreams.js';
+import { freePort, httpUpstream, type Upstream } from './support/upstreams.js';
+import { runUntilConfigDump } from './support/ambit-run.js';
 const run = promisify(execFile);
 
 /** Writes raw bytes and reads until the peer closes or `ms` pass; answers everything read. */
@@ -282,6 +283,37 @@ describe.skipIf(skip)('native data path', () => {
   });
 });
 
+describe.skipIf(skip)('a throwing filter on the native data path', () => {
+  let upstream: Upstream;
+  let running: RunningNativePath;
+
+  beforeAll(async () => {
+    await buildFixtures();
+    upstream = await httpUpstream('api');
+    running = await startNativePath(`node: test-node\n${throwingFilterMesh(upstream.port)}`, [{ name: 'out', target: { address: '10.96.9.9', port: 80 } }]);
+  }, 300_000);
+
+  afterAll(async () => {
+    await running?.close();
+    await upstream?.close();
+  });
+
+  it('answers 503 naming the filter, and reports the exception at the TypeScript line of the throw', async () => {
+    const r = await get(running.ports.out!, '/quiet/x');
+    expect(r.status).toBe(503);
+    expect(r.body).toBe('filter quiet failed (trap)\n');
+    expect(upstream.seen.length).toBe(0);
+    const src = (await readFile(path.join(MISBEHAVE_DIR, 'src/filter.ts'), 'utf8')).split('\n');
+    const line = src.findIndex((l) => l.includes("case 'throw': throw new Error")) + 1;
+    await until(() => running.telemetry.failures.some((f) => f.filter === 'quiet'), 'the failure record');
+    const failure = running.telemetry.failures.find((f) => f.filter === 'quiet')!;
+    expect(failure).toMatchObject({ kind: 'trap', policy: 'fail-closed' });
+    expect(failure.message).toContain('misbehave quiet throws on purpose');
+    expect(failure.message).toContain(`src/filter.ts:${line}:`);
+    expect(failure.message).not.toMatch(/filter\.js:\d+/);
+  });
+});
+
 describe.skipIf(skip)('ambit run with proxy.dataPath native', () => {
   let dir: string;
   let upstream: Upstream;
@@ -320,4 +352,52 @@ describe.skipIf(skip)('ambit run with proxy.dataPath native', () => {
     const dump = JSON.parse((await get(admin, '/config_dump')).body) as { dataPath: { kind: string; threads: number } };
     expect(dump.dataPath).toMatchObject({ kind: 'native', threads: 2 });
   });
+});
+
+describe.skipIf(skip)('proxy.dataPath auto (the default)', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'ambit-auto-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  type Dump = { workers?: number; engine: string; dataPath: { kind: string; asked: string; reason?: string; threads?: number } };
+
+  /** `ambit run` with no dataPath, engine or workers set: what it chose, and its one log line saying so. */
+  async function runDefault(name: string, extra: string, args: string[] = []): Promise<{ dump: Dump; line: string }> {
+    const ports = { outbound: await freePort(), inbound: await freePort(), admin: await freePort(), hbone: await freePort() };
+    const config = path.join(dir, `${name}.yaml`);
+    await writeFile(config, `node: n1
+trustDomain: mesh.test
+proxy:
+  outbound: { address: 127.0.0.1, port: ${ports.outbound}, target: "127.0.0.1:9" }
+  inbound: { address: 127.0.0.1, port: ${ports.inbound} }
+  admin: { address: 127.0.0.1, port: ${ports.admin} }
+  hbone: { address: 127.0.0.1, port: ${ports.hbone} }
+${extra}`);
+    const r = await runUntilConfigDump<Dump>(config, ports.admin, { args });
+    expect(r.dump, r.output).toBeDefined();
+    const lines = r.output.split('\n').filter((l) => l.includes('data path:'));
+    expect(lines, r.output).toHaveLength(1);
+    return { dump: r.dump!, line: lines[0]! };
+  }
+
+  it('runs the native data path, in one process, for a config without identity', async () => {
+    const { dump, line } = await runDefault('plain', '');
+    expect(dump.workers).toBeUndefined();
+    expect(dump.engine).toBe('wasmtime');
+    expect(dump.dataPath).toMatchObject({ kind: 'native', asked: 'dataPath: auto' });
+    expect(dump.dataPath.reason).toBeUndefined();
+    expect(dump.dataPath.threads).toBeGreaterThan(0);
+    expect(line).toContain('data path: native (dataPath: auto)');
+  }, 90_000);
+
+  it('runs the node data path for a config with identity, and says why', async () => {
+    const { dump, line } = await runDefault('identity', `identity:\n  ca: { dir: ${path.join(dir, 'ca')} }\n`, ['--workers', '1']);
+    expect(dump.engine).toBe('wasmtime');
+    expect(dump.dataPath).toEqual({ kind: 'node', asked: 'dataPath: auto', reason: expect.stringContaining('the config sets identity') });
+    expect(line).toContain(`data path: node (dataPath: auto; ${dump.dataPath.reason})`);
+  }, 90_000);
 });

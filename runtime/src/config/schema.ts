@@ -50,7 +50,7 @@ const QualifiedName = (description: string) =>
 export const PROTOCOLS = ['auto', 'http', 'http2', 'tcp'] as const;
 export const LOAD_BALANCERS = ['round-robin', 'least-request'] as const;
 export const ENGINES = ['v8', 'wasmtime', 'auto'] as const;
-export const DATA_PATHS = ['node', 'native'] as const;
+export const DATA_PATHS = ['auto', 'native', 'node'] as const;
 export const DIRECTIONS = ['inbound', 'outbound'] as const;
 export const FAILURE_POLICIES = ['fail-closed', 'fail-open'] as const;
 export const INSTANCE_STRATEGIES = ['pooled', 'per-request'] as const;
@@ -106,12 +106,12 @@ export const ProxySchema = Obj({
     maxInstances: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'Component instances the pooling allocator reserves slots for (warm and per-request together). Default 1000.' }),
     maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages (each instance slot reserves 4 GiB of address space either way, so that filter code runs without bounds checks). Default 16384 (1 GiB).' }),
   }, { default: {}, description: 'Settings of the wasmtime engine.' }),
-  dataPath: StringEnum(DATA_PATHS, { default: 'node', description: 'Which code serves connections. `native`: Rust threads inside `@ambit/native` (tokio, hyper), filters called inline on the wasmtime engine; needs the addon and `engine: wasmtime` or `auto`, and no `identity` yet (HBONE stays on the node data path). `node`: the Node.js data path. The environment variable AMBIT_DATA_PATH overrides it. Default node.' }),
+  dataPath: StringEnum(DATA_PATHS, { default: 'auto', description: 'Which code serves connections. `native`: Rust threads inside `@ambit/native` (tokio, hyper, rustls for HBONE), filters called inline on the wasmtime engine; it needs the addon built with the data path, the wasmtime engine (`engine: wasmtime` or `auto`) and one process: it uses the cores through its own threads (`native.threads`), so it refuses `workers` (or `--workers`) above 1. `node`: the Node.js data path, which uses more cores through `node:cluster` workers. `auto`: native where it can serve, the config sets no `identity` (mTLS between nodes stays on the node path unless native is asked for) and no binding sets `exposeErrors` (not served on the native path yet), else node, with one log line saying why; so `workers` above 1 picks node, and without `workers` a node runs one process on the native path, or one per core on the node path. `/config_dump` shows the choice (`dataPath.kind`, and `dataPath.reason` when auto picked node). The environment variable AMBIT_DATA_PATH (auto, native or node) overrides it. Default auto.' }),
   native: Obj({
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Data-path threads (one tokio runtime each, accepts spread by SO_REUSEPORT). Default: the number of CPU cores.' })),
     maxConnections: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 65_536, description: 'Connections one listener holds open at most; beyond, new ones are closed at once (AMBIT_ERR_CONNECTION_LIMIT in the access log). Default 65536.' }),
-  }, { default: {}, description: 'Settings of the native data path (`dataPath: native`).' }),
-  workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers). Default: the number of CPU cores.' })),
+  }, { default: {}, description: 'Settings of the native data path (`dataPath: native`, or `auto` when it picks native).' }),
+  workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024, description: 'Proxy processes sharing the listeners (`node:cluster` workers, each on the node data path). Above 1, `dataPath: auto` picks the node data path and `dataPath: native` is refused (it uses threads instead: `native.threads`). Default: one process when the native data path serves, else the number of CPU cores.' })),
   filterThreads: Type.Integer({
     minimum: 1, maximum: 64, default: 2,
     description: 'Threads per proxy process that run filters on the V8 engine. With 2, one can be stopped (a filter past its deadline) while the other serves. Default 2.',
@@ -212,7 +212,7 @@ export const FilterRefSchema = Obj({
   maxKeys: Type.Integer({ minimum: 1, maximum: 262_144, default: 4096, description: 'Keys the filter\'s shared table (capability `shared`) holds. A new key past them is refused (a rate limit answers it as limited); a live entry is never evicted to make room. Default 4096.' }),
   config: Type.Optional(Type.Unknown({ description: 'The filter\'s configuration, validated against its schema.' })),
   failurePolicy: StringEnum(FAILURE_POLICIES, { default: 'fail-closed', description: 'What a trap or missed deadline does: `fail-closed` answers 503 naming the filter, `fail-open` skips it. Default fail-closed.' }),
-  exposeErrors: Type.Optional(Type.Boolean({ description: 'Put a failing filter\'s error text (its exception, mapped to its TypeScript source) in the 503 a fail-closed failure answers, as well as in the log. For development: exception texts can carry request data. Default false.' })),
+  exposeErrors: Type.Optional(Type.Boolean({ description: 'Put a failing filter\'s error text (its exception, mapped to its TypeScript source) in the 503 a fail-closed failure answers, as well as in the log. For development: exception texts can carry request data. Not served on the native data path yet (its 503 names the filter only): `dataPath: auto` picks the node path for a config that sets it. Default false.' })),
   deadlineMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 50, description: 'Longest a single filter call may run. Default 50 ms.' }),
   memoryMaxPages: Type.Integer({ minimum: 1, maximum: 65536, default: 1024, description: 'Linear memory cap in 64 KiB pages. Default 1024 (64 MiB).' }),
   instances: StringEnum(INSTANCE_STRATEGIES, {

@@ -17,20 +17,33 @@ import { BASE_CHAIN, type FilterBinding, type FilterChain, type FilterFailure, t
 
 interface FilterFacts {
   wasm: Uint8Array;
+  sha256: string;
   map?: SourceMapPayload | null;
-  exposeErrors: boolean;
 }
 
-export function reportFailures(chain: FilterChain, bindings: readonly FilterBinding[]): FilterChain & { [BASE_CHAIN]: FilterChain } {
-  const facts = new Map<string, FilterFacts>();
-  for (const b of bindings) facts.set(b.name, { wasm: b.wasm, exposeErrors: b.exposeErrors === true });
-  const mapped = (f: FilterFailure): FilterFailure => {
+/**
+ * Maps a failure's message to the TypeScript source of the filter it names, among `bindings`
+ * (a name that stands for two different components is left as it is). Source maps are read
+ * from the components on first use.
+ */
+export function failureMapper(bindings: Iterable<FilterBinding>): (f: FilterFailure) => FilterFailure {
+  const facts = new Map<string, FilterFacts | null>();
+  for (const b of bindings) {
+    const known = facts.get(b.name);
+    facts.set(b.name, known === undefined ? { wasm: b.wasm, sha256: b.sha256 } : known?.sha256 === b.sha256 ? known : null);
+  }
+  return (f) => {
     const fact = facts.get(f.filter);
     if (!fact) return f;
     if (fact.map === undefined) fact.map = readSourceMap(fact.wasm) ?? null;
     const message = mapFilterStack(f.message, fact.map ?? undefined);
     return message === f.message ? f : { ...f, message };
   };
+}
+
+export function reportFailures(chain: FilterChain, bindings: readonly FilterBinding[]): FilterChain & { [BASE_CHAIN]: FilterChain } {
+  const mapped = failureMapper(bindings);
+  const expose = new Set(bindings.filter((b) => b.exposeErrors === true).map((b) => b.name));
   return {
     [BASE_CHAIN]: chain,
     filters: chain.filters,
@@ -40,7 +53,7 @@ export function reportFailures(chain: FilterChain, bindings: readonly FilterBind
       const failures = out.failures.map(mapped);
       const closed = failures.find((f) => f.policy === 'fail-closed');
       if (closed && out.action === 'respond' && out.filter === closed.filter) {
-        return { ...out, failures, response: failureResponse(closed, facts.get(closed.filter)?.exposeErrors === true) };
+        return { ...out, failures, response: failureResponse(closed, expose.has(closed.filter)) };
       }
       if (closed && out.action === 'deny' && out.filter === closed.filter) {
         return { ...out, failures, reason: `filter ${closed.filter} failed (${closed.kind}): ${closed.message}` };

@@ -21,6 +21,12 @@ import type { HboneClientStats, HboneServerStats } from '../hbone/index.js';
 import { syncIdentities } from './identities.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
+import { failureMapper } from '../filters/report-failures.js';
+import type { FilterFailure } from '../filters/engine.js';
+
+function mapperOf(state: BuiltState): (f: FilterFailure) => FilterFailure {
+  return failureMapper([...state.resolved.filters.values()].map((f) => f.binding));
+}
 
 export interface NativeDataPathOptions {
   listeners: ListenerSpec[];
@@ -44,6 +50,8 @@ export class NativeDataPath {
   private unsync: (() => void) | undefined;
   /** HBONE's counters (with `identity`), in the Node data path's shape: metrics and `/config_dump` read them. */
   readonly tunnels: { stats(): { server: HboneServerStats; client: HboneClientStats } } | undefined;
+  /** Maps the failures in the records to the filters' TypeScript sources, by the current snapshot's filters. */
+  private mapFailure: (f: FilterFailure) => FilterFailure;
 
   constructor(private readonly options: NativeDataPathOptions) {
     const load = loadNative();
@@ -51,6 +59,7 @@ export class NativeDataPath {
       throw new AmbitError('AMBIT_ERR_ENGINE_UNAVAILABLE', `proxy.dataPath native needs @ambit/native with the data path: ${load.ok ? 'this build has no NativeProxy (rebuild: npm run build)' : load.reason}`);
     }
     this.current = options.state;
+    this.mapFailure = mapperOf(options.state);
     this.native = new load.native.NativeProxy(JSON.stringify({
       threads: options.threads,
       maxConnections: options.maxConnections,
@@ -77,7 +86,7 @@ export class NativeDataPath {
 
   /** Takes what the native side counted and recorded since the last take. */
   pump(): number {
-    return deliverRecords(this.native.takeRecords(), this.options.telemetry);
+    return deliverRecords(this.native.takeRecords(), this.options.telemetry, this.mapFailure);
   }
 
   addresses(): Record<string, { address: string; port: number }> {
@@ -93,6 +102,7 @@ export class NativeDataPath {
     this.native.setState(JSON.stringify(nativeStateSpec(next, { mtls: this.options.mtls !== undefined })), this.options.engine.nativeHandle());
     const old = this.current;
     this.current = next;
+    this.mapFailure = mapperOf(next);
     await old.close();
   }
 

@@ -25,8 +25,12 @@ interface Batch {
   counters?: Array<[string, string, number]>;
 }
 
-/** Hands one batch (`NativeProxy.takeRecords()`) to telemetry; answers how many records it held. */
-export function deliverRecords(batch: string, telemetry: Telemetry): number {
+/**
+ * Hands one batch (`NativeProxy.takeRecords()`) to telemetry; answers how many records it held.
+ * `mapFailure` maps a filter failure's message to the filter's TypeScript source (as the Node
+ * data path's chains do).
+ */
+export function deliverRecords(batch: string, telemetry: Telemetry, mapFailure: (f: FilterFailure) => FilterFailure = (f) => f): number {
   const { dropped, records, requests = [], filters = [], counters = [] } = JSON.parse(batch) as Batch;
   if (dropped > 0) telemetry.warn(`native data path: ${dropped} access records dropped (the batch buffer was full)`);
   for (const rec of records) {
@@ -39,7 +43,7 @@ export function deliverRecords(batch: string, telemetry: Telemetry): number {
     else {
       const { failures, logs } = rec.r;
       // The calls are counted in the filter cells; the failures are logged and counted here.
-      telemetry.filterPhase(rec.phase, { action: 'continue', ops: [], calls: [], failures: failures ?? [] });
+      telemetry.filterPhase(rec.phase, { action: 'continue', ops: [], calls: [], failures: (failures ?? []).map(mapFailure) });
       for (const [f, level, message] of logs) telemetry.filterLog(f, level, message);
     }
   }

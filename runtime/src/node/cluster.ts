@@ -17,6 +17,10 @@ import { summarizeCertificate } from '../identity/ca.js';
 import { startCapture } from '../capture/index.js';
 import { openSharedDir, SHARED_DIR_ENV } from '../filters/shared-dir.js';
 import { redactMeshConfig } from './redact.js';
+import { chooseDataPath, expectedEngine } from './data-path.js';
+
+/** How many workers the primary forked, for each of them (they all run the node data path: ./data-path.ts). */
+const WORKERS_ENV = 'AMBIT_CLUSTER_WORKERS';
 
 type ToWorker = { ambit: 'reload' } | { ambit: 'shutdown' };
 type FromWorker = { ambit: 'ready' } | { ambit: 'reloaded'; ok: boolean } | { ambit: 'failed'; error: string };
@@ -30,7 +34,7 @@ export async function runClusterWorker(options: RunOptions): Promise<void> {
   const registry = new Registry();
   let node;
   try {
-    node = await runNode({ ...options, admin: false, watch: false, registry });
+    node = await runNode({ ...options, admin: false, watch: false, registry, workers: Number(process.env[WORKERS_ENV]) || 2 });
   } catch (e) {
     process.send?.({ ambit: 'failed', error: errorMessage(e) } satisfies FromWorker);
     process.exit(1);
@@ -58,6 +62,10 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   // The CA is generated (on first start) here, once, before the workers load it.
   const identityCa = loaded.config.identity ? await loadCa(loaded.config.identity, loaded.config.trustDomain, path.dirname(loaded.path)) : undefined;
 
+  // What each worker runs (and logs): the node data path, as workers are not served by the native one.
+  const { kind, asked, reason } = chooseDataPath(loaded.config, { engine: expectedEngine(loaded.config), workers: options.workers });
+  const workersDataPath = { kind, asked, ...(reason ? { reason } : {}) };
+
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const ready = new Set<Worker>();
   const crashes: number[] = [];
@@ -68,7 +76,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   // so a rate limit is the node's, not each worker's.
   const sharedDir = openSharedDir();
   const fork = () => {
-    const w = cluster.fork({ [SHARED_DIR_ENV]: sharedDir.path });
+    const w = cluster.fork({ [SHARED_DIR_ENV]: sharedDir.path, [WORKERS_ENV]: String(options.workers) });
     w.on('message', (m: unknown) => {
       if (!isAmbit(m)) return;
       if (m.ambit === 'ready') ready.add(w);
@@ -102,7 +110,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     port: options.ports?.admin ?? loaded.config.proxy.admin.port,
     ready: () => (ready.size === options.workers ? { ready: true } : { ready: false, reason: `${ready.size} of ${options.workers} workers ready` }),
     configDump: () => ({
-      file: loaded.path, workers: options.workers, sharedDir: sharedDir.path, config: redactMeshConfig(loaded.config, resolved), capture: capture.status(),
+      file: loaded.path, workers: options.workers, dataPath: workersDataPath, sharedDir: sharedDir.path, config: redactMeshConfig(loaded.config, resolved), capture: capture.status(),
       filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256, digest: f.artifact.digest })),
       identity: identityCa
         ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }

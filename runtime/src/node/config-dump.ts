@@ -10,10 +10,12 @@ import type { NodeProxy } from '../proxy/proxy.js';
 import type { NativeDataPath } from '../native-path/index.js';
 import type { BuiltState } from './state.js';
 import type { NodeIdentity } from './identity.js';
+import type { DataPathDecision } from './data-path.js';
 import { redactMeshConfig } from './redact.js';
 
 export function configDump(
-  state: BuiltState, engine: FilterEngine, proxy: NodeProxy | NativeDataPath, originalDstUnavailable: string | undefined, identity?: NodeIdentity, capture?: CaptureStatus,
+  state: BuiltState, engine: FilterEngine, proxy: NodeProxy | NativeDataPath, dataPath: DataPathDecision, originalDstUnavailable: string | undefined,
+  identity?: NodeIdentity, capture?: CaptureStatus,
 ): unknown {
   return {
     version: state.version,
@@ -27,7 +29,8 @@ export function configDump(
       ...(capture ?? {}),
     },
     listeners: proxy.addresses(),
-    dataPath: 'info' in proxy ? { kind: 'native', ...proxy.info() } : { kind: 'node' },
+    // Which data path serves, what was asked for (`dataPath: auto`) and, when auto stepped down to node, why.
+    dataPath: { kind: dataPath.kind, asked: dataPath.asked, ...(dataPath.reason ? { reason: dataPath.reason } : {}), ...('info' in proxy ? proxy.info() : {}) },
     // Secrets in filter configs (schema-marked, or named like credentials) are <redacted>.
     config: redactMeshConfig(state.loaded.config, state.resolved),
     filters: [...state.resolved.filters.values()].map((f) => ({

@@ -24,9 +24,8 @@ import { startCapture, type Capture } from '../capture/index.js';
 import { registerCaptureMetrics } from '../capture/metrics.js';
 import { fileSource, type ConfigSource, type ReloadOutcome, type SourceWatch } from './source.js';
 import { NativeDataPath } from '../native-path/index.js';
-import type { CertificateStore } from '../identity/store.js';
 import { WasmtimeEngine } from '../filters/wasmtime/engine.js';
-import { AmbitError } from '../deps.js';
+import { chooseDataPath, type DataPathDecision } from './data-path.js';
 
 export interface RunOptions {
   /** The mesh config file (YAML); ignored when `source` is given. */
@@ -45,12 +44,16 @@ export interface RunOptions {
   registry?: Registry;
   /** Install and follow traffic capture (eBPF or nftables) from the config. Default: where the admin API runs. */
   capture?: boolean;
+  /** Processes serving the listeners, this one included (`node:cluster` workers pass theirs). Default 1. */
+  workers?: number;
 }
 
 export interface RunningNode {
   readonly telemetry: AmbitTelemetry;
-  /** The data path serving connections: Node's (`proxy.dataPath: node`) or the native one. */
+  /** The data path serving connections: Node's or the native one (`proxy.dataPath`, see ./data-path.ts). */
   readonly proxy: NodeProxy | NativeDataPath;
+  /** Which data path serves, and why. */
+  readonly dataPath: DataPathDecision;
   readonly admin: AdminServer | undefined;
   readonly state: BuiltState;
   readonly engine: FilterEngine;
@@ -118,11 +121,17 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     listen: { address: config.proxy.hbone.address, port: options.ports?.hbone ?? config.proxy.hbone.port },
     connectTimeoutMs: config.proxy.hbone.connectTimeoutMs,
   } : undefined;
-  const dataPath = process.env.AMBIT_DATA_PATH === 'native' || process.env.AMBIT_DATA_PATH === 'node' ? process.env.AMBIT_DATA_PATH : config.proxy.dataPath;
   let proxy: NodeProxy | NativeDataPath;
+  let dataPath: DataPathDecision;
   try {
-    proxy = dataPath === 'native'
-      ? nativeDataPath(listeners, state, engine, telemetry, config, mtls)
+    dataPath = chooseDataPath(config, { engine: engine instanceof WasmtimeEngine ? 'wasmtime' : 'v8', workers: options.workers ?? 1 });
+    telemetry.info(dataPath.line);
+    for (const w of dataPath.warnings) telemetry.warn(`data path: ${w}`);
+    proxy = dataPath.kind === 'native' && engine instanceof WasmtimeEngine
+      ? new NativeDataPath({
+        listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections,
+        ...(mtls ? { mtls: { store: mtls.store, listen: mtls.listen } } : {}),
+      })
       : new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
   } catch (e) {
     identity?.close();
@@ -150,7 +159,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       address: config.proxy.admin.address,
       port: options.ports?.admin ?? config.proxy.admin.port,
       ready: () => ({ ready: true }),
-      configDump: () => configDump(state, engine, proxy, odst.unavailable, identity, capture?.status()),
+      configDump: () => configDump(state, engine, proxy, dataPath, odst.unavailable, identity, capture?.status()),
       metrics: proxy instanceof NativeDataPath
         // The native data path's records so far go into the metrics before they are read.
         ? (() => { const read = registryMetrics(registry); return () => { (proxy as NativeDataPath).pump(); return read(); }; })()
@@ -167,6 +176,9 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       const nextResolved = await resolveFilters(nextLoaded);
       for (const n of nextResolved.notes) telemetry.info(`filters: ${n}`);
       const next = await buildState(nextLoaded, nextResolved, engine, endpoints, ++version);
+      if (nextLoaded.config.proxy.dataPath !== config.proxy.dataPath) {
+        telemetry.warn(`config reload: proxy.dataPath ${nextLoaded.config.proxy.dataPath} takes effect at the next start; the ${dataPath.kind} data path keeps serving`);
+      }
       if (identity) {
         if (JSON.stringify(nextLoaded.config.identity) !== JSON.stringify(config.identity)) {
           telemetry.warn('config reload: changes to identity (CA, certificate lifetime) take effect at the next start');
@@ -204,7 +216,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
   source.started?.();
 
   return {
-    telemetry, proxy, admin, engine, identity, capture,
+    telemetry, proxy, dataPath, admin, engine, identity, capture,
     get state() { return state; },
     reload,
     async close() {
@@ -220,19 +232,6 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       await telemetry.close();
     },
   };
-}
-
-function nativeDataPath(
-  listeners: ListenerSpec[], state: BuiltState, engine: FilterEngine, telemetry: AmbitTelemetry, config: LoadedMeshConfig['config'],
-  mtls: { store: CertificateStore; listen: { address: string; port: number } } | undefined,
-): NativeDataPath {
-  if (!(engine instanceof WasmtimeEngine)) {
-    throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `proxy.dataPath native runs filters on the wasmtime engine, but the node chose ${engine.kind}; set proxy.engine to wasmtime or auto and build @ambit/native`);
-  }
-  return new NativeDataPath({
-    listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections,
-    ...(mtls ? { mtls: { store: mtls.store, listen: mtls.listen } } : {}),
-  });
 }
 
 function targetAddress(t: NonNullable<BuiltState['mesh']['outboundTarget']>): { address: string; port: number } {

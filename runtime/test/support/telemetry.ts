@@ -1,22 +1,24 @@
 /** A Telemetry sink that keeps what the proxy reported, for assertions. */
-import type { ConnectionRecord, RequestRecord, Telemetry } from '@ambit/runtime';
+import type { ConnectionRecord, FilterFailure, RequestRecord, Telemetry } from '@ambit/runtime';
 
 export interface RecordingTelemetry extends Telemetry {
   requests: RequestRecord[];
   connections: ConnectionRecord[];
   messages: Array<{ level: string; msg: string; fields?: Record<string, unknown> }>;
   filterLogs: Array<{ filter: string; level: string; message: string }>;
+  /** Filter failures, as the telemetry would log them. */
+  failures: FilterFailure[];
 }
 
 export function recordingTelemetry(): RecordingTelemetry {
   const t: RecordingTelemetry = {
-    requests: [], connections: [], messages: [], filterLogs: [],
+    requests: [], connections: [], messages: [], filterLogs: [], failures: [],
     logsRequests: true,
     request: (r) => { t.requests.push(r); },
     requestCell: () => {},
     filterCell: () => {},
     connection: (r) => { t.connections.push(r); },
-    filterPhase: () => {},
+    filterPhase: (_phase, out) => { t.failures.push(...out.failures); },
     filterCounter: () => {},
     filterLog: (filter, level, message) => { t.filterLogs.push({ filter, level, message }); },
     info: (msg, fields) => { t.messages.push({ level: 'info', msg, fields }); },

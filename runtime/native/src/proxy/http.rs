@@ -39,15 +39,37 @@ pub struct Conn {
     /// The TLS session the connection arrived in (HBONE); None: plaintext.
     pub tls: Option<crate::wire::TlsInfo>,
     pub dest: SocketAddr,
+    /// The snapshot the connection was admitted on, and its route there (None: not meshed).
     pub state: Arc<State>,
-    /// The route of the connection's original destination (None: not meshed).
     pub route: Option<Arc<Route>>,
+    /// The listener target's host the route was found by, when the connection had no original destination.
+    pub by_host: Option<String>,
+    /// Where the current snapshot is: each request starts on it (see `Conn::snapshot`).
+    pub shared: Arc<super::Shared>,
     pub records: Arc<Records>,
     /// The node's mesh TLS material when the connection started (tunnels to other nodes).
     pub mesh: Option<Arc<MeshTls>>,
     pub pools: Arc<Pools>,
     /// Requests cancelled by the client before their response (see `resets.rs`).
     pub resets: Resets,
+}
+
+impl Conn {
+    /// The snapshot a request starting now runs on, and the connection's route in it: the current
+    /// one, so that a reload applies to the next request of a keep-alive connection (requests in
+    /// flight keep theirs).
+    fn snapshot(&self) -> (Arc<State>, Option<Arc<Route>>) {
+        match self.shared.state() {
+            Some(now) if !Arc::ptr_eq(&now, &self.state) => {
+                let route = match &self.by_host {
+                    Some(host) => now.route_by_host(host, self.dest.port()),
+                    None => now.route(self.direction, self.dest.ip(), self.dest.port()),
+                };
+                (now, route)
+            }
+            _ => (self.state.clone(), self.route.clone()),
+        }
+    }
 }
 
 /// Connection-specific headers: never forwarded, never shown to filters.
@@ -341,11 +363,12 @@ fn peer_of_route(dest: SocketAddr, route: &Route) -> Peer {
 pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     // Dropped before the response exists: the client cancelled the request in flight.
     let pending = conn.resets.started();
-    let timeout = conn.state.limits.request_timeout_ms;
+    let (state, route) = conn.snapshot();
+    let timeout = state.limits.request_timeout_ms;
     let res = if timeout == 0 {
-        serve(conn.clone(), req).await
+        serve(conn.clone(), state, route, req).await
     } else {
-        match tokio::time::timeout(Duration::from_millis(timeout), serve(conn.clone(), req)).await {
+        match tokio::time::timeout(Duration::from_millis(timeout), serve(conn.clone(), state, route, req)).await {
             Ok(r) => r,
             Err(_) => local_response(&text(408, &[], "request timeout\n".into())),
         }
@@ -365,11 +388,11 @@ fn protocol_name(version: Version, headers: &HeaderList) -> &'static str {
     }
 }
 
-async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
+async fn serve(conn: Arc<Conn>, state: Arc<State>, route_of_conn: Option<Arc<Route>>, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let limits = conn.state.limits.clone();
+    let limits = state.limits.clone();
     let version = req.version();
-    let route_of_conn = conn.route.clone().unwrap_or_else(|| conn.state.passthrough(conn.dest));
+    let route_of_conn = route_of_conn.unwrap_or_else(|| state.passthrough(conn.dest));
 
     let mut head = match request_head(&conn, &req) {
         Ok(h) => h,
@@ -415,7 +438,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
     };
     // Host routing is for outbound traffic only: inbound, the destination is the workload.
     let route = match conn.direction {
-        Direction::Outbound => conn.state.route_by_host(&head.authority, conn.dest.port()).unwrap_or(route_of_conn),
+        Direction::Outbound => state.route_by_host(&head.authority, conn.dest.port()).unwrap_or(route_of_conn),
         Direction::Inbound => route_of_conn,
     };
     let mut ctx = Context {
@@ -517,7 +540,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
         if version == Version::HTTP_2 {
             return reply(track, text(501, &[], "CONNECT over HTTP/2 is not supported here\n".into()), "ambit".into(), "CONNECT over HTTP/2".into());
         }
-        return upgrade_request(conn, route, endpoints, head, req, track).await;
+        return upgrade_request(conn, &state, route, endpoints, head, req, track).await;
     }
 
     // The body: buffered (so that it can be sent again) when small and complete, else streamed.
@@ -572,7 +595,7 @@ async fn serve(conn: Arc<Conn>, req: Request<Incoming>) -> Response<Body> {
                 };
                 let up = upstream_request(&head, wire, body);
                 let send = async {
-                    let via = Via::for_destination(&conn.state, conn.mesh.as_ref(), &conn.source, ep.addr)?;
+                    let via = Via::for_destination(&state, conn.mesh.as_ref(), &conn.source, ep.addr)?;
                     conn.pools.send(ep.addr, &via, wire, up, route.connect_timeout_ms).await
                 };
                 let r = if per_try_ms > 0 {
@@ -685,7 +708,7 @@ fn upstream_request(head: &RequestHead, wire: Wire, body: Body) -> Request<Body>
     req
 }
 
-async fn upgrade_request(conn: Arc<Conn>, route: Arc<Route>, endpoints: Vec<Arc<Endpoint>>, head: RequestHead, mut req: Request<Incoming>, mut track: Box<Track>) -> Response<Body> {
+async fn upgrade_request(conn: Arc<Conn>, state: &State, route: Arc<Route>, endpoints: Vec<Arc<Endpoint>>, head: RequestHead, mut req: Request<Incoming>, mut track: Box<Track>) -> Response<Body> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let Some(ep) = route.balancer.pick(route.policy, &endpoints, None) else {
         let e = UpstreamError { kind: "no-healthy-upstream", message: format!("no endpoints for {}", route.service.as_deref().unwrap_or(&route.name)) };
@@ -710,7 +733,7 @@ async fn upgrade_request(conn: Arc<Conn>, route: Arc<Route>, endpoints: Vec<Arc<
     }
     *up.headers_mut() = headers;
     let connect = head.method == "CONNECT";
-    let sent = match Via::for_destination(&conn.state, conn.mesh.as_ref(), &conn.source, ep.addr) {
+    let sent = match Via::for_destination(state, conn.mesh.as_ref(), &conn.source, ep.addr) {
         Ok(via) => send_upgrade(&conn.pools, ep.addr, &via, up, route.connect_timeout_ms).await,
         Err(e) => Err(e),
     };

@@ -142,7 +142,8 @@ pub async fn serve(stream: TcpStream, client: SocketAddr, listener: Arc<Listener
     let mut dest = original_dst(&stream).or(listener.target);
     if dest.is_none() {
         if let Some((name, port)) = &listener.target_name {
-            by_name = state.route_by_host(&format!("{name}:{port}"), *port);
+            let host = format!("{name}:{port}");
+            by_name = state.route_by_host(&host, *port).map(|r| (host, r));
             if by_name.is_some() {
                 dest = Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), *port));
             }
@@ -169,6 +170,8 @@ pub(super) struct Admitted {
     pub dest: SocketAddr,
     /// The route of the destination; None: not meshed (the passthrough route serves it).
     pub route: Option<Arc<Route>>,
+    /// The listener target's host the route was found by (no original destination).
+    pub by_host: Option<String>,
     pub effective: Arc<Route>,
     pub record: ConnectionRecord,
     /// HTTP is parsed (filters with request phases, or a port declared HTTP).
@@ -218,7 +221,7 @@ pub(super) fn admit(direction: Direction, source: Peer, tls: Option<TlsInfo>, de
         denied: None,
         error: None,
     };
-    let mut admitted = Admitted { direction, source, tls, dest, route, effective, record, l7, state, shared, started };
+    let mut admitted = Admitted { direction, source, tls, dest, route, by_host: None, effective, record, l7, state, shared, started };
 
     // Connection phase, inline.
     if let (Some(chain), true) = (&admitted.effective.chain, admitted.effective.connection_phase) {
@@ -246,8 +249,10 @@ pub(super) fn admit(direction: Direction, source: Peer, tls: Option<TlsInfo>, de
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<Arc<Route>>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, dest: SocketAddr, by_name: Option<(String, Arc<Route>)>, state: Arc<State>, shared: Arc<Shared>, pools: Arc<Pools>, started: Instant) {
+    let (by_host, by_name) = by_name.unzip();
     let Ok(mut a) = admit(direction, source, None, dest, by_name, state, shared, started) else { return };
+    a.by_host = by_host;
     let mut http = a.l7;
     if a.l7 && a.effective.protocol == Protocol::Auto {
         let mut first = [0u8; 1];
@@ -308,6 +313,8 @@ pub(super) async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'stati
         dest: a.dest,
         state: a.state.clone(),
         route: a.route.clone(),
+        by_host: a.by_host.clone(),
+        shared: a.shared.clone(),
         records: a.shared.records.clone(),
         mesh: a.shared.mesh(),
         pools,

@@ -155,7 +155,8 @@ proxy:
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
   engine: ${o.engine === 'v8' ? 'v8' : 'wasmtime'}
-  wasmtime: { threads: 1 }${o.engine === 'native' ? '\n  dataPath: native\n  native: { threads: 1 }' : ''}`;
+  wasmtime: { threads: 1 }
+  ${o.engine === 'native' ? 'dataPath: native\n  native: { threads: 1 }' : 'dataPath: node'}`;
 }
 
 function meshConfig(o: { listen: number; inbound: number; admin: number; upstream: number; protocol: 'auto' | 'http'; filters: number | 'builtins'; engine: Engine }): string {
