@@ -211,8 +211,8 @@ describe('HBONE on the native data path (rustls, h2)', () => {
       const cert = await other.issueWorkloadCertificate({ identity: CLIENT.identity });
       expect(await open(material(cert, ca.certPem), { address: SERVER.address, port: server.port })).not.toBe('opened');
       await until(async () => (await refusals()).length > 0, 'the refusal counted');
-      await until(() => refusedSince(n).length > 0, 'the refusal in the log');
-      expect(refusedSince(n).some((m) => /UnknownIssuer/.test(m)), refusedSince(n).join('\n')).toBe(true);
+      // Other refusals may be logged after `n` too: wait for this one's reason.
+      await until(() => refusedSince(n).some((m) => /UnknownIssuer/.test(m)), 'the unknown-CA refusal in the log');
       expect(await registry2.getSingleMetricAsString('ambit_hbone_refused_total')).toMatch(/what="connection"\} [1-9]/);
     });
 
@@ -220,8 +220,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
       const n = logs2.length;
       const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity, notBefore: new Date(Date.now() - 7200_000), notAfter: new Date(Date.now() - 3600_000) });
       expect(await open(material(cert, ca.certPem), { address: SERVER.address, port: server.port })).not.toBe('opened');
-      await until(() => refusedSince(n).length > 0, 'the refusal in the log');
-      expect(refusedSince(n).some((m) => /expired/i.test(m)), refusedSince(n).join('\n')).toBe(true);
+      await until(() => refusedSince(n).some((m) => /expired/i.test(m)), 'the expired-certificate refusal in the log');
     });
 
     it('a client offering only TLS 1.2, or only ChaCha20, finds nothing in common', async () => {

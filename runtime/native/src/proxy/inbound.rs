@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 
 use super::Shared;
@@ -86,7 +86,7 @@ pub(super) fn original_dst(s: &TcpStream) -> Option<SocketAddr> {
 }
 
 /// A first byte an HTTP/1 request line (or the HTTP/2 preface) can start with: a token character or CR/LF.
-pub(super) fn may_be_http(b: u8) -> bool {
+fn may_be_http(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~\r\n".contains(&b)
 }
 
@@ -253,27 +253,36 @@ async fn serve_routed(stream: TcpStream, direction: Direction, source: Peer, des
     let (by_host, by_name) = by_name.unzip();
     let Ok(mut a) = admit(direction, source, None, dest, by_name, state, shared, started) else { return };
     a.by_host = by_host;
-    let mut http = a.l7;
-    if a.l7 && a.effective.protocol == Protocol::Auto {
-        let mut first = [0u8; 1];
+    carry(stream, a, pools).await;
+}
+
+/// An admitted connection's bytes, from the client's first: L4 unless HTTP is parsed; on an
+/// `auto` port with HTTP filters, the first byte decides (`may_be_http`) and is replayed.
+pub(super) async fn carry<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut stream: S, mut a: Admitted, pools: Arc<Pools>) {
+    if !a.l7 {
+        return splice_admitted(stream, a, &pools).await;
+    }
+    let mut first = Vec::new();
+    if a.effective.protocol == Protocol::Auto {
+        let mut byte = [0u8; 1];
         let limit = Duration::from_millis(a.state.limits.sniff_timeout_ms.max(1));
-        match tokio::time::timeout(limit, stream.peek(&mut first)).await {
+        match tokio::time::timeout(limit, stream.read(&mut byte)).await {
             Err(_) => {
                 a.record.error = Some(silent_client(&a));
                 return a.finish();
             }
             Ok(Ok(0)) | Ok(Err(_)) => return a.finish(),
-            Ok(Ok(_)) => http = may_be_http(first[0]),
+            Ok(Ok(_)) => first.push(byte[0]),
+        }
+        if !may_be_http(byte[0]) {
+            return splice_admitted(Prefixed::new(first, stream), a, &pools).await;
         }
     }
-    if !http {
-        return splice_admitted(stream, a, &pools).await;
-    }
-    serve_http(stream, Vec::new(), a, pools).await;
+    serve_http(stream, first, a, pools).await;
 }
 
 /// The error of a client that sent nothing on an HTTP-filtered `auto` port.
-pub(super) fn silent_client(a: &Admitted) -> String {
+fn silent_client(a: &Admitted) -> String {
     format!(
         "no bytes within {} ms; HTTP filters are bound to {}, so the connection is closed (declare the port protocol: tcp for server-first protocols)",
         a.state.limits.sniff_timeout_ms,
@@ -282,7 +291,7 @@ pub(super) fn silent_client(a: &Admitted) -> String {
 }
 
 /// L4: an endpoint is picked, connected and spliced with the client.
-pub(super) async fn splice_admitted<S: AsyncRead + AsyncWrite + Unpin>(client: S, mut a: Admitted, pools: &Pools) {
+async fn splice_admitted<S: AsyncRead + AsyncWrite + Unpin>(client: S, mut a: Admitted, pools: &Pools) {
     a.record.mode = "l4";
     let r = match connect_endpoint(&a.effective, |ep| a.via(ep), pools).await {
         Err(r) => r,
@@ -296,7 +305,7 @@ pub(super) async fn splice_admitted<S: AsyncRead + AsyncWrite + Unpin>(client: S
 }
 
 /// L7: HTTP/1.1 or HTTP/2 (hyper) on `stream`, whose first bytes `prefix` were already read.
-pub(super) async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut stream: S, mut prefix: Vec<u8>, mut a: Admitted, pools: Arc<Pools>) {
+async fn serve_http<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(mut stream: S, mut prefix: Vec<u8>, mut a: Admitted, pools: Arc<Pools>) {
     let limits = a.state.limits.clone();
     // A port declared http2: HTTP/1.x only for a well-formed request line (sniff.rs).
     let speaks = if a.effective.protocol == Protocol::Http2 {

@@ -28,17 +28,15 @@ use hyper::body::Incoming;
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::super::Shared;
-use super::super::inbound::{Listener, OpenGuard, admit, may_be_http, original_dst, serve_http, silent_client, splice_admitted};
+use super::super::inbound::{Listener, OpenGuard, admit, carry, original_dst};
 use super::super::l4::{connect_endpoint, copy_both_ways};
 use super::super::phase::{Direction, Peer};
 use super::super::records::{ConnectionRecord, LocalReply};
-use super::super::sniff::Prefixed;
-use super::super::state::{Protocol, State, canonical};
+use super::super::state::{State, canonical};
 use super::super::upstream::Pools;
 use super::stats::{Counted, Open};
 use super::tls::spiffe_id;
@@ -216,30 +214,14 @@ async fn tunnel(s: Arc<Session>, mut req: Request<Incoming>) -> Result<Response<
     } else {
         tokio::spawn(async move {
             let mut a = admitted;
-            let mut stream = match upgrade.await {
+            let stream = match upgrade.await {
                 Ok(stream) => Counted::inbound(TokioIo::new(stream), &stats),
                 Err(e) => {
                     a.record.error = Some(format!("the tunnel closed before it opened: {e}"));
                     return a.finish();
                 }
             };
-            let mut first = Vec::new();
-            if a.effective.protocol == Protocol::Auto {
-                let mut byte = [0u8; 1];
-                let limit = Duration::from_millis(a.state.limits.sniff_timeout_ms.max(1));
-                match tokio::time::timeout(limit, stream.read(&mut byte)).await {
-                    Err(_) => {
-                        a.record.error = Some(silent_client(&a));
-                        return a.finish();
-                    }
-                    Ok(Ok(0)) | Ok(Err(_)) => return a.finish(),
-                    Ok(Ok(_)) => first.push(byte[0]),
-                }
-                if !may_be_http(byte[0]) {
-                    return splice_admitted(Prefixed::new(first, stream), a, &pools).await;
-                }
-            }
-            serve_http(stream, first, a, pools).await;
+            carry(stream, a, pools).await;
         });
     }
     let mut ok = answer(StatusCode::OK, None);
