@@ -88,7 +88,7 @@ async function startNode(name: string, ports: NodePorts, filterRoot = REPO): Pro
 proxy:
   outbound: { address: 127.0.0.1, port: ${outbound}, target: "server.shop:80" }
   inbound: { address: 127.0.0.1, port: ${inbound} }
-  hbone: { address: 127.0.0.1, port: ${hbone} }
+  hbone: { address: 0.0.0.0, port: ${hbone} }
   admin: { address: 127.0.0.1, port: ${admin} }
 capture: ${capture}
 `);
@@ -190,11 +190,11 @@ describe('ambit controller against a real kube-apiserver', () => {
     // Every namespace's services (no ambit.dev/reaches on shop): the API server's own too.
     expect(d1.config.services.map((s) => s.name).sort()).toEqual(['kubernetes', 'server']);
     expect(d1.config.identity).toMatchObject({ ca: { controller: true } });
-    // Each node holds certificates only for its own workloads (and its own identity); the CA key stays in the Secret.
+    // Each node holds certificates only for its own workloads, no node identity; the CA key stays in the Secret.
     const ids1 = d1.identity!.store.certificates.map((c) => c.identity).sort();
     const ids2 = (await configDump(n2)).identity!.store.certificates.map((c) => c.identity).sort();
-    expect(ids1).toEqual(['spiffe://cluster.local/ns/ambit-system/sa/ambit-node', 'spiffe://cluster.local/ns/shop/sa/web']);
-    expect(ids2).toEqual(['spiffe://cluster.local/ns/ambit-system/sa/ambit-node', 'spiffe://cluster.local/ns/shop/sa/server']);
+    expect(ids1).toEqual(['spiffe://cluster.local/ns/shop/sa/web']);
+    expect(ids2).toEqual(['spiffe://cluster.local/ns/shop/sa/server']);
     // web (node-1) → server (node-2) through HBONE.
     const r = await requestFrom(WEB, n1.outbound, '/hello');
     expect(r.status).toBe(200);
@@ -219,6 +219,10 @@ describe('ambit controller against a real kube-apiserver', () => {
     const refused = await ask('spiffe://cluster.local/ns/shop/sa/server', tokens['node-1']!);
     expect(refused.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(refused.details).toMatch(/AMBIT_ERR_CSR_DENIED: node node-1 runs no pod of service account shop\/server/);
+    // The node proxies' own service account (its pod runs on node-1) gets no certificate: no node identity.
+    const own = await ask('spiffe://cluster.local/ns/ambit-system/sa/ambit-node', tokens['node-1']!);
+    expect(own.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(own.details).toMatch(/node proxies' own service account/);
     const ok = await ask('spiffe://cluster.local/ns/shop/sa/web', tokens['node-1']!);
     expect(ok.code).toBe(0);
     expect(ok.chain).toMatch(/BEGIN CERTIFICATE/);

@@ -91,5 +91,12 @@ export declare class NativeProxy {
  */
 export declare function buildGuest(engine: Buffer, source: string, file: string, witDir: string, world: string): Buffer
 
+/**
+ * Sends `rate` GET requests per second to `host:port` `path` for `seconds`, over `connections`
+ * keep-alive connections. Returns JSON: `{ sent, ok, errors, firstError, p50Us, p90Us, p99Us,
+ * maxUs, lateP50Us, lateP99Us }` (latencies of the answered requests, from their send).
+ */
+export declare function fixedRateLoad(host: string, port: number, path: string, rate: number, seconds: number, connections: number): string
+
 /** The wasmtime release the addon was built with. */
 export declare function wasmtimeVersion(): string

@@ -19,7 +19,7 @@ export { nativeStateSpec, type NativeStateSpec } from './native-path/spec.js';
 export { chooseEngine, type ChooseEngineOptions, type EngineChoice } from './filters/choose.js';
 export { buildState, EndpointRegistry, type BuiltState } from './node/state.js';
 export * from './identity/index.js';
-export * as hbone from './hbone/index.js';
+export type { HboneStats, HboneServerStats, HboneClientStats } from './native-path/hbone-stats.js';
 export { startCapture, uninstallCapture, capturePlan, nftRuleset, type Capture, type CaptureStatus, type CaptureStats, type CapturePlan, type ActiveMode } from './capture/index.js';
 export * as controlplane from './controlplane/index.js';
 export { fileSource, type ConfigSource, type ReloadOutcome } from './node/source.js';

@@ -7,16 +7,20 @@
 // - HTTP: a principal × path × method matrix; DENY before ALLOW; default deny with a 403
 //   naming the reason.
 // - TCP: L4-only rules (principals) decide at the connection phase, before any byte: the
-//   allowed client's bytes come back, the other's connection is closed and nothing reaches db.
+//   allowed client's bytes come back, the other's connection is closed and nothing reaches db;
+//   the HBONE CONNECT of the refused principal is answered 401 with the policy's reason.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Registry } from 'prom-client';
-import { runNode, type RunningNode } from '@ambit/runtime';
+import { CertificateAuthority, runNode, type RunningNode } from '@ambit/runtime';
+import { materialOf, openTunnel } from './support/hbone-peer.js';
 import { buildBuiltinFilters, builtinDir } from './fixtures.js';
 import { echoWorkload, requestFrom, type EchoWorkload } from './support/mesh.js';
+import { until } from './support/telemetry.js';
+import { freePort } from './support/upstreams.js';
 
 const TD = 'mesh.test';
 const WEB = { address: '127.0.11.1', identity: `spiffe://${TD}/ns/shop/sa/web` };
@@ -25,7 +29,7 @@ const CONSOLE = { address: '127.0.11.3', identity: `spiffe://${TD}/ns/ops/sa/adm
 const SERVER = '127.0.12.1';
 const DB = '127.0.12.2';
 
-function meshYaml(o: { node: string; target: string; serverPort: number; dbPort: number; node2Hbone: number }): string {
+function meshYaml(o: { node: string; target: string; serverPort: number; dbPort: number; deadPort: number; node2Hbone: number }): string {
   const authz = JSON.stringify(builtinDir('authz'));
   return `
 node: ${o.node}
@@ -35,7 +39,7 @@ identity:
 proxy:
   outbound: { address: 127.0.0.1, target: "${o.target}" }
   inbound: { address: 127.0.0.1 }
-  hbone: { address: 127.0.0.1 }
+  hbone: { address: 0.0.0.0 }  # node 2's workloads' addresses are local: a peer dials <workload ip>:<hbonePort>
 nodes:
   - { name: node-2, address: 127.0.0.1, hbonePort: ${o.node2Hbone} }
 workloads:
@@ -46,7 +50,7 @@ workloads:
   - { name: db, namespace: test, address: ${DB}, node: node-2, labels: { app: db } }
 services:
   - { name: server, namespace: test, selector: { app: server }, ports: [{ port: 80, targetPort: ${o.serverPort}, protocol: http }] }
-  - { name: db, namespace: test, selector: { app: db }, ports: [{ port: 5432, targetPort: ${o.dbPort}, protocol: tcp }] }
+  - { name: db, namespace: test, selector: { app: db }, ports: [{ port: 5432, targetPort: ${o.dbPort}, protocol: tcp, name: pg }, { port: 5433, targetPort: ${o.deadPort}, protocol: tcp, name: closed }] }
 bindings:
   - name: server-authz
     target: { workload: server.test }
@@ -109,6 +113,10 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
   let registry2: Registry;
   let accessLog: string;
 
+  let dbPort = 0;
+  /** A port of db's where nothing listens. */
+  let deadPort = 0;
+
   beforeAll(async () => {
     await buildBuiltinFilters();
     dir = await mkdtemp(path.join(os.tmpdir(), 'ambit-authz-mtls-'));
@@ -118,17 +126,18 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
       s.on('error', () => undefined);
     });
     await new Promise<void>((r) => db.listen(0, DB, r));
-    const dbPort = (db.address() as net.AddressInfo).port;
+    dbPort = (db.address() as net.AddressInfo).port;
+    deadPort = await freePort();
     const ports = { outbound: 0, inbound: 0, admin: 0, hbone: 0 };
     // node-2 first: it generates the CA; node 1's proxies load it.
-    await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', target: 'server.test:80', serverPort: server.port, dbPort, node2Hbone: 15008 }));
+    await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', target: 'server.test:80', serverPort: server.port, dbPort, deadPort, node2Hbone: 15008 }));
     registry2 = new Registry();
     // node-2 warns that node-1 has no HBONE entry (only node 1 sends over HBONE here).
     node2 = await runNode({ config: path.join(dir, 'node-2.yaml'), accessLog: 'off', watch: false, ports, registry: registry2, logLevel: 'error' });
     const hbone2 = node2.proxy.addresses().hbone!.port;
     // Two proxies for node 1, one per outbound target (no capture here): HTTP to server, TCP to db.
-    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', target: 'server.test:80', serverPort: server.port, dbPort, node2Hbone: hbone2 }));
-    await writeFile(path.join(dir, 'node-1-tcp.yaml'), meshYaml({ node: 'node-1', target: 'db.test:5432', serverPort: server.port, dbPort, node2Hbone: hbone2 }));
+    await writeFile(path.join(dir, 'node-1.yaml'), meshYaml({ node: 'node-1', target: 'server.test:80', serverPort: server.port, dbPort, deadPort, node2Hbone: hbone2 }));
+    await writeFile(path.join(dir, 'node-1-tcp.yaml'), meshYaml({ node: 'node-1', target: 'db.test:5432', serverPort: server.port, dbPort, deadPort, node2Hbone: hbone2 }));
     node1 = await runNode({ config: path.join(dir, 'node-1.yaml'), accessLog: 'off', watch: false, ports, logLevel: 'warn' });
     accessLog = path.join(dir, 'node-1-tcp-access.log');
     node1Tcp = await runNode({ config: path.join(dir, 'node-1-tcp.yaml'), accessLog: { file: accessLog }, watch: false, ports, logLevel: 'warn' });
@@ -169,9 +178,12 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
     expect((JSON.parse(posted.body) as { body: string }).body).toBe('x'.repeat(300));
     // Every request went through a tunnel, as its workload.
     expect(node1.proxy.tunnels!.stats().client.tunnelsTotal).toBeGreaterThanOrEqual(3);
-    const counters = await registry2.getSingleMetricAsString('ambit_filter_counter_total');
-    expect(counters).toMatch(/filter="authz",name="denied_no-batch-writes"\} 1/);
-    expect(counters).toMatch(/filter="authz",name="allowed_ops-all"\} 3/);
+    // node 2's filter counters (handed over from its data path in batches).
+    const counted = async () => {
+      const c = await registry2.getSingleMetricAsString('ambit_filter_counter_total');
+      return /filter="authz",name="denied_no-batch-writes"\} 1\n/.test(c) && /filter="authz",name="allowed_ops-all"\} 3\n/.test(c);
+    };
+    await until(counted, 'the authz counters of node 2');
   });
 
   it('holds L4 rules on TCP at the connection phase: the allowed principal\'s bytes come back, another\'s connection is closed', async () => {
@@ -191,7 +203,31 @@ describe('authz against mTLS identities (two node proxies over HBONE)', () => {
       records = await connectionRecords(accessLog);
     }
     expect(records.map((r) => r['source_principal']).sort()).toEqual([BATCH.identity, WEB.identity].sort());
-    const counters = await registry2.getSingleMetricAsString('ambit_filter_counter_total');
-    expect(counters).toMatch(/filter="authz",name="denied_default"\} [1-9]/);
+    await until(async () => /filter="authz",name="denied_default"\} [1-9]/.test(await registry2.getSingleMetricAsString('ambit_filter_counter_total')), 'the default denial counted');
+  });
+
+  it('answers the HBONE CONNECT of a principal the connection phase refuses with 401 and the reason, and opens the allowed one', async () => {
+    const ca = await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
+    const dial = { address: DB, port: node2.proxy.addresses().hbone!.port };
+    const as = async (who: typeof WEB, port = dbPort) => {
+      const a = await openTunnel({ material: materialOf(await ca.issueWorkloadCertificate({ identity: who.identity }), ca.certPem), dial, authority: `${DB}:${port}`, headers: { forwarded: `for=${who.address}` } });
+      a.close();
+      return a;
+    };
+    const web = await as(WEB);
+    expect(web.status).toBe(401);
+    expect(web.headers['ambit-reason']).toMatch(/authz/);
+    expect((await as(BATCH)).status).toBe(200);
+  });
+
+  it('answers an allowed HBONE CONNECT to a port where the workload does not listen with 503 and the reason', async () => {
+    const ca = await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
+    const a = await openTunnel({
+      material: materialOf(await ca.issueWorkloadCertificate({ identity: BATCH.identity }), ca.certPem),
+      dial: { address: DB, port: node2.proxy.addresses().hbone!.port }, authority: `${DB}:${deadPort}`, headers: { forwarded: `for=${BATCH.address}` },
+    });
+    a.close();
+    expect(a.status).toBe(503);
+    expect(String(a.headers['ambit-reason'])).toMatch(/refused/i);
   });
 });

@@ -13,11 +13,11 @@ function issues(yaml: string): string[] {
 }
 
 describe('mesh config: identity, nodes, hbone', () => {
-  it('fills in the identity defaults: 24 h certificates, the node identity ambit-system/ambit-node', () => {
+  it('fills in the identity defaults: 24 h certificates', () => {
     const { config } = parseMeshConfig('node: n1\nidentity: { ca: { dir: ./ca } }\nnodes: [{ name: n2, address: 10.205.0.2 }]\n', 'mesh.yaml');
-    expect(config.identity).toEqual({ ca: { dir: './ca' }, certTtlMs: 86_400_000, nodeNamespace: 'ambit-system', nodeServiceAccount: 'ambit-node' });
+    expect(config.identity).toEqual({ ca: { dir: './ca' }, certTtlMs: 86_400_000 });
     expect(config.nodes).toEqual([{ name: 'n2', address: '10.205.0.2', hbonePort: 15008 }]);
-    expect(config.proxy.hbone).toEqual({ address: '0.0.0.0', port: 15008, connectTimeoutMs: 10_000 });
+    expect(config.proxy.hbone).toEqual({ address: '0.0.0.0', port: 15008 });
   });
 
   it('the CA comes from a folder or from files, not both and not neither', () => {

@@ -1,12 +1,14 @@
 // The node's CA from files: an intermediate CA (cert, key, chain, root) signs the node's
-// certificates and HBONE peers verify them up to the root; a CA that does not load stops
-// the node at start with a coded reason.
+// workload certificates and HBONE peers verify them up to the root; a CA that does not load
+// stops the node at start with a coded reason. The node's HBONE listener is bound to its
+// workload's address, as a peer dials it (on a real node, capture brings it there).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
-import { CertificateAuthority, hbone, runNode, type RunningNode } from '@ambit/runtime';
+import { CertificateAuthority, runNode, type RunningNode } from '@ambit/runtime';
+import { materialOf, openTunnel } from './support/hbone-peer.js';
 import { echoWorkload, type EchoWorkload } from './support/mesh.js';
 
 const TD = 'mesh.test';
@@ -22,9 +24,8 @@ identity:
 proxy:
   outbound: { address: 127.0.0.1 }
   inbound: { address: 127.0.0.1 }
-  hbone: { address: 127.0.0.1 }
-  engine: v8
-  filterThreads: 1
+  hbone: { address: ${SERVER.address} }
+  native: { threads: 1 }
 workloads:
   - { name: server, namespace: test, serviceAccount: server-sa, address: ${SERVER.address}, ports: [${serverPort}] }
 `;
@@ -69,34 +70,29 @@ describe('the mesh CA from files, with an intermediate', () => {
   });
 
   it('a peer with a certificate from the same intermediate opens a tunnel to the local workload', async () => {
-    const peer = intermediate.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/client-sa` });
-    const client = new hbone.HboneClient({
-      credentials: () => ({ key: peer.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: peer.certChainPem, ca: root.certPem }),
-      connectTimeoutMs: 5_000,
-    });
+    const peer = await intermediate.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/client-sa` });
+    const a = await openTunnel({ material: materialOf(peer, root.certPem), dial: node.proxy.addresses().hbone!, authority: `${SERVER.address}:${server.port}` });
     try {
-      const tunnel = await client.open({
-        sourceIdentity: 'client', node: node.proxy.addresses().hbone!, target: { address: SERVER.address, port: server.port },
-        expectServer: hbone.expectSpiffeId(`spiffe://${TD}/ns/ambit-system/sa/ambit-node`),
-      });
-      // HTTP/1.1 through the tunnel, as node-1 would send it.
+      expect(a.status).toBe(200);
+      // The node presented the server workload's certificate, trusted up to the root.
+      expect(a.serverIdentity).toBe(SERVER.identity);
+      // HTTP/1.1 through the tunnel, as another node would send it.
       const reply = await new Promise<string>((resolve, reject) => {
         let text = '';
-        tunnel.setEncoding('utf8');
-        tunnel.on('data', (d: string) => { text += d; if (text.includes('"workload":"server"')) resolve(text); });
-        tunnel.on('error', reject);
-        tunnel.write(`GET /via-intermediate HTTP/1.1\r\nhost: server\r\nconnection: close\r\n\r\n`);
+        a.stream!.setEncoding('utf8');
+        a.stream!.on('data', (d: string) => { text += d; if (text.includes('"workload":"server"')) resolve(text); });
+        a.stream!.on('error', reject);
+        a.stream!.write(`GET /via-intermediate HTTP/1.1\r\nhost: server\r\nconnection: close\r\n\r\n`);
       });
       expect(reply).toMatch(/^HTTP\/1\.1 200/);
-      tunnel.destroy();
     } finally {
-      await client.close();
+      a.close();
     }
   });
 
   it('rotates certificates on its own before they expire; new handshakes get the new one', async () => {
     const store = node.identity!.store;
-    const nodeId = `spiffe://${TD}/ns/ambit-system/sa/ambit-node`;
+    const nodeId = SERVER.identity;
     const first = store.certificate(nodeId)!;
     // Every certificate the node identity has had since (it rotates on while we look).
     const seen = new Set<string>();
@@ -115,7 +111,7 @@ describe('the mesh CA from files, with an intermediate', () => {
     // Before the old one expired.
     expect(Date.now()).toBeLessThan(first.notAfter.getTime());
     expect(rotated.current.fingerprint256).not.toBe(first.fingerprint256);
-    const peer = intermediate.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/client-sa` });
+    const peer = await intermediate.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/client-sa` });
     const presented = await new Promise<string>((resolve, reject) => {
       const s = tls.connect({
         ...node.proxy.addresses().hbone!, host: node.proxy.addresses().hbone!.address, ALPNProtocols: ['h2'], ca: root.certPem, checkServerIdentity: () => undefined,

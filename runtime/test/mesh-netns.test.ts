@@ -3,13 +3,15 @@
 //
 //   ns1 (node-1, veth 10.205.0.1)                         ns2 (node-2, veth 10.205.0.2)
 //   client 10.205.1.1 ─connect 10.96.5.x:80─▶ nft redirect ─▶ node-1 :15001
-//        ──HBONE (TLS 1.3, client-sa's certificate) over the veth──▶ node-2 10.205.0.2:15008
-//        ──▶ inbound filters (mtls STRICT, peer) ──▶ server 10.205.2.1:8080
+//        ──HBONE to 10.205.2.1:15008 (TLS 1.3 as client-sa, expecting server-sa) over the veth
+//        ──▶ nft redirect (inbound 15008 to a workload) ─▶ node-2 :15008, presenting server-sa's
+//        certificate ──▶ inbound filters (mtls STRICT, peer) ──▶ server 10.205.2.1:8080
 //   client ─plaintext to 10.205.2.1:8080 over the veth─▶ nft redirect ─▶ node-2 :15006 (inbound)
 //        ──▶ mtls: STRICT refuses; the `legacy` workload (PERMISSIVE) takes it, identity absent
 //
-// tcpdump on node-1's veth shows what crosses: only TCP to :15008, TLS records, and never the
-// request's marker; the same capture of a plaintext request does show the marker.
+// tcpdump on node-1's veth shows what crosses: only TCP to the workload's :15008, TLS records,
+// and never the request's marker; the same capture of a plaintext request does show the marker.
+// The IPv6 workload is dialed at [fd05::21]:15008 over the veth's IPv6 addresses.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -45,6 +47,8 @@ const skip = skipReason();
 const TD = 'mesh.test';
 const NODE1 = '10.205.0.1';
 const NODE2 = '10.205.0.2';
+const NODE1_6 = 'fd06::1';
+const NODE2_6 = 'fd06::2';
 const CLIENT = { address: '10.205.1.1', identity: `spiffe://${TD}/ns/test/sa/client-sa` };
 const SERVER = { address: '10.205.2.1', port: 8080 };
 const LEGACY = { address: '10.205.2.2', port: 8080 };
@@ -60,7 +64,7 @@ function meshYaml(node: 'node-1' | 'node-2', caDir: string): string {
     : `outbound: { address: 127.0.0.1, port: 15001 }
   inbound: { address: 0.0.0.0, port: 15006 }
   admin: { address: ${NODE2}, port: 15000 }
-  hbone: { address: ${NODE2}, port: 15008 }`;
+  hbone: { address: "::", port: 15008 }`;
   return `
 node: ${node}
 trustDomain: ${TD}
@@ -68,9 +72,7 @@ identity:
   ca: { dir: ${JSON.stringify(caDir)} }
 proxy:
   ${listeners}
-  engine: v8
-  filterThreads: 1
-  workers: 1
+  native: { threads: 1 }
 nodes:
   - { name: node-1, address: ${NODE1} }
   - { name: node-2, address: ${NODE2} }
@@ -122,6 +124,7 @@ describe.skipIf(skip !== undefined)(
     const ns1 = `amb5-n1-${tag}`;
     const ns2 = `amb5-n2-${tag}`;
     const veth1 = `amb5a${tag}`;
+    const veth2 = `amb5b${tag}`;
     const lab = new NetnsLab();
     let dir = '';
     const proxies: LabProcess[] = [];
@@ -163,18 +166,21 @@ describe.skipIf(skip !== undefined)(
 
         await lab.namespace(ns1);
         await lab.namespace(ns2);
-        await lab.veth({ ns: ns1, ifname: veth1, cidr: `${NODE1}/24` }, { ns: ns2, ifname: `amb5b${tag}`, cidr: `${NODE2}/24` });
+        await lab.veth({ ns: ns1, ifname: veth1, cidr: `${NODE1}/24` }, { ns: ns2, ifname: veth2, cidr: `${NODE2}/24` });
         await lab.ip('-n', ns1, 'addr', 'add', `${CLIENT.address}/32`, 'dev', 'lo');
         await lab.ip('-n', ns2, 'addr', 'add', `${SERVER.address}/32`, 'dev', 'lo');
         await lab.ip('-n', ns2, 'addr', 'add', `${LEGACY.address}/32`, 'dev', 'lo');
         await lab.ip('-n', ns2, 'addr', 'add', `${SERVER6.address}/128`, 'dev', 'lo', 'nodad');
         await lab.ip('-n', ns1, 'route', 'add', '10.205.2.0/24', 'via', NODE2);
+        await lab.ip('-n', ns1, 'addr', 'add', `${NODE1_6}/64`, 'dev', veth1, 'nodad');
+        await lab.ip('-n', ns2, 'addr', 'add', `${NODE2_6}/64`, 'dev', veth2, 'nodad');
+        await lab.ip('-n', ns1, 'route', 'add', `${SERVER6.address}/128`, 'via', NODE2_6);
         await lab.ip('-n', ns2, 'route', 'add', '10.205.1.0/24', 'via', NODE1);
         // Service VIPs are local in ns1, with the client's address as source.
         await lab.ip('-n', ns1, 'route', 'add', 'local', '10.96.5.0/24', 'dev', 'lo', 'src', CLIENT.address);
         // Capture: outbound to the VIPs in ns1; inbound to the workloads in ns2 (arriving over the veth).
         await lab.exec(ns1, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain out {\n  type nat hook output priority -100; policy accept;\n  ip daddr 10.96.5.0/24 tcp dport 80 redirect to :15001\n }\n}\n` });
-        await lab.exec(ns2, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain in {\n  type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.205.2.0/24 tcp dport 8080 redirect to :15006\n }\n}\n` });
+        await lab.exec(ns2, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain in {\n  type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.205.2.0/24 tcp dport 8080 redirect to :15006\n  ip daddr 10.205.2.0/24 tcp dport 15008 redirect to :15008\n }\n}\n` });
 
         const up = lab.start(ns2, 'upstreams', process.execPath, [UPSTREAMS_JS], {
           AMBIT_UPSTREAMS: `server=${SERVER.address}:${SERVER.port},legacy=${LEGACY.address}:${LEGACY.port},server6=${SERVER6.address}:${SERVER6.port}`,
@@ -215,12 +221,13 @@ describe.skipIf(skip !== undefined)(
         expect(echo.headers['x-peer-identity']).toBe(CLIENT.identity);
         expect(echo.headers['x-peer-workload']).toBe('test/client');
       }
-      // What crossed the veth: TCP between the nodes' :15008 only, TLS records only, no marker.
+      // What crossed the veth: TCP between node 1 and the server workload's :15008 only, TLS
+      // records only, no marker.
       const withData = segments.filter((s) => s.payload.length > 0);
       expect(withData.length).toBeGreaterThan(4);
       for (const s of segments) {
         expect([s.srcPort, s.dstPort]).toContain(15008);
-        expect([s.src, s.dst].sort()).toEqual([NODE1, NODE2]);
+        expect([s.src, s.dst].sort()).toEqual([NODE1, SERVER.address].sort());
       }
       // Each connection's byte stream, each way, is a run of TLS records (content type
       // 20-23, version 3.x), from its first byte to its last.
@@ -287,10 +294,12 @@ describe.skipIf(skip !== undefined)(
       expect(text).not.toMatch(/PRIVATE KEY/);
       const dump = r!.body as { identity: { store: { certificates: Array<{ identity: string; current: { fingerprint256: string; notAfter: string } }> }; hbone: { client: { tunnelsTotal: number; sessionsTotal: number } } } };
       const ids = dump.identity.store.certificates.map((c) => c.identity).sort();
-      expect(ids).toEqual([CLIENT.identity, `spiffe://${TD}/ns/ambit-system/sa/ambit-node`].sort());
+      // Its workload's only: no node identity.
+      expect(ids).toEqual([CLIENT.identity]);
       expect(dump.identity.store.certificates[0]!.current.fingerprint256).toMatch(/^[0-9A-F:]{95}$/);
       expect(dump.identity.hbone.client.tunnelsTotal).toBeGreaterThanOrEqual(2);
-      expect(dump.identity.hbone.client.sessionsTotal).toBe(1);
+      // One session per destination workload address (10.205.2.1 and fd05::21), shared by its tunnels.
+      expect(dump.identity.hbone.client.sessionsTotal).toBe(2);
     });
   },
 );

@@ -394,10 +394,24 @@ ${extra}`);
     expect(line).toContain('data path: native (dataPath: auto)');
   }, 90_000);
 
-  it('runs the node data path for a config with identity, and says why', async () => {
+  it('runs the native data path for a config with identity (mTLS between nodes is served there only)', async () => {
     const { dump, line } = await runDefault('identity', `identity:\n  ca: { dir: ${path.join(dir, 'ca')} }\n`, ['--workers', '1']);
     expect(dump.engine).toBe('wasmtime');
-    expect(dump.dataPath).toEqual({ kind: 'node', asked: 'dataPath: auto', reason: expect.stringContaining('the config sets identity') });
-    expect(line).toContain(`data path: node (dataPath: auto; ${dump.dataPath.reason})`);
+    expect(dump.dataPath).toMatchObject({ kind: 'native', asked: 'dataPath: auto' });
+    expect(line).toContain('data path: native (dataPath: auto)');
+  }, 90_000);
+
+  it('stops a config with identity that asks for what only the node data path serves, saying why', async () => {
+    const ports = { admin: await freePort() };
+    const config = path.join(dir, 'identity-node.yaml');
+    await writeFile(config, `node: n1\nproxy: { admin: { address: 127.0.0.1, port: ${ports.admin} }, dataPath: node }\nidentity:\n  ca: { dir: ${path.join(dir, 'ca')} }\n`);
+    const asNode = await runUntilConfigDump(config, ports.admin);
+    expect(asNode.dump).toBeUndefined();
+    expect(asNode.code).not.toBe(0);
+    expect(asNode.output).toMatch(/AMBIT_ERR_CONFIG_INVALID.*the config sets identity \(mTLS between nodes, HBONE\), which only the native data path serves, and dataPath: node asks for the node data path/s);
+    await writeFile(config, `node: n1\nproxy: { admin: { address: 127.0.0.1, port: ${ports.admin} } }\nidentity:\n  ca: { dir: ${path.join(dir, 'ca')} }\n`);
+    const workers = await runUntilConfigDump(config, ports.admin, { args: ['--workers', '2'] });
+    expect(workers.dump).toBeUndefined();
+    expect(workers.output).toMatch(/only the native data path serves, and it cannot serve this node: 2 node:cluster workers were asked for/);
   }, 90_000);
 });

@@ -9,15 +9,17 @@
 // filters were told. Then what the server side refuses, and what the client side refuses.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { Registry } from 'prom-client';
 import { buildFilter } from '@ambit/filter-sdk/build';
-import { CertificateAuthority, hbone, runNode, type RunningNode } from '@ambit/runtime';
+import { CertificateAuthority, runNode, type RunningNode } from '@ambit/runtime';
 import { REPO } from './fixtures.js';
+import { materialOf as material, openTunnel, rogueHboneServer, type RogueServer, type TlsMaterial } from './support/hbone-peer.js';
 import { captureLogs, echoWorkload, echoWorkloadH2, requestFrom, type EchoWorkload } from './support/mesh.js';
 import { until } from './support/telemetry.js';
 
@@ -26,6 +28,8 @@ const MTLS_DIR = path.join(REPO, 'filters/mtls');
 const TD = 'native-hbone.test';
 const CLIENT = { address: '127.0.1.1', identity: `spiffe://${TD}/ns/test/sa/client-sa` };
 const SERVER = { address: '127.0.2.1', identity: `spiffe://${TD}/ns/test/sa/server-sa` };
+/** The header an HBONE refusal names its reason in. */
+const REASON = 'ambit-reason';
 const ELSEWHERE = { address: '127.0.4.1', identity: `spiffe://${TD}/ns/test/sa/elsewhere-sa` };
 
 function meshYaml(o: { node: string; hbone: string; serverPort: number; h2Port: number; hbonePorts: { node2: number; node3: number } }): string {
@@ -86,10 +90,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
   let outbound1: number;
   let hbone2: { address: string; port: number };
   let ca: CertificateAuthority;
-  let rogue: hbone.HboneServer;
-  const material = (cert: { privateKey: import('node:crypto').KeyObject; certChainPem: string }, caPem: string): hbone.TlsMaterial => ({
-    key: cert.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: cert.certChainPem, ca: caPem,
-  });
+  let rogue: RogueServer;
 
   beforeAll(async () => {
     for (const d of [PEER_DIR, MTLS_DIR]) {
@@ -102,8 +103,8 @@ describe('HBONE on the native data path (rustls, h2)', () => {
     // node-3 is an impostor on the elsewhere workload's address: a certificate of the mesh
     // CA, but not the elsewhere workload's identity.
     const impostor = await ca.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/impostor` });
-    rogue = new hbone.HboneServer({ credentials: () => material(impostor, ca.certPem), onTunnel: () => ({ allow: true }), onEvent: () => undefined });
-    const rogueAddress = await rogue.listen({ host: ELSEWHERE.address, port: 0 });
+    rogue = await rogueHboneServer(material(impostor, ca.certPem), ELSEWHERE.address);
+    const rogueAddress = rogue.address;
     const ports = { outbound: 0, inbound: 0, admin: 0, hbone: 0 };
     await writeFile(path.join(dir, 'node-2.yaml'), meshYaml({ node: 'node-2', hbone: SERVER.address, serverPort: server.port, h2Port: serverH2.port, hbonePorts: { node2: 15008, node3: rogueAddress.port } }));
     registry2 = new Registry();
@@ -173,7 +174,7 @@ describe('HBONE on the native data path (rustls, h2)', () => {
     expect(r.status).toBe(503);
     expect(r.headers['x-ambit-upstream-error']).toBe('connect-failure');
     expect(r.body).toContain(`presented spiffe://${TD}/ns/test/sa/impostor, which is not the destination workload's identity ${ELSEWHERE.identity}`);
-    expect(rogue.stats().tunnelsTotal).toBe(0);
+    expect(rogue.tunnels).toBe(0);
   });
 
   it('a client that is not a workload of node 1 is not tunnelled: 503 with the reason', async () => {
@@ -183,16 +184,14 @@ describe('HBONE on the native data path (rustls, h2)', () => {
   });
 
   describe('what the HBONE server refuses', () => {
-    async function open(m: hbone.TlsMaterial, target: { address: string; port: number }, headers: Record<string, string> = {}): Promise<string> {
-      const client = new hbone.HboneClient({ credentials: () => m, connectTimeoutMs: 5_000 });
+    /** 'opened', or the status and reason of the refusal, or the TLS error. */
+    async function open(m: TlsMaterial, target: { address: string; port: number }, headers: Record<string, string> = {}, method?: string): Promise<string> {
       try {
-        const t = await client.open({ sourceIdentity: 'test', node: hbone2, target, headers });
-        t.destroy();
-        return 'opened';
+        const a = await openTunnel({ material: m, dial: hbone2, authority: `${target.address}:${target.port}`, headers, ...(method ? { method } : {}) });
+        a.close();
+        return a.status === 200 ? 'opened' : `${a.status} ${String(a.headers[REASON] ?? '')}`;
       } catch (e) {
         return (e as Error).message;
-      } finally {
-        await client.close();
       }
     }
     const refusals = async () => (await registry2.getSingleMetricAsString('ambit_connections_total')).split('\n').filter((l) => l.includes('denied="hbone"'));
@@ -241,9 +240,10 @@ describe('HBONE on the native data path (rustls, h2)', () => {
 
     it('a `forwarded` address that is not the presenting workload\'s is not believed: the source is unknown', async () => {
       const intruder = await ca.issueWorkloadCertificate({ identity: `spiffe://${TD}/ns/test/sa/intruder` });
-      const client = new hbone.HboneClient({ credentials: () => material(intruder, ca.certPem), connectTimeoutMs: 5_000 });
+      const a = await openTunnel({ material: material(intruder, ca.certPem), dial: hbone2, authority: `${SERVER.address}:${server.port}`, headers: { forwarded: `for=${CLIENT.address}` } });
       try {
-        const t = await client.open({ sourceIdentity: 'x', node: hbone2, target: { address: SERVER.address, port: server.port }, headers: { forwarded: `for=${CLIENT.address}` } });
+        expect(a.status).toBe(200);
+        const t = a.stream!;
         const got = await new Promise<string>((resolve, reject) => {
           let text = '';
           t.setEncoding('latin1');
@@ -251,15 +251,72 @@ describe('HBONE on the native data path (rustls, h2)', () => {
           t.once('error', reject);
           t.write('GET /spoofed HTTP/1.1\r\nhost: server.test\r\nconnection: close\r\n\r\n');
         });
-        t.destroy();
         expect(got).toMatch(/^HTTP\/1\.1 200/);
         // The intruder's identity is proven; the client workload's address it claimed is not taken.
         expect(got).toContain(`"x-peer-identity":"spiffe://${TD}/ns/test/sa/intruder"`);
         expect(got).toContain('"x-peer-workload":"none"');
       } finally {
-        await client.close();
+        a.close();
       }
     });
+
+    it('a tunnel that is not a CONNECT: 405', async () => {
+      const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity });
+      const msg = await open(material(cert, ca.certPem), { address: SERVER.address, port: server.port }, {}, 'GET');
+      expect(msg).toMatch(/^405 GET is not CONNECT/);
+    });
+
+    it('an accepted tunnel is answered 200 with baggage naming the destination workload, and the server presents that workload\'s identity', async () => {
+      const cert = await ca.issueWorkloadCertificate({ identity: CLIENT.identity });
+      const a = await openTunnel({ material: material(cert, ca.certPem), dial: hbone2, authority: `${SERVER.address}:${server.port}`, headers: { forwarded: `for=${CLIENT.address}` } });
+      a.close();
+      expect(a.status).toBe(200);
+      expect(a.headers.baggage).toBe('k8s.namespace.name=test,k8s.workload.name=server');
+      expect(a.serverIdentity).toBe(SERVER.identity);
+    });
+  });
+
+  it('holds certificates only for the workloads on its node, no node identity, 24 h by default', () => {
+    expect(node1.identity!.store.identities()).toEqual([CLIENT.identity]);
+    expect(node2.identity!.store.identities()).toEqual([SERVER.identity]);
+    const cert = node1.identity!.store.certificate(CLIENT.identity)!;
+    // notAfter is in whole seconds.
+    expect(Math.abs(cert.notAfter.getTime() - cert.issuedAt.getTime() - 24 * 3600_000)).toBeLessThan(2_000);
+  });
+
+  it('an HTTP upgrade goes through the tunnel, then bytes flow both ways', async () => {
+    const socket = net.connect({ host: '127.0.0.1', port: outbound1, localAddress: CLIENT.address });
+    socket.setEncoding('latin1');
+    let got = '';
+    socket.on('data', (d: string) => { got += d; });
+    await new Promise<void>((resolve, reject) => { socket.once('connect', () => resolve()); socket.once('error', reject); });
+    socket.write('GET /chat HTTP/1.1\r\nhost: server.test\r\nconnection: upgrade\r\nupgrade: echo-protocol\r\n\r\n');
+    await until(() => got.includes('\r\n\r\n'), 'the 101');
+    expect(got).toMatch(/^HTTP\/1\.1 101/);
+    // node-2's inbound filters saw the client's identity on the upgrade request too.
+    expect(got).toContain(`x-peer-identity: ${CLIENT.identity}`);
+    got = '';
+    socket.write('ping over the tunnel');
+    await until(() => got === 'ping over the tunnel', 'the echo');
+    socket.destroy();
+  });
+
+  it('a reload that adds a local workload issues its certificate, and traffic from it goes out as itself; one that removes it drops it', async () => {
+    const file = path.join(dir, 'node-1.yaml');
+    const original = await readFile(file, 'utf8');
+    const batch = { address: '127.0.1.2', identity: `spiffe://${TD}/ns/test/sa/batch-sa` };
+    await writeFile(file, original.replace('workloads:\n', `workloads:\n  - { name: batch, namespace: test, serviceAccount: batch-sa, address: ${batch.address}, node: node-1 }\n`));
+    try {
+      expect(await node1.reload()).toBe(true);
+      expect(node1.identity!.store.identities()).toContain(batch.identity);
+      const r = await requestFrom(batch.address, outbound1, '/from-batch');
+      expect(r.status, r.body).toBe(200);
+      expect((JSON.parse(r.body) as Echo).headers['x-peer-identity']).toBe(batch.identity);
+    } finally {
+      await writeFile(file, original);
+      expect(await node1.reload()).toBe(true);
+    }
+    expect(node1.identity!.store.identities()).toEqual([CLIENT.identity]);
   });
 
   it('rotation on both ends under load loses no request', async () => {
@@ -299,7 +356,12 @@ describe('HBONE on the native data path (rustls, h2)', () => {
         res.on('end', () => resolve(b));
       }).on('error', reject);
     });
-    expect(dump).toContain(SERVER.identity);
     expect(dump).not.toMatch(/PRIVATE KEY|BEGIN/);
+    // The certificates it holds: SPIFFE ID, fingerprint, expiry; and the HBONE counters.
+    const parsed = JSON.parse(dump) as { identity: { store: { certificates: Array<{ identity: string; current: { fingerprint256: string; notAfter: string } }> }; hbone: { server: { connectionsTotal: number } } } };
+    const held = parsed.identity.store.certificates.find((c) => c.identity === SERVER.identity)!;
+    expect(held.current.fingerprint256).toBe(node2.identity!.store.certificate(SERVER.identity)!.fingerprint256);
+    expect(Date.parse(held.current.notAfter)).toBeGreaterThan(Date.now());
+    expect(parsed.identity.hbone.server.connectionsTotal).toBeGreaterThan(0);
   });
 });

@@ -1,8 +1,9 @@
 /**
  * Signing node proxies' certificate requests: the request must carry one SPIFFE ID of this
  * trust domain, `/ns/<namespace>/sa/<serviceAccount>`, and that identity must be held by a
- * running pod scheduled on the caller's node (`spec.nodeName`), or be the node proxies' own
- * identity. A node thus gets certificates only for its own workloads: ztunnel's model.
+ * running pod scheduled on the caller's node (`spec.nodeName`). A node thus gets certificates
+ * only for its own workloads, ztunnel's model; the node proxy's own service account gets none
+ * (its HBONE listener presents the dialed workload's certificate, never a node identity).
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import { parseSpiffeId, readCsr, type CertificateAuthority } from '@ambit/runtime';
@@ -12,7 +13,7 @@ import type { NodeCaller } from './node-auth.js';
 export interface SignOptions {
   ca: CertificateAuthority;
   certTtlMs: number;
-  /** `namespace:name` of the node proxies' ServiceAccount: their own identity. */
+  /** `namespace:name` of the node proxies' ServiceAccount: refused, as the data path holds no node identity. */
   nodeServiceAccount: string;
   podsOnNode: (node: string) => Iterable<V1Pod>;
 }
@@ -31,19 +32,19 @@ export function signCsr(o: SignOptions, caller: NodeCaller, csrPem: string, ttlM
   if (!m) throw new ControllerError('AMBIT_ERR_CSR_DENIED', `${id.uri} is not a workload identity (/ns/<namespace>/sa/<serviceAccount>)`);
   const [, ns, sa] = m;
   const [nodeNs, nodeSa] = o.nodeServiceAccount.split(':');
-  const own = ns === nodeNs && sa === nodeSa;
-  if (!own) {
-    let found = false;
-    for (const pod of o.podsOnNode(caller.node)) {
-      const phase = pod.status?.phase;
-      if (pod.metadata?.namespace === ns && (pod.spec?.serviceAccountName ?? 'default') === sa && phase !== 'Succeeded' && phase !== 'Failed') {
-        found = true;
-        break;
-      }
+  if (ns === nodeNs && sa === nodeSa) {
+    throw new ControllerError('AMBIT_ERR_CSR_DENIED', `${id.uri} is the node proxies' own service account: node proxies hold certificates of their workloads only, never one of their own`);
+  }
+  let found = false;
+  for (const pod of o.podsOnNode(caller.node)) {
+    const phase = pod.status?.phase;
+    if (pod.metadata?.namespace === ns && (pod.spec?.serviceAccountName ?? 'default') === sa && phase !== 'Succeeded' && phase !== 'Failed') {
+      found = true;
+      break;
     }
-    if (!found) {
-      throw new ControllerError('AMBIT_ERR_CSR_DENIED', `node ${caller.node} runs no pod of service account ${ns}/${sa}: a node gets certificates only for workloads scheduled on it`);
-    }
+  }
+  if (!found) {
+    throw new ControllerError('AMBIT_ERR_CSR_DENIED', `node ${caller.node} runs no pod of service account ${ns}/${sa}: a node gets certificates only for workloads scheduled on it`);
   }
   const ttl = ttlMs > 0 ? Math.min(ttlMs, o.certTtlMs) : o.certTtlMs;
   const issued = o.ca.signWorkloadKey({ identity: id.uri, ttlMs: ttl }, contents.publicKey);

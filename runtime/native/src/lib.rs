@@ -21,6 +21,7 @@ mod guest_build;
 mod heads;
 mod host;
 mod limits;
+mod loadgen;
 mod ops;
 mod peer_keys;
 mod validate;

@@ -93,8 +93,7 @@ export const ProxySchema = Obj({
   hbone: Obj({
     address: Ip('Address to listen on. Default 0.0.0.0: other nodes must reach it.', { default: '0.0.0.0' }),
     port: Port({ default: 15008, description: 'Default 15008 (the HBONE port of Istio ambient).' }),
-    connectTimeoutMs: Type.Integer({ minimum: 1, default: 10_000, description: 'Outbound: time to open a tunnel to another node (TCP, TLS, HTTP/2 and the CONNECT\'s answer). Default 10 s.' }),
-  }, { default: {}, description: 'HBONE: mTLS (TLS 1.3) HTTP/2 CONNECT tunnels between node proxies. The listener runs only when `identity` is set.' }),
+  }, { default: {}, description: 'HBONE: mTLS (TLS 1.3) HTTP/2 CONNECT tunnels between node proxies, as Istio ambient speaks it. Other nodes dial `<workload ip>:<hbonePort>` and this listener presents the certificate of the workload whose address was dialed: on a node, capture (or the listener bound to 0.0.0.0 where the workloads\' addresses are local) brings those connections here. The listener runs only when `identity` is set. Opening a tunnel (TCP, TLS, HTTP/2 and the CONNECT\'s answer) is bounded by the route\'s `connectTimeoutMs`.' }),
   admin: Obj({
     address: Ip('Default 127.0.0.1.', { default: '127.0.0.1' }),
     port: Port({ default: 15000, description: 'Default 15000.' }),
@@ -106,7 +105,7 @@ export const ProxySchema = Obj({
     maxInstances: Type.Integer({ minimum: 1, maximum: 100_000, default: 1000, description: 'Component instances the pooling allocator reserves slots for (warm and per-request together). Default 1000.' }),
     maxMemoryPages: Type.Integer({ minimum: 1, maximum: 65536, default: 16384, description: 'Largest memory cap a binding may ask for, in 64 KiB pages (each instance slot reserves 4 GiB of address space either way, so that filter code runs without bounds checks). Default 16384 (1 GiB).' }),
   }, { default: {}, description: 'Settings of the wasmtime engine.' }),
-  dataPath: StringEnum(DATA_PATHS, { default: 'auto', description: 'Which code serves connections. `native`: Rust threads inside `@ambit/native` (tokio, hyper, rustls for HBONE), filters called inline on the wasmtime engine; it needs the addon built with the data path, the wasmtime engine (`engine: wasmtime` or `auto`) and one process: it uses the cores through its own threads (`native.threads`), so it refuses `workers` (or `--workers`) above 1. `node`: the Node.js data path, which uses more cores through `node:cluster` workers. `auto`: native where it can serve, the config sets no `identity` (mTLS between nodes stays on the node path unless native is asked for) and no binding sets `exposeErrors` (not served on the native path yet), else node, with one log line saying why; so `workers` above 1 picks node, and without `workers` a node runs one process on the native path, or one per core on the node path. `/config_dump` shows the choice (`dataPath.kind`, and `dataPath.reason` when auto picked node). The environment variable AMBIT_DATA_PATH (auto, native or node) overrides it. Default auto.' }),
+  dataPath: StringEnum(DATA_PATHS, { default: 'auto', description: 'Which code serves connections. `native`: Rust threads inside `@ambit/native` (tokio, hyper, rustls for HBONE), filters called inline on the wasmtime engine; it needs the addon built with the data path, the wasmtime engine (`engine: wasmtime` or `auto`) and one process: it uses the cores through its own threads (`native.threads`), so it refuses `workers` (or `--workers`) above 1. `node`: the Node.js data path, which uses more cores through `node:cluster` workers. `auto`: native where it can serve and no binding sets `exposeErrors` (not served on the native path yet), else node, with one log line saying why; a config with `identity` (mTLS between nodes, served by the native path only) runs native or stops with a coded error saying why; so `workers` above 1 picks node, and without `workers` a node runs one process on the native path, or one per core on the node path. `/config_dump` shows the choice (`dataPath.kind`, and `dataPath.reason` when auto picked node). The environment variable AMBIT_DATA_PATH (auto, native or node) overrides it. Default auto.' }),
   native: Obj({
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 256, description: 'Data-path threads (one tokio runtime each, accepts spread by SO_REUSEPORT). Default: the number of CPU cores.' })),
     maxConnections: Type.Integer({ minimum: 1, maximum: 10_000_000, default: 65_536, description: 'Connections one listener holds open at most; beyond, new ones are closed at once (AMBIT_ERR_CONNECTION_LIMIT in the access log). Default 65536.' }),
@@ -240,8 +239,8 @@ export const BindingSchema = Obj({
 
 export const NodeSchema = Obj({
   name: Type.String({ minLength: 1, description: 'The node\'s name, as workloads\' `node` says it.' }),
-  address: Ip('Address other node proxies reach this node\'s HBONE listener on.'),
-  hbonePort: Port({ default: 15008, description: 'Port of its HBONE listener. Default 15008.' }),
+  address: Ip('The node\'s address (for operators: HBONE is dialed at the destination workload\'s address, not the node\'s).'),
+  hbonePort: Port({ default: 15008, description: 'Port its HBONE listener takes at its workloads\' addresses: other nodes dial `<workload ip>:<hbonePort>`. Default 15008.' }),
 });
 
 export const CaSchema = Obj({
@@ -264,12 +263,7 @@ export const IdentitySchema = Obj({
     minimum: 1000, default: 86_400_000,
     description: 'Lifetime of a workload certificate. Default 24 h (Istio\'s default). Certificates are rotated at half their lifetime (minus up to 10 % at random), without dropping connections.',
   }),
-  nodeNamespace: Type.String({ minLength: 1, default: 'ambit-system', description: 'Namespace of the node proxy\'s own identity. Default ambit-system.' }),
-  nodeServiceAccount: Type.String({
-    minLength: 1, default: 'ambit-node',
-    description: 'Service account of the node proxy\'s own identity, spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>: the certificate its HBONE listener presents, and the one a node expects from the node it tunnels to. Default ambit-node.',
-  }),
-}, { description: 'mTLS between node proxies. Set: this node holds certificates for its local workloads (issued by the mesh CA, rotated), listens for HBONE (proxy.hbone) and sends traffic for workloads on other nodes listed in `nodes` through HBONE with the source workload\'s certificate. Unset: no mTLS; traffic to other nodes goes in plaintext.' });
+}, { description: 'mTLS between node proxies (served by the native data path only: `proxy.dataPath` auto or native). Set: this node holds certificates for its local workloads only (issued by the mesh CA or the controller, rotated), listens for HBONE (proxy.hbone), presenting the certificate of the workload dialed, and sends traffic for workloads on other nodes listed in `nodes` through HBONE with the source workload\'s certificate, to `<destination workload ip>:<its node\'s hbonePort>`, accepting only the destination workload\'s identity. Unset: no mTLS; traffic to other nodes goes in plaintext.' });
 export const CAPTURE_MODES = ['auto', 'ebpf', 'nftables', 'none'] as const;
 
 export const CaptureSchema = Obj({
@@ -291,7 +285,7 @@ export const MeshConfigSchema = Obj({
   node: Type.String({ minLength: 1, description: 'This node\'s name: workloads with this node (or none) are local.' }),
   proxy: ProxySchema,
   identity: Type.Optional(IdentitySchema),
-  nodes: Type.Array(NodeSchema, { default: [], description: 'Node proxies of the mesh and where their HBONE listeners are. Traffic to a workload on a node listed here goes through HBONE (when `identity` is set).' }),
+  nodes: Type.Array(NodeSchema, { default: [], description: 'Node proxies of the mesh and their HBONE ports. Traffic to a workload on a node listed here goes through HBONE (when `identity` is set).' }),
   capture: CaptureSchema,
   workloads: Type.Array(WorkloadSchema, { default: [], description: 'Workloads (pods) of the mesh.' }),
   services: Type.Array(ServiceSchema, { default: [], description: 'Services: VIPs and names mapped to endpoints.' }),

@@ -269,6 +269,23 @@ export class MeshIndex<E extends MeshEndpoint = MeshEndpoint> {
   }
 
   /**
+   * The workload's ports that services selecting it declare (by number, or by the workload's
+   * port name), with the protocol of the first such service port in config order: how
+   * traffic addressed to the workload itself at that port is parsed.
+   */
+  workloadPorts(w: MeshWorkload): Map<number, ServicePortConfig['protocol']> {
+    const out = new Map<number, ServicePortConfig['protocol']>();
+    for (const key of w.services) {
+      for (const d of this.services.get(key)?.ports.values() ?? []) {
+        const t = d.servicePort.targetPort;
+        const port = typeof t === 'number' ? t : w.workload.namedPorts?.[t];
+        if (port !== undefined && !out.has(port)) out.set(port, d.servicePort.protocol);
+      }
+    }
+    return out;
+  }
+
+  /**
    * A service by host name and port: `name.namespace`, `name.namespace.svc`,
    * `name.namespace.svc.<cluster domain>` (case-insensitive, trailing dot allowed).
    */

@@ -17,7 +17,7 @@ import type { ListenerSpec } from '../proxy/proxy.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { FILTER_DURATION_BUCKETS, REQUEST_DURATION_BUCKETS } from '../telemetry/metrics.js';
 import type { CertificateStore } from '../identity/store.js';
-import type { HboneClientStats, HboneServerStats } from '../hbone/index.js';
+import type { HboneStats } from './hbone-stats.js';
 import { syncIdentities } from './identities.js';
 import { deliverRecords } from './records.js';
 import { nativeStateSpec } from './spec.js';
@@ -49,7 +49,7 @@ export class NativeDataPath {
   private timer: NodeJS.Timeout | undefined;
   private unsync: (() => void) | undefined;
   /** HBONE's counters (with `identity`), in the Node data path's shape: metrics and `/config_dump` read them. */
-  readonly tunnels: { stats(): { server: HboneServerStats; client: HboneClientStats } } | undefined;
+  readonly tunnels: { stats(): HboneStats } | undefined;
   /** Maps the failures in the records to the filters' TypeScript sources, by the current snapshot's filters. */
   private mapFailure: (f: FilterFailure) => FilterFailure;
 
@@ -69,7 +69,7 @@ export class NativeDataPath {
     this.native.setState(JSON.stringify(nativeStateSpec(options.state, { mtls: options.mtls !== undefined })), options.engine.nativeHandle());
     if (options.mtls) this.unsync = syncIdentities(this.native, options.mtls.store, options.telemetry);
     const native = this.native;
-    this.tunnels = options.mtls ? { stats: () => JSON.parse(native.hboneStats()) as { server: HboneServerStats; client: HboneClientStats } } : undefined;
+    this.tunnels = options.mtls ? { stats: () => JSON.parse(native.hboneStats()) as HboneStats } : undefined;
   }
 
   get state(): BuiltState {

@@ -38,6 +38,8 @@ export interface NativeStateSpec {
     /** `local`: runs on this node; `hbonePort`: on another node, reached over HBONE at `address:hbonePort` (mTLS only). */
     workload: { name: string; namespace: string; address: string; identity: string; local: boolean; hbonePort?: number };
     key: string; service?: string; inboundChain?: number; outboundChain?: number;
+    /** Ports that services selecting it declare, with their protocol: how traffic to `address:port` is parsed (others: auto). */
+    ports: Record<string, Route['protocol']>;
   }>;
   names: Array<{ host: string; port: number; route: number }>;
 }
@@ -114,6 +116,7 @@ export function nativeStateSpec(state: BuiltState, options: { mtls: boolean } = 
       },
       key: w.key,
       service: w.services[0],
+      ports: Object.fromEntries(state.mesh.workloadPorts(w)),
       inboundChain: plan('inbound'),
       outboundChain: plan('outbound'),
     });

@@ -12,8 +12,6 @@ import { loadMeshConfig, resolveFilters, watchMeshConfig, type LoadedMeshConfig,
 import { errorMessage } from '../deps.js';
 import { createTelemetry } from '../telemetry/index.js';
 import { runNode, type RunOptions } from './run.js';
-import { loadCa } from './identity.js';
-import { summarizeCertificate } from '../identity/ca.js';
 import { startCapture } from '../capture/index.js';
 import { openSharedDir, SHARED_DIR_ENV } from '../filters/shared-dir.js';
 import { redactMeshConfig } from './redact.js';
@@ -59,10 +57,8 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
   for (const n of resolved.notes) telemetry.info(`filters: ${n}`);
   for (const w of loaded.warnings) telemetry.warn(`config: ${w.file}${w.line ? `:${w.line}` : ''}: ${w.pointer}: ${w.message}`);
 
-  // The CA is generated (on first start) here, once, before the workers load it.
-  const identityCa = loaded.config.identity ? await loadCa(loaded.config.identity, loaded.config.trustDomain, path.dirname(loaded.path)) : undefined;
-
-  // What each worker runs (and logs): the node data path, as workers are not served by the native one.
+  // What each worker runs (and logs): the node data path, as workers are not served by the native
+  // one. A config with `identity` (mTLS, served by the native path only) stops here, saying so.
   const { kind, asked, reason } = chooseDataPath(loaded.config, { engine: expectedEngine(loaded.config), workers: options.workers });
   const workersDataPath = { kind, asked, ...(reason ? { reason } : {}) };
 
@@ -112,9 +108,7 @@ export async function runClusterPrimary(options: RunOptions & { workers: number 
     configDump: () => ({
       file: loaded.path, workers: options.workers, dataPath: workersDataPath, sharedDir: sharedDir.path, config: redactMeshConfig(loaded.config, resolved), capture: capture.status(),
       filters: [...resolved.filters.values()].map((f) => ({ id: f.id, name: f.binding.name, location: f.location, sha256: f.binding.sha256, digest: f.artifact.digest })),
-      identity: identityCa
-        ? { ca: { source: identityCa.source, certificate: summarizeCertificate(identityCa.ca.certificate) }, workloadCertificates: 'held by each worker (issued from this CA, rotated by the worker); run with --workers 1 to see them here' }
-        : { mtls: 'off: the config sets no identity' },
+      identity: { mtls: 'off: the config sets no identity' },
     }),
     metrics: clusterMetrics(),
   });

@@ -50,6 +50,6 @@ export function configDump(
     chains: [...state.chains.entries()].map(([plan, chain]) => ({ plan, filters: chain.filters })),
     stats: Object.fromEntries(engine.stats()),
     // Certificates by fingerprint, SPIFFE ID and expiry; the store never hands out keys here.
-    identity: identity ? { ...identity.describe(), hbone: proxy.tunnels?.stats() } : { mtls: 'off: the config sets no identity' },
+    identity: identity ? { ...identity.describe(), hbone: 'tunnels' in proxy ? proxy.tunnels?.stats() : undefined } : { mtls: 'off: the config sets no identity' },
   };
 }

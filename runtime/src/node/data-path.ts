@@ -8,9 +8,10 @@
  * The native path can serve when the addon with the data path loads, the filter engine is
  * wasmtime and no more than one process serves the listeners (the native path spreads over the
  * cores with its own threads, `proxy.native.threads`; `node:cluster` workers run the node path).
- * `auto` also keeps on the node path a config with `identity` (mTLS between nodes, HBONE: on the
- * native path it is asked for explicitly, `native`, until it has replaced the node one) or with
- * what the native path does not serve yet ({@link nativeGaps}).
+ * `auto` also keeps on the node path a config with what the native path does not serve yet
+ * ({@link nativeGaps}), unless the config sets `identity`: mTLS between nodes (HBONE) is served
+ * by the native data path only, so such a config runs there (the gaps logged as warnings), and
+ * one the native path cannot serve stops with a coded error saying why.
  */
 import { AmbitError, type AmbitErrorCode } from '../deps.js';
 import type { MeshConfig } from '../config/index.js';
@@ -84,15 +85,20 @@ export function expectedEngine(config: MeshConfig): DataPathFacts['engine'] {
 /** Decides the data path; `native` asked for where it cannot serve is a coded error saying what to do. */
 export function chooseDataPath(config: MeshConfig, facts: DataPathFacts): DataPathDecision {
   const { setting, asked } = dataPathSetting(config);
-  if (setting === 'node') return { kind: 'node', asked, line: `data path: node (${asked})`, warnings: [] };
+  const mtls = config.identity !== undefined;
+  if (setting === 'node') {
+    if (mtls) throw new AmbitError('AMBIT_ERR_CONFIG_INVALID', `the config sets identity (mTLS between nodes, HBONE), which only the native data path serves, and ${asked} asks for the node data path: ask for data path auto or native, or remove identity`);
+    return { kind: 'node', asked, line: `data path: node (${asked})`, warnings: [] };
+  }
   const blocker = nativeBlocker(config, facts);
-  if (setting === 'native') {
-    if (blocker) throw new AmbitError(blocker.code, `the native data path (${asked}) cannot serve this node: ${blocker.reason}; ${blocker.fix}, or ask for data path auto or node`);
+  if (setting === 'native' || mtls) {
+    if (blocker) {
+      const why = setting === 'native' ? `the native data path (${asked}) cannot serve this node` : 'the config sets identity (mTLS between nodes, HBONE), which only the native data path serves, and it cannot serve this node';
+      throw new AmbitError(blocker.code, `${why}: ${blocker.reason}; ${blocker.fix}${mtls ? '' : ', or ask for data path auto or node'}`);
+    }
     return { kind: 'native', asked, line: `data path: native (${asked})`, warnings: nativeGaps(config) };
   }
-  const reason = blocker?.reason
-    ?? (config.identity ? 'the config sets identity: mTLS between nodes (HBONE) stays on the node data path unless dataPath is native' : undefined)
-    ?? nativeGaps(config)[0];
+  const reason = blocker?.reason ?? nativeGaps(config)[0];
   if (reason) return { kind: 'node', asked, reason, line: `data path: node (${asked}; ${reason})`, warnings: [] };
   return { kind: 'native', asked, line: `data path: native (${asked})`, warnings: [] };
 }

@@ -1,8 +1,9 @@
 /**
  * The node's identity material, from the mesh config's `identity`: the mesh CA (loaded,
  * or generated on first start), and a certificate store holding certificates for this
- * node's workloads only (plus the node proxy's own identity, which its HBONE listener
- * presents), issued at start and rotated before expiry. A reload updates which
+ * node's workloads only, issued at start and rotated before expiry. The HBONE listener
+ * presents the certificate of the workload that was dialed; there is no node identity on
+ * the data path. A reload updates which
  * workloads are local; the CA and lifetimes are read once, at start.
  */
 import path from 'node:path';
@@ -19,8 +20,6 @@ export interface NodeIdentity {
   /** The mesh CA, when this node holds it (a YAML config's `identity.ca`); undefined when the controller signs. */
   readonly ca: CertificateAuthority | undefined;
   readonly store: CertificateStore;
-  /** `spiffe://<trustDomain>/ns/<nodeNamespace>/sa/<nodeServiceAccount>`. */
-  readonly nodeIdentity: string;
   /** Where the CA came from, for /config_dump. */
   readonly caSource: string;
   /** Names the local workloads of a (re)loaded config, and issues what they lack. */
@@ -31,15 +30,14 @@ export interface NodeIdentity {
 }
 
 export interface IdentityDump {
-  nodeIdentity: string;
   ca: { source: string; certificate?: CertificateSummary; intermediates?: CertificateSummary[]; roots: CertificateSummary[] };
   certTtlMs: number;
   store: CertificateStoreDump;
 }
 
-/** The SPIFFE IDs this node holds certificates for: its workloads' and its own. */
-export function localIdentities(config: MeshConfig, nodeIdentity: string): string[] {
-  const ids = new Set<string>([nodeIdentity]);
+/** The SPIFFE IDs this node holds certificates for: its workloads'. */
+export function localIdentities(config: MeshConfig): string[] {
+  const ids = new Set<string>();
   for (const w of config.workloads) {
     if ((w.node ?? config.node) === config.node) ids.add(workloadId(config.trustDomain, w.namespace, w.serviceAccount));
   }
@@ -93,8 +91,7 @@ export async function startIdentity(
     ({ ca, source } = await loadCa(identity, config.trustDomain, path.dirname(configPath)));
     issuer = ca;
   }
-  const nodeIdentity = workloadId(config.trustDomain, identity.nodeNamespace, identity.nodeServiceAccount);
-  const store = new CertificateStore({ issuer, ttlMs: identity.certTtlMs, localIdentities: localIdentities(config, nodeIdentity) });
+  const store = new CertificateStore({ issuer, ttlMs: identity.certTtlMs, localIdentities: localIdentities(config) });
   store.on('rotated', (e) => telemetry.info(`certificate of ${e.identity} rotated`, {
     fingerprint256: e.current.fingerprint256, notAfter: e.current.notAfter.toISOString(), previousFingerprint256: e.previous.fingerprint256,
   }));
@@ -102,18 +99,17 @@ export async function startIdentity(
   const issueAll = async (ids: string[]) => {
     await Promise.all(ids.map((id) => store.acquire(id)));
   };
-  await issueAll(localIdentities(config, nodeIdentity));
+  await issueAll(localIdentities(config));
   telemetry.info(`identity: ${ca ? `CA ${ca.certificate.subject.replace(/\n/g, ', ')}` : 'certificates signed by'} (${source}); ${store.identities().length} certificates, lifetime ${identity.certTtlMs} ms`);
   return {
-    ca, store, nodeIdentity, caSource: source,
+    ca, store, caSource: source,
     async update(next) {
-      const ids = localIdentities(next, nodeIdentity);
+      const ids = localIdentities(next);
       store.setLocalIdentities(ids);
       await issueAll(ids);
     },
     describe() {
       return {
-        nodeIdentity,
         ca: ca
           ? { source, certificate: summarizeCertificate(ca.certificate), intermediates: ca.intermediates.map(summarizeCertificate), roots: ca.roots.map(summarizeCertificate) }
           : { source, roots: issuer.trustAnchors().map(summarizeCertificate) },

@@ -115,11 +115,9 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
       throw e;
     }
   }
-  const mtls = identity && config.identity ? {
+  const mtls = identity ? {
     store: identity.store,
-    nodeIdentity: identity.nodeIdentity,
     listen: { address: config.proxy.hbone.address, port: options.ports?.hbone ?? config.proxy.hbone.port },
-    connectTimeoutMs: config.proxy.hbone.connectTimeoutMs,
   } : undefined;
   let proxy: NodeProxy | NativeDataPath;
   let dataPath: DataPathDecision;
@@ -130,9 +128,9 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     proxy = dataPath.kind === 'native' && engine instanceof WasmtimeEngine
       ? new NativeDataPath({
         listeners, state, engine, telemetry, threads: config.proxy.native.threads, maxConnections: config.proxy.native.maxConnections,
-        ...(mtls ? { mtls: { store: mtls.store, listen: mtls.listen } } : {}),
+        ...(mtls ? { mtls } : {}),
       })
-      : new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader, mtls });
+      : new NodeProxy({ listeners, state, telemetry, originalDst: odst.reader });
   } catch (e) {
     identity?.close();
     await state.close(0);
@@ -146,7 +144,7 @@ export async function runNode(options: RunOptions): Promise<RunningNode> {
     identity?.close();
     throw e;
   }
-  if (identity && proxy.tunnels) registerMeshMetrics(registry, proxy.tunnels, identity.store);
+  if (identity && proxy instanceof NativeDataPath && proxy.tunnels) registerMeshMetrics(registry, proxy.tunnels, identity.store);
   // Capture once the listener is up: a captured connect must find it.
   const capture = (options.capture ?? options.admin !== false)
     ? await startCapture(config, (level, message) => telemetry[level](message))

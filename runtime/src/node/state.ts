@@ -137,6 +137,8 @@ export async function buildState(
       }, mesh.bindingsFor(direction, { service: dest.key }));
     } else {
       const w = dest.workload;
+      // As the services selecting it declare this port (Istio's way); auto when none does.
+      const protocol = mesh.workloadPorts(w).get(dest.port) ?? 'auto';
       r = withChain({
         name: `${w.key}:${dest.port}`,
         service: w.services[0],
@@ -144,7 +146,7 @@ export async function buildState(
         endpoints: [endpoints.get({ address: w.workload.address, port: dest.port, workload: { name: w.workload.name, namespace: w.workload.namespace, serviceAccount: w.workload.serviceAccount } })],
         balancer: balancerFor(`${w.key}:${dest.port}`, 'round-robin'),
         outlier: NO_EJECTION,
-        protocol: 'auto',
+        protocol,
         connectTimeoutMs: 5_000,
         requestTimeoutMs: 0,
         load: loadOf(w.key),

@@ -16,13 +16,8 @@ export interface ConnInfo {
   source: { address: string; port: number; workload?: WorkloadInfo; identity?: string };
   /** The original destination: what the client asked for. */
   destination: { address: string; port: number };
-  /** How the original destination was learned (`hbone`: the CONNECT authority of a tunnel from another node). */
-  destinationFrom: 'so_original_dst' | 'listener-target' | 'hbone';
-  /**
-   * A filter refused the connection at the connection phase, and its client speaks HTTP:
-   * every request on it is answered 403 by the proxy, never forwarded (see `proxy.ts`).
-   */
-  refused?: { filter: string; reason: string };
+  /** How the original destination was learned. */
+  destinationFrom: 'so_original_dst' | 'listener-target';
 }
 
 /** Where a socket's ConnInfo hangs (readable through the HTTP/2 session's socket proxy too). */

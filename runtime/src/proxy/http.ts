@@ -157,17 +157,6 @@ async function handleOn(state: ProxyState, deps: HttpPipelineDeps, req: Req, res
     if (retrying) Atomics.sub(load, 1, 1);
   });
 
-  // A connection a filter refused at the connection phase: refused request by request.
-  if (conn.refused) {
-    log.localReply = conn.refused;
-    log.status = 403;
-    drain(req);
-    const headers: Headers = [['content-type', 'text/plain'], ['x-ambit-denied-by', conn.refused.filter]];
-    if (!isH2) headers.push(['connection', 'close']);
-    sendLocal(res, { status: 403, headers, body: `access denied: ${conn.refused.reason}\n` }, log);
-    return;
-  }
-
   // Request phase.
   const chain = route.chain;
   let directives: RequestDirectives | undefined;

@@ -5,10 +5,8 @@
  *   accept → original destination → source workload → route → connection phase
  *   → (L7 bound? sniff: HTTP/1.1 | HTTP/2 → L7 pipeline) | L4 splice
  *
- * With mTLS (`mtls`), tunnels from other nodes arrive on the HBONE listener and join the
- * same path at "route", as inbound connections whose source identity is the peer's
- * certificate's; and upstream connections to workloads on other nodes go through HBONE
- * tunnels (./tunnels.ts) instead of plain TCP.
+ * mTLS between nodes (HBONE) is served by the native data path only (`../native-path`);
+ * a node with `identity` runs there.
  */
 import http, { type IncomingMessage } from 'node:http';
 import http2 from 'node:http2';
@@ -17,9 +15,6 @@ import { randomUUID } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import type { ServerHttp2Stream } from 'node:http2';
 import { applyRequestOps, type Connection, type Direction, type RequestHead } from '../deps.js';
-import { parseAuthority, type HboneServerEvent, type TunnelDecision, type TunnelRequest } from '../hbone/index.js';
-import type { Dialer } from '../upstream/dialer.js';
-import type { Endpoint } from '../upstream/endpoint.js';
 import type { Telemetry } from '../telemetry/types.js';
 import { Http1Client } from '../upstream/http1.js';
 import { Http2Client } from '../upstream/http2.js';
@@ -32,12 +27,6 @@ import { passthroughRoute } from './passthrough.js';
 import { sniff, SniffTimeout } from './sniff.js';
 import type { ProxyState, Route } from './state.js';
 import { upgradeUpstream } from './websocket.js';
-import { admitTunnel, MeshTunnels, type MeshTlsOptions } from './tunnels.js';
-
-/** `10.0.0.1:80` / `[fd00::1]:80` as address and port (port 0 when it is not one, e.g. `unknown`). */
-function splitEndpoint(text: string): { address: string; port: number } {
-  return parseAuthority(text) ?? { address: text, port: 0 };
-}
 
 /** TLS facts of the connection, for the connection phase (absent: plaintext). */
 type TlsInfo = NonNullable<Connection['tls']>;
@@ -60,8 +49,6 @@ export interface NodeProxyOptions {
   state: ProxyState;
   telemetry: Telemetry;
   originalDst?: OriginalDstReader;
-  /** mTLS between nodes: the HBONE listener and tunnels to other nodes. Without it, no mTLS. */
-  mtls?: MeshTlsOptions;
 }
 
 interface BoundListener {
@@ -79,23 +66,14 @@ export class NodeProxy {
   private readonly sockets = new Set<Socket>();
   private closing = false;
   private readonly handler: ReturnType<typeof createRequestHandler>;
-  /** HBONE in and out, when mTLS is on. */
-  readonly tunnels: MeshTunnels | undefined;
   /** Open byte splices and the policy they were admitted under (see `swap`). */
   private readonly splices = new Map<Duplex, { conn: ConnInfo; policyKey: string | undefined }>();
 
   constructor(private readonly options: NodeProxyOptions) {
     this.current = options.state;
     const limits = this.current.limits;
-    if (options.mtls) {
-      this.tunnels = new MeshTunnels(options.mtls, {
-        onTunnel: (t) => this.onTunnel(t),
-        onEvent: (e) => this.onHboneEvent(e),
-      });
-    }
     const handler = createRequestHandler({
       state: () => this.current, telemetry: options.telemetry, http1: this.http1, http2: this.http2,
-      dialer: (conn, ep) => this.dialerFor(conn, ep),
     });
     this.handler = handler;
     this.http1Server = http.createServer({
@@ -140,10 +118,6 @@ export class NodeProxy {
       const a = server.address() as AddressInfo;
       this.options.telemetry.info(`listening: ${spec.name} (${spec.direction}) on ${a.address}:${a.port}`);
     }
-    if (this.tunnels) {
-      const a = await this.tunnels.listen();
-      this.options.telemetry.info(`listening: hbone (inbound, mTLS as ${this.tunnels.nodeIdentity}) on ${a.address}:${a.port}`);
-    }
   }
 
   /** Where each listener ended up (port 0 → the real port). */
@@ -153,8 +127,6 @@ export class NodeProxy {
       const a = b.server.address() as AddressInfo;
       out[b.spec.name] = { address: a.address, port: a.port };
     }
-    const h = this.tunnels?.address();
-    if (h) out.hbone = h;
     return out;
   }
 
@@ -186,7 +158,6 @@ export class NodeProxy {
     // Stop accepting now; a listener's close completes once its last connection has gone,
     // which the drain below bounds.
     const listenersClosed = Promise.all(this.bound.map((b) => new Promise<void>((r) => b.server.close(() => r()))));
-    const tunnelsClosed = this.tunnels?.close(drainMs);
     this.http1Server.closeIdleConnections();
     const deadline = Date.now() + drainMs;
     while (this.sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -195,7 +166,7 @@ export class NodeProxy {
     await listenersClosed;
     this.http1Server.close();
     this.http2Server.close();
-    await Promise.all([this.http1.close(), this.http2.close(), tunnelsClosed]);
+    await Promise.all([this.http1.close(), this.http2.close()]);
     await this.current.close();
   }
 
@@ -268,7 +239,6 @@ export class NodeProxy {
       t.filterPhase('connection', out);
       if (out.action === 'deny') {
         const denied = { filter: out.filter, reason: out.reason };
-        if (conn.destinationFrom === 'hbone' && route.l7 && route.protocol !== 'tcp' && await this.refuseHttp(socket, conn, denied, record)) return;
         socket.destroy();
         record(route.l7 ? 'l7' : 'l4', { denied });
         return;
@@ -297,78 +267,6 @@ export class NodeProxy {
     await this.spliceTo(socket, conn, route ?? passthroughRoute(conn), record);
   }
 
-  /**
-   * An HBONE tunnel refused at the connection phase on a destination served as HTTP: when
-   * what it carries is HTTP, each request is answered 403 naming the filter (nothing is
-   * forwarded) instead of a bare close, as Envoy's HTTP RBAC answers on an HTTP port. The
-   * tunnel's client is the source's node proxy: for HTTP it would turn a close into a 503
-   * (upstream reset), indistinguishable from an outage, while a request on a connection it
-   * opened earlier gets the request phase's 403 for the same policy. Connections straight
-   * from a client (not tunnelled) are closed, as ztunnel does. False when the tunnel carries
-   * no HTTP (within the sniff timeout): the caller closes it.
-   */
-  private async refuseHttp(socket: Duplex, conn: ConnInfo, denied: { filter: string; reason: string }, record: (mode: 'l7', extra: { denied: { filter: string; reason: string } }) => void): Promise<boolean> {
-    let proto;
-    try {
-      proto = await sniff(socket, this.current.limits.sniffTimeoutMs);
-    } catch {
-      return false;
-    }
-    if (proto !== 'http1' && proto !== 'http2') return false;
-    conn.refused = denied;
-    socket.once('close', () => record('l7', { denied }));
-    (proto === 'http1' ? this.http1Server : this.http2Server).emit('connection', socket);
-    socket.resume();
-    return true;
-  }
-
-  /** How an upstream connection to `ep` is made for `conn`: through HBONE when the endpoint's workload is on another node. */
-  private dialerFor(conn: ConnInfo, ep: Endpoint): Dialer | undefined {
-    if (!this.tunnels || conn.direction !== 'outbound') return undefined;
-    const node = this.current.tunnelNode?.(ep.address);
-    if (!node) return undefined;
-    return this.tunnels.dialer({ address: conn.source.address, identity: conn.source.identity }, { address: ep.address, port: ep.port }, node);
-  }
-
-  /** A CONNECT from another node: admitted (./tunnels.ts `admitTunnel`), then served like an accepted connection. */
-  private onTunnel(req: TunnelRequest): TunnelDecision {
-    if (this.closing) return { allow: false, status: 503, reason: 'the node proxy is shutting down' };
-    const admitted = admitTunnel(this.current, req);
-    if (!admitted.ok) return { allow: false, status: admitted.status, reason: admitted.reason };
-    return {
-      allow: true,
-      serve: (stream: ServerHttp2Stream) => {
-        const started = performance.now();
-        stream.on('error', () => { /* reported by whoever handles the stream */ });
-        this.serve(stream, admitted.conn, this.current, started, admitted.tls).catch((e: unknown) => {
-          this.options.telemetry.error('serving an HBONE tunnel failed', { error: String(e) });
-          stream.destroy();
-        });
-      },
-    };
-  }
-
-  /** Refused HBONE connections and tunnels: logged, and in the access log as denied inbound connections. */
-  private onHboneEvent(e: HboneServerEvent): void {
-    if (e.type !== 'connection-refused' && e.type !== 'tunnel-refused') return;
-    const t = this.options.telemetry;
-    const listener = this.tunnels?.address() ?? { address: '', port: 0 };
-    const source = splitEndpoint(e.remote);
-    if (e.type === 'connection-refused') {
-      t.warn(`hbone: refused connection from ${e.remote}: ${e.reason}`);
-      t.connection({
-        direction: 'inbound', mode: 'l4', source, destination: listener, bytesReceived: 0, bytesSent: 0, durationMs: 0,
-        denied: { filter: 'hbone', reason: e.reason },
-      });
-    } else {
-      t.warn(`hbone: refused tunnel from ${e.peerIdentity} (${e.remote}) to ${e.authority}: ${e.status} ${e.reason}`);
-      t.connection({
-        direction: 'inbound', mode: 'l4', source: { ...source, identity: e.peerIdentity }, destination: splitEndpoint(e.authority),
-        bytesReceived: 0, bytesSent: 0, durationMs: 0, denied: { filter: 'hbone', reason: `${e.status} ${e.reason}` },
-      });
-    }
-  }
-
   private async spliceTo(
     socket: Duplex, conn: ConnInfo, route: Route,
     record: (mode: 'l4', extra: { bytesReceived?: number; bytesSent?: number; error?: string; upstream?: { address: string; port: number } }) => void,
@@ -381,7 +279,7 @@ export class NodeProxy {
     }
     ep.active++;
     this.splices.set(socket, { conn, policyKey: route.policyKey });
-    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs, undefined, this.dialerFor(conn, ep)).finally(() => this.splices.delete(socket));
+    const r = await splice(socket, ep.address, ep.port, route.connectTimeoutMs).finally(() => this.splices.delete(socket));
     ep.active--;
     recordResult(ep, r.connectFailed, route.endpoints, route.outlier);
     record('l4', { bytesReceived: r.bytesReceived, bytesSent: r.bytesSent, error: r.error, upstream: { address: ep.address, port: ep.port } });
@@ -437,7 +335,7 @@ export class NodeProxy {
       return;
     }
     ep.active++;
-    const r = await upgradeUpstream(req, head, socket, firstBytes, ep.address, ep.port, route.connectTimeoutMs, this.dialerFor(conn, ep));
+    const r = await upgradeUpstream(req, head, socket, firstBytes, ep.address, ep.port, route.connectTimeoutMs);
     ep.active--;
     this.options.telemetry.request({
       ...base, status: 101, durationMs: performance.now() - started, bytesReceived: r.bytesReceived, bytesSent: r.bytesSent,

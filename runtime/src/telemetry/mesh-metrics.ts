@@ -15,10 +15,10 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { CertificateStore } from '../identity/store.js';
-import type { HboneClientStats, HboneServerStats } from '../hbone/index.js';
+import type { HboneStats } from '../native-path/hbone-stats.js';
 
 export interface MeshMetricsSource {
-  stats(): { server: HboneServerStats; client: HboneClientStats };
+  stats(): HboneStats;
 }
 
 /** Registers the metrics on `registry`; they read `tunnels` and `store` at each scrape. */

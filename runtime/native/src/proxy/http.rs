@@ -282,8 +282,10 @@ fn valid_header(name: &str, value: &str) -> bool {
         && name.len() + value.len() <= 64 * 1024
 }
 
-/// A filter's request head is checked before it touches the wire: a failure otherwise.
-fn check_request_head(h: &RequestHead) -> Result<(), String> {
+/// A filter's request head is checked before it touches the wire: a failure otherwise. On an
+/// upgrade request (`upgrade`), the `upgrade` header the filters were shown is the one
+/// hop-by-hop header they may return.
+fn check_request_head(h: &RequestHead, upgrade: bool) -> Result<(), String> {
     if Method::from_bytes(h.method.as_bytes()).is_err() {
         return Err(format!("method {:?} is not a token", h.method));
     }
@@ -293,7 +295,7 @@ fn check_request_head(h: &RequestHead) -> Result<(), String> {
     if h.method != "CONNECT" && (!(h.path.starts_with('/') || h.path == "*") || h.path.parse::<http::uri::PathAndQuery>().is_err()) {
         return Err(format!(":path {:?} is not an origin-form target", h.path));
     }
-    if let Some((n, _)) = h.headers.iter().find(|(n, v)| !valid_header(n, v)) {
+    if let Some((n, _)) = h.headers.iter().find(|(n, v)| !(valid_header(n, v) || upgrade && n == "upgrade" && HeaderValue::from_str(v).is_ok())) {
         return Err(format!("header {n:?} is not a valid, forwardable header (RFC 9110)"));
     }
     Ok(())
@@ -500,7 +502,7 @@ async fn serve(conn: Arc<Conn>, state: Arc<State>, route_of_conn: Option<Arc<Rou
             Outcome::Respond { response, filter, reason } => return reply(track, response, filter, reason),
             Outcome::Deny { reason, filter } | Outcome::Retry { reason, filter, .. } => return reply(track, text(403, &[], format!("{reason}\n")), filter, reason),
         }
-        if let Err(why) = check_request_head(&head) {
+        if let Err(why) = check_request_head(&head, upgrade.is_some()) {
             let msg = format!("AMBIT_ERR_FILTER_OUTPUT: the request head the filters returned is invalid: {why}");
             return reply(track, failure_response("chain", "trap"), "chain".into(), msg);
         }

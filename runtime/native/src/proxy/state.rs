@@ -102,6 +102,9 @@ struct WorkloadRoutesSpec {
     service: Option<String>,
     inbound_chain: Option<u32>,
     outbound_chain: Option<u32>,
+    /// Ports that services selecting the workload declare, with their protocol.
+    #[serde(default)]
+    ports: HashMap<u16, Protocol>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +151,8 @@ struct WorkloadRoutes {
     info: WorkloadSpec,
     key: String,
     service: Option<String>,
+    /// How traffic to the workload's own address is parsed, by port (others: auto).
+    ports: HashMap<u16, Protocol>,
     inbound: Option<Arc<dyn PhaseRunner>>,
     outbound: Option<Arc<dyn PhaseRunner>>,
 }
@@ -260,6 +265,7 @@ impl State {
                 info: w.workload,
                 key: w.key,
                 service: w.service,
+                ports: w.ports,
             });
         }
         let mut names = HashMap::new();
@@ -283,6 +289,7 @@ impl State {
                 .or_insert_with(|| {
                     let chain = if direction == Direction::Inbound { w.inbound.clone() } else { w.outbound.clone() };
                     let name = format!("{}:{port}", w.key);
+                    let protocol = w.ports.get(&port).copied().unwrap_or(Protocol::Auto);
                     Arc::new(Route {
                         service: w.service.clone(),
                         workload: Some(w.info.clone()),
@@ -290,10 +297,10 @@ impl State {
                         policy: Policy::RoundRobin,
                         balancer: self.registry.balancer(&name),
                         outlier: NO_EJECTION,
-                        protocol: Protocol::Auto,
+                        protocol,
                         connect_timeout_ms: 5_000,
                         request_timeout_ms: 0,
-                        l7: l7_of(&chain, Protocol::Auto),
+                        l7: l7_of(&chain, protocol),
                         connection_phase: chain.as_ref().is_some_and(|c| c.has_connection_phase()),
                         chain,
                         subsets: HashMap::new(),

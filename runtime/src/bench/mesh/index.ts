@@ -5,9 +5,9 @@
  * - throughput and p50/p99 (wrk, HTTP/1.1 keep-alive, 50 connections) through two node
  *   proxies, node-1 → node-2 → workload, over HBONE (TLS 1.3, HTTP/2 CONNECT) and over
  *   the same two hops in plaintext, next to the workload reached directly;
- * - the latency added at a fixed 1000 req/s (a Node/undici generator that counts from
- *   each request's due time), HBONE and plaintext against direct — the number Istio
- *   publishes for two ztunnels (about 0.17 ms p90, 0.20 ms p99, Istio 1.22);
+ * - the latency added at a fixed 1000 req/s (`rate.ts`: the native open-loop generator of
+ *   `@ambit/native`, 16 keep-alive connections), HBONE and plaintext against direct — the
+ *   number Istio publishes for two ztunnels (about 0.17 ms p90, 0.20 ms p99, Istio 1.22);
  * - new mTLS handshakes per second against one node's HBONE listener, and per CPU-second
  *   of that node proxy's process.
  *
@@ -16,9 +16,9 @@
  * Both proxies (one process each, `--workers 1`) are pinned to core 0; the load and the
  * upstream share core 1. Traffic is L4 on both nodes (port protocol tcp), as ztunnel's.
  *
- * HBONE runs twice: on the Node data path (node:http2 over node:tls) and on the native one
- * (`proxy.dataPath: native`, one data-path thread: rustls and h2). On the native path node-2's
- * HBONE listener is bound to the server workload's address, which node-1 dials, as ztunnel does.
+ * Every node runs the native data path (one data-path thread: rustls and h2 for HBONE).
+ * node-2's HBONE listener is bound to the server workload's address, which node-1 dials, as
+ * ztunnel does.
  */
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
@@ -46,11 +46,11 @@ interface Node {
   stderr: () => string;
 }
 
-interface RateResult { name: string; sent: number; ok: number; errors: number; p50ms: number; p90ms: number; p99ms: number }
+interface RateResult { name: string; generator: string; sent: number; ok: number; errors: number; p50ms: number; p90ms: number; p99ms: number; lateP99ms?: number }
 
 function yaml(o: {
   node: string; outbound: number; inbound: number; admin: number; hbone: number; upstream: number;
-  caDir?: string; node2?: { hbone: number }; endpoints?: string; native?: { hboneAddress: string };
+  caDir?: string; node2?: { hbone: number }; endpoints?: string; hboneAddress?: string;
 }): string {
   // The server workload is on node-2; node-1 reaches it by HBONE (identity set, node-2
   // listed) or, in the plaintext path, through node-2's outbound listener (endpoints).
@@ -61,8 +61,11 @@ proxy:
   outbound: { address: 127.0.0.1, port: ${o.outbound}, target: "${o.endpoints ? 'hop' : 'server'}.bench:80" }
   inbound: { address: 127.0.0.1, port: ${o.inbound} }
   admin: { address: 127.0.0.1, port: ${o.admin} }
-  hbone: { address: ${o.native?.hboneAddress ?? '127.0.0.1'}, port: ${o.hbone} }
-${o.native ? '  engine: wasmtime\n  dataPath: native\n  native: { threads: 1 }\n  wasmtime: { threads: 1 }' : '  engine: v8\n  filterThreads: 1'}
+  hbone: { address: ${o.hboneAddress ?? '127.0.0.1'}, port: ${o.hbone} }
+  engine: wasmtime
+  dataPath: native
+  native: { threads: 1 }
+  wasmtime: { threads: 1 }
 ${o.node2 ? `nodes: [{ name: node-2, address: 127.0.0.1, hbonePort: ${o.node2.hbone} }]` : ''}
 workloads:
   - { name: client, namespace: bench, serviceAccount: client, address: 127.0.0.1, node: node-1 }
@@ -90,20 +93,19 @@ async function startNode(dir: string, name: string, config: string, ports: { out
 
 interface Path { name: string; nodes: Node[]; port: number; host: string }
 
-/** node-1 → HBONE → node-2 (inbound) → server, on the Node data path or the native one. */
-async function hbonePath(dir: string, upstream: number, caDir: string, native: boolean): Promise<Path> {
-  const tag = native ? 'native-hbone' : 'hbone';
+/** node-1 → HBONE to `<server ip>:<node-2's hbone port>` → node-2 (inbound) → server. */
+async function hbonePath(dir: string, upstream: number, caDir: string): Promise<Path> {
   const p2 = { outbound: await freePort(), inbound: await freePort(), admin: await freePort(), hbone: await freePort() };
-  const n2 = await startNode(dir, `${tag}-node-2`, yaml({ node: 'node-2', ...p2, upstream, caDir, ...(native ? { native: { hboneAddress: SERVER } } : {}) }), p2);
+  const n2 = await startNode(dir, 'hbone-node-2', yaml({ node: 'node-2', ...p2, upstream, caDir, hboneAddress: SERVER }), p2);
   const p1 = { outbound: await freePort(), inbound: await freePort(), admin: await freePort(), hbone: await freePort() };
-  const n1 = await startNode(dir, `${tag}-node-1`, yaml({ node: 'node-1', ...p1, upstream, caDir, node2: { hbone: p2.hbone }, ...(native ? { native: { hboneAddress: '127.0.0.1' } } : {}) }), p1).catch(async (e: unknown) => {
+  const n1 = await startNode(dir, 'hbone-node-1', yaml({ node: 'node-1', ...p1, upstream, caDir, node2: { hbone: p2.hbone } }), p1).catch(async (e: unknown) => {
     await stop(n2.proc);
     throw e;
   });
   n2.hbone = p2.hbone;
-  n2.hboneHost = native ? SERVER : '127.0.0.1';
+  n2.hboneHost = SERVER;
   await waitHttp(p1.outbound);
-  return { name: native ? 'two node proxies, HBONE (mTLS), native data path' : 'two node proxies, HBONE (mTLS), Node data path', nodes: [n1, n2], port: p1.outbound, host: '127.0.0.1' };
+  return { name: 'two node proxies, HBONE (mTLS)', nodes: [n1, n2], port: p1.outbound, host: '127.0.0.1' };
 }
 
 /** node-1 → node-2 (outbound listener, plaintext) → server: the same two hops without TLS. */
@@ -120,6 +122,7 @@ async function plaintextPath(dir: string, upstream: number): Promise<Path> {
 }
 
 function atRate(name: string, host: string, port: number, seconds: number): RateResult {
+  // The generator on core 1, with the upstream.
   const script = path.join(here, 'rate.js');
   const canPin = os.availableParallelism() > 1 && has('taskset');
   const args = [script, `http://${host}:${port}/`, String(RATE), String(seconds)];
@@ -177,8 +180,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
   const paths: Path[] = [];
   try {
     paths.push(await plaintextPath(dir, up.port));
-    paths.push(await hbonePath(dir, up.port, caDir, false));
-    paths.push(await hbonePath(dir, up.port, caDir, true));
+    paths.push(await hbonePath(dir, up.port, caDir));
     const throughput: Result[] = [];
     const rate: RateResult[] = [];
     if (withWrk) throughput.push(wrk('direct to the workload', up.port, seconds, SERVER));
@@ -191,7 +193,6 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
     bulk('page cache warm-up', SERVER, up.port);
     const bulks = [bulk('direct to the workload', SERVER, up.port), ...paths.map((p) => bulk(p.name, p.host, p.port))].filter((b) => b !== undefined);
     const hs = await handshakeRate(paths[1]!.nodes[1]!, caDir, seconds);
-    const hsNative = await handshakeRate(paths[2]!.nodes[1]!, caDir, seconds);
 
     const direct = rate[0]!;
     const sections: string[] = [];
@@ -202,10 +203,13 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
         throughput.map((r) => [r.name, r.rps.toFixed(0), r.p50ms.toFixed(2), r.p99ms.toFixed(2), String(r.errors), (r.rps / d.rps).toFixed(2)]),
       )}`);
     }
-    sections.push(`## Latency at a fixed ${RATE} req/s (${seconds} s, from each request's due time)\n\n${mdTable(
-      ['path', 'sent', 'errors', 'p50 ms', 'p90 ms', 'p99 ms', 'added p90 ms', 'added p99 ms'],
+    const generator = direct.generator === 'native'
+      ? 'the native open-loop generator: 16 keep-alive connections, one thread each; latency from send to last byte; "late p99" is how late sends were against their due time'
+      : 'the undici generator (@ambit/native is not built): latency from each request\'s due time, with its event loop\'s delays';
+    sections.push(`## Latency at a fixed ${RATE} req/s (${seconds} s; ${generator})\n\n${mdTable(
+      ['path', 'sent', 'errors', 'p50 ms', 'p90 ms', 'p99 ms', 'added p90 ms', 'added p99 ms', 'late p99 ms'],
       rate.map((r) => [r.name, String(r.sent), String(r.errors), r.p50ms.toFixed(3), r.p90ms.toFixed(3), r.p99ms.toFixed(3),
-        r === direct ? '' : (r.p90ms - direct.p90ms).toFixed(3), r === direct ? '' : (r.p99ms - direct.p99ms).toFixed(3)]),
+        r === direct ? '' : (r.p90ms - direct.p90ms).toFixed(3), r === direct ? '' : (r.p99ms - direct.p99ms).toFixed(3), r.lateP99ms?.toFixed(3) ?? '']),
     )}\n\nAnchor: two ztunnels add about 0.17 ms p90 / 0.20 ms p99 at 1000 req/s (Istio 1.22, published).`);
     if (bulks.length > 0) {
       sections.push(`## One bulk stream (${(BULK_BYTES / 2 ** 30).toFixed(0)} GiB from nginx with sendfile, curl on core 1)\n\n${mdTable(
@@ -215,7 +219,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
     }
     sections.push(`## New mTLS handshakes (TLS 1.3, ECDSA P-256, client certificate and SPIFFE ID verified; 16 concurrent clients on core 1)\n\n${mdTable(
       ['HBONE listener', 'handshakes/s', 'per CPU-second of the node proxy', 'node proxy CPU s', 'errors'],
-      [{ name: 'Node data path (node:tls)', r: hs }, { name: 'native data path (rustls)', r: hsNative }]
+      [{ name: 'node-2 (rustls)', r: hs }]
         .map(({ name, r }) => [name, r.perSecond.toFixed(0), r.perCpuSecond.toFixed(0), r.cpuSeconds.toFixed(2), String(r.errors)]),
     )}`);
     const md = sections.join('\n\n');
@@ -223,7 +227,7 @@ export async function runMeshBench(options: { seconds?: number } = {}): Promise<
     const outDir = path.join(REPO, 'bench/results');
     await mkdir(outDir, { recursive: true });
     const meta = { date: new Date().toISOString(), node: process.version, cpus: os.cpus()[0]?.model, cores: os.availableParallelism(), seconds, rate: RATE, upstream: up.kind, otherCoresBefore: Number(otherCoresBefore.toFixed(2)), loadAverageEnd: os.loadavg().map((l) => Number(l.toFixed(2))) };
-    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, bulk: bulks, handshakes: hs, handshakesNative: hsNative }, null, 2)}\n`);
+    await writeFile(path.join(outDir, 'mesh-latest.json'), `${JSON.stringify({ meta, throughput, rate, bulk: bulks, handshakes: hs }, null, 2)}\n`);
     await writeFile(path.join(outDir, 'mesh-latest.md'), `# Mesh (mTLS) benchmark\n\n${JSON.stringify(meta)}\n\n${md}\n`);
   } finally {
     for (const p of paths) for (const n of p.nodes) await stop(n.proc);

@@ -1,11 +1,17 @@
 /**
  * A fixed-rate HTTP load generator, run as its own process by the mesh benchmark:
  * `node rate.js <url> <rate per s> <seconds>` prints one JSON line
- * `{ sent, ok, errors, p50ms, p90ms, p99ms }`. Each request's latency counts from the
- * moment it was due, not from when it was sent, so a stall is not hidden (no
- * coordinated omission). Bounded: stops sending after `seconds`, waits at most 10 s more.
+ * `{ generator, sent, ok, errors, p50ms, p90ms, p99ms, lateP99ms? }`.
+ *
+ * Where `@ambit/native` is built, the generator is its `fixedRateLoad` (16 keep-alive
+ * connections, one OS thread each, blocking sockets): each latency runs from the send to the
+ * response's last byte, and how late sends were against their due time is reported apart
+ * (`lateP99ms`). Otherwise a Node/undici generator stands in, whose latencies count from each
+ * request's due time (no coordinated omission) but include its event loop's delays, a floor
+ * of about a millisecond. Bounded: stops sending after `seconds`, waits at most 10 s more.
  */
 import { Pool } from 'undici';
+import { loadNative } from '../../filters/wasmtime/native.js';
 import { summarize } from '../stats.js';
 
 const [url, rateArg, secondsArg] = process.argv.slice(2);
@@ -15,6 +21,15 @@ if (!url || !rateArg || !secondsArg) {
 }
 const rate = Number(rateArg);
 const seconds = Number(secondsArg);
+const native = loadNative();
+if (native.ok && native.native.fixedRateLoad) {
+  const target = new URL(url);
+  const r = JSON.parse(native.native.fixedRateLoad(target.hostname, Number(target.port || 80), target.pathname, rate, seconds, 16)) as
+    { sent: number; ok: number; errors: number; firstError: string | null; p50Us: number; p90Us: number; p99Us: number; lateP99Us: number };
+  if (r.firstError) process.stderr.write(`first error: ${r.firstError}\n`);
+  process.stdout.write(`${JSON.stringify({ generator: 'native', sent: r.sent, ok: r.ok, errors: r.errors, p50ms: r.p50Us / 1000, p90ms: r.p90Us / 1000, p99ms: r.p99Us / 1000, lateP99ms: r.lateP99Us / 1000 })}\n`);
+  process.exit(0);
+}
 const pool = new Pool(new URL(url).origin, { connections: 64, pipelining: 1 });
 const path = new URL(url).pathname;
 const latencies: number[] = [];
@@ -57,4 +72,4 @@ await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 10_0
 await pool.destroy();
 const s = summarize(latencies);
 const p90 = Float64Array.from(latencies).sort()[Math.max(0, Math.ceil(0.9 * latencies.length) - 1)] ?? Number.NaN;
-process.stdout.write(`${JSON.stringify({ sent, ok, errors, p50ms: s.p50, p90ms: p90, p99ms: s.p99 })}\n`);
+process.stdout.write(`${JSON.stringify({ generator: 'undici', sent, ok, errors, p50ms: s.p50, p90ms: p90, p99ms: s.p99 })}\n`);

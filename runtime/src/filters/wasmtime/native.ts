@@ -35,6 +35,8 @@ export interface NativeProxyHandle {
 export interface NativeModule {
   NativeEngine: new (options: string, onDone: (job: number, result: string) => void) => NativeEngineHandle;
   NativeProxy?: new (options: string) => NativeProxyHandle;
+  /** The benchmarks' fixed-rate HTTP/1.1 generator (`src/loadgen.rs`): JSON of its counts and latencies in µs. */
+  fixedRateLoad?(host: string, port: number, path: string, rate: number, seconds: number, connections: number): string;
   wasmtimeVersion(): string;
 }
 
