@@ -174,6 +174,9 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
     await ip('-n', ns.n2, 'addr', 'add', '10.217.0.2/24', 'dev', `${p}nr`);
     await ip('-n', ns.n1, 'link', 'set', `${p}nl`, 'up');
     await ip('-n', ns.n2, 'link', 'set', `${p}nr`, 'up');
+    // The pod network, as a CNI routes it: each node's pod range through the other node.
+    await ip('-n', ns.n1, 'route', 'add', '10.217.2.0/24', 'via', '10.217.0.2');
+    await ip('-n', ns.n2, 'route', 'add', '10.217.1.0/24', 'via', '10.217.0.1');
     for (const [node, pod, podIp, gw, hostSide, nodeSide, hostIf] of [
       [ns.n1, ns.web, WEB_IP, '10.217.1.1', '10.217.10.1', '10.217.10.2', `${p}h1`],
       [ns.n2, ns.server, SERVER_IP, '10.217.2.1', '10.217.11.1', '10.217.11.2', `${p}h2`],
@@ -321,7 +324,8 @@ describe.skipIf(skip !== undefined)(`the installed chart, run: two nodes, mTLS, 
 
   it('web reaches server by its Service VIP across the two nodes through HBONE', async () => {
     let r = await fromWeb(`http://${vip}/hello`);
-    await waitFor('web → server', async () => { r = await fromWeb(`http://${vip}/hello`); return r.status === 200; }, 30_000);
+    const nodeLogs = { out: () => procs.filter((x) => x.name.startsWith('node-')).map((x) => `--- ${x.name}\n${x.out().slice(-3000)}`).join('\n') };
+    await waitFor('web → server', async () => { r = await fromWeb(`http://${vip}/hello`); return r.status === 200; }, 30_000, nodeLogs);
     expect(r.body?.upstream).toBe('server');
     // The client still sees the VIP as its peer; the server sees node-2's proxy, not web.
     expect(r.socket?.remoteAddress).toBe(vip);

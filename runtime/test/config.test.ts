@@ -134,7 +134,7 @@ describe('mesh config: parsing and defaults', () => {
         outbound: { address: '127.0.0.1', port: 15001 },
         inbound: { address: '127.0.0.1', port: 15006 },
         admin: { address: '127.0.0.1', port: 15000 },
-        hbone: { address: '0.0.0.0', port: 15008, connectTimeoutMs: 10_000 },
+        hbone: { address: '0.0.0.0', port: 15008 },
         engine: 'auto',
         filterThreads: 2,
         dataPath: 'auto',

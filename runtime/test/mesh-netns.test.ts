@@ -4,8 +4,9 @@
 //   ns1 (node-1, veth 10.205.0.1)                         ns2 (node-2, veth 10.205.0.2)
 //   client 10.205.1.1 ─connect 10.96.5.x:80─▶ nft redirect ─▶ node-1 :15001
 //        ──HBONE to 10.205.2.1:15008 (TLS 1.3 as client-sa, expecting server-sa) over the veth
-//        ──▶ nft redirect (inbound 15008 to a workload) ─▶ node-2 :15008, presenting server-sa's
-//        certificate ──▶ inbound filters (mtls STRICT, peer) ──▶ server 10.205.2.1:8080
+//        ──▶ node-2's capture (nft table inet <t>_hbone: a workload's :15008 to the HBONE
+//        listener) ─▶ node-2 :15008, presenting server-sa's certificate
+//        ──▶ inbound filters (mtls STRICT, peer) ──▶ server 10.205.2.1:8080
 //   client ─plaintext to 10.205.2.1:8080 over the veth─▶ nft redirect ─▶ node-2 :15006 (inbound)
 //        ──▶ mtls: STRICT refuses; the `legacy` workload (PERMISSIVE) takes it, identity absent
 //
@@ -15,13 +16,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as addon from '@ambit/addon';
 import { buildFilter } from '@ambit/filter-sdk/build';
 import { CertificateAuthority } from '@ambit/runtime';
+import { cgroup2Mount } from '../src/capture/mounts.js';
 import { REPO } from './fixtures.js';
 import { findTool, NFT, netnsSkipReason } from './support/netns.js';
 import { NetnsLab, type LabProcess } from './support/netns/lab.js';
@@ -40,6 +42,7 @@ function skipReason(): string | undefined {
   if (netns) return netns;
   if (!addon.available) return `the native addon that reads SO_ORIGINAL_DST is unavailable: ${addon.unavailableReason ?? 'unknown reason'}`;
   if (!TCPDUMP) return '`tcpdump` is not installed (apt-get install -y tcpdump): the test captures the veth';
+  if (!cgroup2Mount()) return 'cgroup2 is not mounted: node 2\'s server workload is enrolled by its cgroup';
   return undefined;
 }
 const skip = skipReason();
@@ -55,7 +58,7 @@ const LEGACY = { address: '10.205.2.2', port: 8080 };
 const SERVER6 = { address: 'fd05::21', port: 8080 };
 const VIP = { http: '10.96.5.1', raw: '10.96.5.2', v6: '10.96.5.3' };
 
-function meshYaml(node: 'node-1' | 'node-2', caDir: string): string {
+function meshYaml(node: 'node-1' | 'node-2', caDir: string, o: { serverCgroup: string; nftTable: string }): string {
   const listeners = node === 'node-1'
     ? `outbound: { address: 0.0.0.0, port: 15001 }
   inbound: { address: 127.0.0.1, port: 15006 }
@@ -73,12 +76,13 @@ identity:
 proxy:
   ${listeners}
   native: { threads: 1 }
-nodes:
+${node === 'node-2' ? `capture: { mode: nftables, nftTable: ${o.nftTable} }
+` : ''}nodes:
   - { name: node-1, address: ${NODE1} }
   - { name: node-2, address: ${NODE2} }
 workloads:
   - { name: client, namespace: test, serviceAccount: client-sa, address: ${CLIENT.address}, node: node-1 }
-  - { name: server, namespace: test, serviceAccount: server-sa, address: ${SERVER.address}, node: node-2, labels: { app: server } }
+  - { name: server, namespace: test, serviceAccount: server-sa, address: ${SERVER.address}, node: node-2, labels: { app: server }, cgroup: ${o.serverCgroup} }
   - { name: legacy, namespace: test, serviceAccount: legacy-sa, address: ${LEGACY.address}, node: node-2, labels: { app: legacy } }
   - { name: server6, namespace: test, serviceAccount: server-sa, address: "${SERVER6.address}", node: node-2, labels: { app: server6 } }
 services:
@@ -125,6 +129,8 @@ describe.skipIf(skip !== undefined)(
     const ns2 = `amb5-n2-${tag}`;
     const veth1 = `amb5a${tag}`;
     const veth2 = `amb5b${tag}`;
+    const nftTable = `amb5cap${tag}`;
+    const serverCgroup = path.join(cgroup2Mount() ?? '/nonexistent', `amb5-server-${tag}`);
     const lab = new NetnsLab();
     let dir = '';
     const proxies: LabProcess[] = [];
@@ -162,7 +168,10 @@ describe.skipIf(skip !== undefined)(
         dir = await mkdtemp(path.join(os.tmpdir(), 'amb5-netns-'));
         // One CA for the mesh, generated here into a folder both nodes load.
         await CertificateAuthority.loadOrCreate(path.join(dir, 'ca'), { trustDomain: TD });
-        for (const n of ['node-1', 'node-2'] as const) await writeFile(path.join(dir, `${n}.yaml`), meshYaml(n, path.join(dir, 'ca')));
+        // The server is enrolled (a cgroup of its own), so node-2's capture is on: with identity,
+        // that includes inbound HBONE to its workloads' :15008.
+        await mkdir(serverCgroup);
+        for (const n of ['node-1', 'node-2'] as const) await writeFile(path.join(dir, `${n}.yaml`), meshYaml(n, path.join(dir, 'ca'), { serverCgroup: path.relative(cgroup2Mount()!, serverCgroup), nftTable }));
 
         await lab.namespace(ns1);
         await lab.namespace(ns2);
@@ -180,7 +189,7 @@ describe.skipIf(skip !== undefined)(
         await lab.ip('-n', ns1, 'route', 'add', 'local', '10.96.5.0/24', 'dev', 'lo', 'src', CLIENT.address);
         // Capture: outbound to the VIPs in ns1; inbound to the workloads in ns2 (arriving over the veth).
         await lab.exec(ns1, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain out {\n  type nat hook output priority -100; policy accept;\n  ip daddr 10.96.5.0/24 tcp dport 80 redirect to :15001\n }\n}\n` });
-        await lab.exec(ns2, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain in {\n  type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.205.2.0/24 tcp dport 8080 redirect to :15006\n  ip daddr 10.205.2.0/24 tcp dport 15008 redirect to :15008\n }\n}\n` });
+        await lab.exec(ns2, NFT, ['-f', '-'], { input: `table ip amb5_capture {\n chain in {\n  type nat hook prerouting priority -100; policy accept;\n  ip daddr 10.205.2.0/24 tcp dport 8080 redirect to :15006\n }\n}\n` });
 
         const up = lab.start(ns2, 'upstreams', process.execPath, [UPSTREAMS_JS], {
           AMBIT_UPSTREAMS: `server=${SERVER.address}:${SERVER.port},legacy=${LEGACY.address}:${LEGACY.port},server6=${SERVER6.address}:${SERVER6.port}`,
@@ -202,6 +211,7 @@ describe.skipIf(skip !== undefined)(
 
     afterAll(async () => {
       await lab.cleanup();
+      await rmdir(serverCgroup).catch(() => undefined);
       if (dir) await rm(dir, { recursive: true, force: true });
     });
 
@@ -286,6 +296,17 @@ describe.skipIf(skip !== undefined)(
         if (!denied) await new Promise((r) => setTimeout(r, 100));
       }
       expect(denied?.denied_reason).toBe(`mtls: plaintext connection to test/server refused: STRICT mTLS (from ${NODE1})`);
+    });
+
+    it('node 2\'s capture redirects its workloads\' :15008 to its HBONE listener, and /config_dump says so', async () => {
+      const [r] = await client([{ url: `http://${NODE2}:15000/config_dump` }]);
+      const dump = r!.body as { capture: { mode: string; hboneInbound?: { table: string; port: number; listener: { address: string; port: number }; workloads: number } } };
+      expect(dump.capture.mode).toBe('nftables');
+      // server, legacy and server6: the three workloads of node 2.
+      expect(dump.capture.hboneInbound).toEqual({ table: `${nftTable}_hbone`, port: 15008, listener: { address: '::', port: 15008 }, workloads: 3 });
+      const ruleset = await lab.exec(ns2, NFT, ['list', 'table', 'inet', `${nftTable}_hbone`]);
+      expect(ruleset).toMatch(/ip daddr @workloads4 tcp dport 15008 redirect to :15008/);
+      expect(ruleset).toContain(SERVER.address);
     });
 
     it('node 1\'s /config_dump lists its certificates (SPIFFE ID, fingerprint, expiry) and the tunnels, no key', async () => {

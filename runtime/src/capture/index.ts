@@ -1,5 +1,7 @@
 /**
- * Traffic capture: how enrolled pods' connects reach the outbound listener.
+ * Traffic capture: how enrolled pods' connects reach the outbound listener, and (with
+ * `identity`) how other nodes' HBONE to this node's workloads reaches the HBONE listener
+ * (./hbone-inbound.ts).
  *
  *   probe at start: eBPF → nftables → none, one actionable log line for each step down;
  *   update on every config reload (pods enrolled and detached, meshed destinations);
@@ -10,10 +12,12 @@ import type { CaptureMode, MeshConfig } from '../config/schema.js';
 import { AmbitError, errorMessage } from '../deps.js';
 import { EbpfCapture, uninstallEbpf, type CaptureStats, type EbpfStatus } from './ebpf.js';
 import { NftCapture, uninstallNft } from './nftables.js';
+import { applyHboneInbound, hboneInboundPlan, type HboneInboundPlan } from './hbone-inbound.js';
 import { capturePlan, type CapturePlan } from './plan.js';
 
 export { capturePlan, type CapturePlan } from './plan.js';
 export { nftRuleset } from './nftables.js';
+export { hboneInboundPlan, hboneInboundRuleset, type HboneInboundPlan } from './hbone-inbound.js';
 export type { CaptureStats } from './ebpf.js';
 
 export type ActiveMode = 'ebpf' | 'nftables' | 'none';
@@ -28,6 +32,8 @@ export interface CaptureStatus {
   pods: string[];
   ebpf?: EbpfStatus & { stats: CaptureStats };
   nftTable?: string;
+  /** Inbound HBONE (`<workload ip>:<hbonePort>` to the HBONE listener), when installed. */
+  hboneInbound?: { table: string; port: number; listener: { address: string; port: number }; workloads: number };
 }
 
 export interface Capture {
@@ -73,6 +79,27 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
     }
   }
   const mode: ActiveMode = ebpf ? 'ebpf' : nft ? 'nftables' : 'none';
+  // Inbound HBONE: beside either outbound mechanism, wherever capture is on for this node.
+  let hbone: HboneInboundPlan | undefined;
+  const applyHbone = async (next: MeshConfig): Promise<void> => {
+    const p = requested !== 'none' && capturePlan(next).pods.length > 0 ? hboneInboundPlan(next) : undefined;
+    if (!p) {
+      if (hbone) await uninstallNft(hbone.table);
+      hbone = undefined;
+      return;
+    }
+    await applyHboneInbound(p);
+    if (hbone && hbone.table !== p.table) await uninstallNft(hbone.table);
+    hbone = p;
+  };
+  try {
+    await applyHbone(config);
+    if (hbone) log('info', `capture: inbound HBONE to ${hbone.workloads4.length + hbone.workloads6.length} workload address(es) at :${hbone.port} goes to the HBONE listener ${hbone.listener.address}:${hbone.listener.port} (nft table inet ${hbone.table})`);
+  } catch (e) {
+    const line = errorMessage(e);
+    stepsDown.push(line);
+    log('warn', `capture: ${line}; other nodes' HBONE reaches this node only where its listener takes the workloads' addresses itself`);
+  }
   if (mode !== 'none') {
     log('info', `capture: ${mode}, ${plan.pods.length} workload(s) enrolled, connects to ${plan.destinations.length} meshed destination(s) go to ${plan.redirect.ip4}:${plan.redirect.port}${plan.redirect.ip6 ? ` and [${plan.redirect.ip6}]:${plan.redirect.port}` : ''}`);
   } else if (requested !== 'none' && plan.pods.length > 0) {
@@ -87,6 +114,7 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
         if (ebpf) ebpf.apply(nextPlan);
         else if (nft) await nft.apply(nextPlan);
         plan = nextPlan;
+        await applyHbone(next);
       } catch (e) {
         log('warn', `capture: update failed, the previous capture state stays: ${errorMessage(e)}`);
       }
@@ -101,6 +129,7 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
         }
       }
       if (nft) s.nftTable = nft.table;
+      if (hbone) s.hboneInbound = { table: hbone.table, port: hbone.port, listener: hbone.listener, workloads: hbone.workloads4.length + hbone.workloads6.length };
       return s;
     },
     stats: () => ebpf?.stats(),
@@ -111,7 +140,7 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
   };
 }
 
-/** `ambit capture uninstall`: removes pinned eBPF links and maps and the nft table. */
+/** `ambit capture uninstall`: removes pinned eBPF links and maps and the nft tables (outbound capture, inbound HBONE). */
 export async function uninstallCapture(config: Pick<MeshConfig, 'capture'>): Promise<{ ebpf: string[]; nftTable: boolean }> {
   let ebpfRemoved: string[] = [];
   try {
@@ -120,5 +149,6 @@ export async function uninstallCapture(config: Pick<MeshConfig, 'capture'>): Pro
     if (!(e instanceof AmbitError) || !/unavailable|cannot uninstall/.test(e.message)) throw e;
   }
   const nftTable = await uninstallNft(config.capture.nftTable);
-  return { ebpf: ebpfRemoved, nftTable };
+  const hboneTable = await uninstallNft(`${config.capture.nftTable}_hbone`);
+  return { ebpf: ebpfRemoved, nftTable: nftTable || hboneTable };
 }

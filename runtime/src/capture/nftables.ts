@@ -25,7 +25,7 @@ export function nftBinary(): string | undefined {
   return undefined;
 }
 
-function nft(args: string[], input?: string): Promise<string> {
+export function nft(args: string[], input?: string): Promise<string> {
   const bin = nftBinary();
   if (!bin) return Promise.reject(new Error('nft is not installed (apt-get install -y nftables)'));
   return new Promise((resolve, reject) => {
