@@ -93,8 +93,8 @@ export declare function buildGuest(engine: Buffer, source: string, file: string,
 
 /**
  * Sends `rate` GET requests per second to `host:port` `path` for `seconds`, over `connections`
- * keep-alive connections. Returns JSON: `{ sent, ok, errors, firstError, p50Us, p90Us, p99Us,
- * maxUs, lateP50Us, lateP99Us }` (latencies of the answered requests, from their send).
+ * keep-alive connections. Returns JSON: `{ sent, ok, errors, firstError, latenciesUs, lateUs }`:
+ * the latency of each answered request from its send, and how late each send was.
  */
 export declare function fixedRateLoad(host: string, port: number, path: string, rate: number, seconds: number, connections: number): string
 

@@ -9,7 +9,8 @@
 //! latency is measured from when it was sent to its response's last byte; how late sends were
 //! against their due time is reported apart (`lateP99Us`): a generator that falls behind
 //! shows there instead of hiding in the latencies. Bounded: stops after `seconds`; a request
-//! without an answer within 5 s is an error.
+//! without an answer within 5 s is an error. The raw samples go back to the caller, which
+//! summarizes them as every other benchmark row is (`runtime/src/bench/stats.ts`).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -71,7 +72,8 @@ fn connect(addr: SocketAddr) -> std::io::Result<TcpStream> {
 
 fn run_worker(addr: SocketAddr, request: Vec<u8>, start: Instant, period: Duration, first: u64, step: u64, total: u64) -> Worker {
     let mut w = Worker { latencies_us: Vec::new(), late_us: Vec::new(), ok: 0, errors: 0, first_error: None };
-    let mut conn: Option<TcpStream> = None;
+    // Opened before the clock starts (`start` is 50 ms out), so the first request does not pay for it.
+    let mut conn: Option<TcpStream> = connect(addr).ok();
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut i = first;
     while i < total {
@@ -111,17 +113,9 @@ fn run_worker(addr: SocketAddr, request: Vec<u8>, start: Instant, period: Durati
     w
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i] as f64
-}
-
 /// Sends `rate` GET requests per second to `host:port` `path` for `seconds`, over `connections`
-/// keep-alive connections. Returns JSON: `{ sent, ok, errors, firstError, p50Us, p90Us, p99Us,
-/// maxUs, lateP50Us, lateP99Us }` (latencies of the answered requests, from their send).
+/// keep-alive connections. Returns JSON: `{ sent, ok, errors, firstError, latenciesUs, lateUs }`:
+/// the latency of each answered request from its send, and how late each send was.
 #[napi]
 pub fn fixed_rate_load(host: String, port: u32, path: String, rate: u32, seconds: u32, connections: u32) -> Result<String> {
     let ip = host.parse().map_err(|_| Error::from_reason(format!("{host} is not an IP address")))?;
@@ -133,7 +127,6 @@ pub fn fixed_rate_load(host: String, port: u32, path: String, rate: u32, seconds
     let request = format!("GET {path} HTTP/1.1\r\nhost: {host}:{port}\r\nuser-agent: ambit-bench\r\n\r\n").into_bytes();
     let period = Duration::from_nanos(1_000_000_000 / rate as u64);
     let total = rate as u64 * seconds as u64;
-    // Every connection is open before the clock starts, so the first requests do not pay for it.
     let start = Instant::now() + Duration::from_millis(50);
     let workers: Vec<_> = (0..connections as u64)
         .map(|k| {
@@ -157,19 +150,13 @@ pub fn fixed_rate_load(host: String, port: u32, path: String, rate: u32, seconds
             first_error = w.first_error;
         }
     }
-    latencies.sort_unstable();
-    late.sort_unstable();
     Ok(serde_json::json!({
         "sent": total,
         "ok": ok,
         "errors": errors,
         "firstError": first_error,
-        "p50Us": percentile(&latencies, 0.50),
-        "p90Us": percentile(&latencies, 0.90),
-        "p99Us": percentile(&latencies, 0.99),
-        "maxUs": latencies.last().copied().unwrap_or(0),
-        "lateP50Us": percentile(&late, 0.50),
-        "lateP99Us": percentile(&late, 0.99),
+        "latenciesUs": latencies,
+        "lateUs": late,
     })
     .to_string())
 }

@@ -16,7 +16,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import type { MeshConfig } from '../config/schema.js';
 import { AmbitError } from '../deps.js';
 import { canonicalIp } from '../mesh/address.js';
-import { nft } from './nftables.js';
+import { nft, nftSet } from './nftables.js';
 
 export interface HboneInboundPlan {
   table: string;
@@ -52,14 +52,12 @@ export function hboneInboundRuleset(plan: HboneInboundPlan): string {
   // listener takes when bound to a wildcard); otherwise DNAT to the listener's own address.
   const to4 = wildcard || isIPv6(address) ? `redirect to :${port}` : `dnat ip to ${address}:${port}`;
   const to6 = wildcard || isIPv4(address) ? `redirect to :${port}` : `dnat ip6 to [${address}]:${port}`;
-  const set = (name: string, type: string, elements: string[]) =>
-    `  set ${name} {\n    type ${type}\n${elements.length ? `    elements = { ${elements.join(', ')} }\n` : ''}  }`;
   return [
     `table inet ${plan.table}`,
     `delete table inet ${plan.table}`,
     `table inet ${plan.table} {`,
-    set('workloads4', 'ipv4_addr', plan.workloads4),
-    set('workloads6', 'ipv6_addr', plan.workloads6),
+    nftSet('workloads4', 'ipv4_addr', plan.workloads4),
+    nftSet('workloads6', 'ipv6_addr', plan.workloads6),
     '  chain prerouting {',
     '    type nat hook prerouting priority -100; policy accept;',
     `    ip daddr @workloads4 tcp dport ${plan.port} ${to4}`,

@@ -81,8 +81,8 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
   const mode: ActiveMode = ebpf ? 'ebpf' : nft ? 'nftables' : 'none';
   // Inbound HBONE: beside either outbound mechanism, wherever capture is on for this node.
   let hbone: HboneInboundPlan | undefined;
-  const applyHbone = async (next: MeshConfig): Promise<void> => {
-    const p = requested !== 'none' && capturePlan(next).pods.length > 0 ? hboneInboundPlan(next) : undefined;
+  const applyHbone = async (next: MeshConfig, enrolled: number): Promise<void> => {
+    const p = requested !== 'none' && enrolled > 0 ? hboneInboundPlan(next) : undefined;
     if (!p) {
       if (hbone) await uninstallNft(hbone.table);
       hbone = undefined;
@@ -93,7 +93,7 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
     hbone = p;
   };
   try {
-    await applyHbone(config);
+    await applyHbone(config, plan.pods.length);
     if (hbone) log('info', `capture: inbound HBONE to ${hbone.workloads4.length + hbone.workloads6.length} workload address(es) at :${hbone.port} goes to the HBONE listener ${hbone.listener.address}:${hbone.listener.port} (nft table inet ${hbone.table})`);
   } catch (e) {
     const line = errorMessage(e);
@@ -114,7 +114,7 @@ export async function startCapture(config: MeshConfig, log: CaptureLog): Promise
         if (ebpf) ebpf.apply(nextPlan);
         else if (nft) await nft.apply(nextPlan);
         plan = nextPlan;
-        await applyHbone(next);
+        await applyHbone(next, nextPlan.pods.length);
       } catch (e) {
         log('warn', `capture: update failed, the previous capture state stays: ${errorMessage(e)}`);
       }

@@ -37,12 +37,15 @@ export function nft(args: string[], input?: string): Promise<string> {
   });
 }
 
+/** An nft set declaration, with its elements when there are any. */
+export function nftSet(name: string, type: string, elements: string[]): string {
+  return `  set ${name} {\n    type ${type}\n${elements.length ? `    elements = { ${elements.join(', ')} }\n` : ''}  }`;
+}
+
 /** The table's ruleset for `plan` (replacing any previous version of the table). */
 export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string | undefined, cgroupExists: (dir: string) => boolean = existsSync): string {
   const { ip4, ip6, port } = plan.redirect;
   const dests = plan.destinations;
-  const set = (name: string, type: string, elements: string[]) =>
-    `  set ${name} {\n    type ${type}\n${elements.length ? `    elements = { ${elements.join(', ')} }\n` : ''}  }`;
   const notProxy4 = (d: { ip: string; port: number }) => !(d.ip === ip4 && (d.port === 0 || d.port === port));
   const notProxy6 = (d: { ip: string; port: number }) => !(d.ip === ip6 && (d.port === 0 || d.port === port));
   const svc4 = dests.filter((d) => d.family === 4 && d.port !== 0 && notProxy4(d)).map((d) => `${d.ip} . ${d.port}`);
@@ -80,12 +83,12 @@ export function nftRuleset(plan: CapturePlan, table: string, cgroupRoot: string 
     `table inet ${table}`,
     `delete table inet ${table}`,
     `table inet ${table} {`,
-    set('svc4', 'ipv4_addr . inet_service', svc4),
-    set('wl4', 'ipv4_addr', wl4),
-    set('svc6', 'ipv6_addr . inet_service', svc6),
-    set('wl6', 'ipv6_addr', wl6),
-    set('pods4', 'ipv4_addr', pods4),
-    set('pods6', 'ipv6_addr', pods6),
+    nftSet('svc4', 'ipv4_addr . inet_service', svc4),
+    nftSet('wl4', 'ipv4_addr', wl4),
+    nftSet('svc6', 'ipv6_addr . inet_service', svc6),
+    nftSet('wl6', 'ipv6_addr', wl6),
+    nftSet('pods4', 'ipv4_addr', pods4),
+    nftSet('pods6', 'ipv6_addr', pods6),
     '  chain output {',
     '    type nat hook output priority -100; policy accept;',
     ...output.map((r) => `    ${r}`),

@@ -12,7 +12,7 @@
  */
 import { Pool } from 'undici';
 import { loadNative } from '../../filters/wasmtime/native.js';
-import { summarize } from '../stats.js';
+import { percentile, summarize } from '../stats.js';
 
 const [url, rateArg, secondsArg] = process.argv.slice(2);
 if (!url || !rateArg || !secondsArg) {
@@ -25,9 +25,11 @@ const native = loadNative();
 if (native.ok && native.native.fixedRateLoad) {
   const target = new URL(url);
   const r = JSON.parse(native.native.fixedRateLoad(target.hostname, Number(target.port || 80), target.pathname, rate, seconds, 16)) as
-    { sent: number; ok: number; errors: number; firstError: string | null; p50Us: number; p90Us: number; p99Us: number; lateP99Us: number };
+    { sent: number; ok: number; errors: number; firstError: string | null; latenciesUs: number[]; lateUs: number[] };
   if (r.firstError) process.stderr.write(`first error: ${r.firstError}\n`);
-  process.stdout.write(`${JSON.stringify({ generator: 'native', sent: r.sent, ok: r.ok, errors: r.errors, p50ms: r.p50Us / 1000, p90ms: r.p90Us / 1000, p99ms: r.p99Us / 1000, lateP99ms: r.lateP99Us / 1000 })}\n`);
+  const ms = (us: number[]) => Float64Array.from(us, (u) => u / 1000).sort();
+  const lat = ms(r.latenciesUs);
+  process.stdout.write(`${JSON.stringify({ generator: 'native', sent: r.sent, ok: r.ok, errors: r.errors, p50ms: percentile(lat, 0.5), p90ms: percentile(lat, 0.9), p99ms: percentile(lat, 0.99), lateP99ms: percentile(ms(r.lateUs), 0.99) })}\n`);
   process.exit(0);
 }
 const pool = new Pool(new URL(url).origin, { connections: 64, pipelining: 1 });
@@ -71,5 +73,5 @@ await new Promise<void>((resolve) => {
 await Promise.race([Promise.all(inflight), new Promise((r) => setTimeout(r, 10_000))]);
 await pool.destroy();
 const s = summarize(latencies);
-const p90 = Float64Array.from(latencies).sort()[Math.max(0, Math.ceil(0.9 * latencies.length) - 1)] ?? Number.NaN;
+const p90 = percentile(Float64Array.from(latencies).sort(), 0.9);
 process.stdout.write(`${JSON.stringify({ generator: 'undici', sent, ok, errors, p50ms: s.p50, p90ms: p90, p99ms: s.p99 })}\n`);
